@@ -1,0 +1,253 @@
+//! One diagnostic type for every stage, and its two renderings: human (annotate-snippets, the
+//! rustc/cargo style) and JSON (for editors and CI).
+//!
+//! Stages build [`Diagnostic`]s with spans and structured data; nothing else formats them.
+
+use std::fmt::Write as _;
+
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+use serde::Serialize;
+
+use crate::source::{Sources, Span};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A problem found in the config (or a file it refers to), with where and what to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    /// The primary location. `None` for problems that belong to no file position.
+    pub span: Option<Span>,
+    /// Secondary locations with a short label each ("first defined here").
+    pub labels: Vec<(Span, String)>,
+    pub hint: Option<String>,
+    /// JSON pointer into the config document, when the problem is about one value.
+    pub pointer: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(span: Span, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, Some(span), message)
+    }
+
+    pub fn warning(span: Span, message: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, Some(span), message)
+    }
+
+    /// An error without a position (a missing file, a usage problem).
+    pub fn bare(message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, None, message)
+    }
+
+    pub fn new(severity: Severity, span: Option<Span>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity,
+            message: message.into(),
+            span,
+            labels: Vec::new(),
+            hint: None,
+            pointer: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_label(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.labels.push((span, label.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn with_pointer(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = Some(pointer.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// Sorts by file and position, errors before warnings at the same place, and drops exact repeats.
+pub fn sort(diags: &mut Vec<Diagnostic>) {
+    diags.sort_by(|a, b| {
+        let key = |d: &Diagnostic| (d.span.map(|s| (s.file, s.start)), d.severity);
+        key(a).cmp(&key(b)).then_with(|| a.message.cmp(&b.message))
+    });
+    diags.dedup_by(|a, b| a.span == b.span && a.message == b.message && a.severity == b.severity);
+}
+
+/// Renders diagnostics for a terminal, with source snippets; `color` adds ANSI styles.
+pub fn render_human(sources: &Sources, diags: &[Diagnostic], color: bool) -> String {
+    let renderer = if color {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
+    let mut out = String::new();
+    for d in diags {
+        out.push_str(&renderer.render(&report(sources, d)));
+        out.push_str("\n\n");
+    }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let warnings = diags.len() - errors;
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    if !diags.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}, {}",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        );
+    }
+    out
+}
+
+fn report<'a>(sources: &'a Sources, d: &'a Diagnostic) -> Vec<Group<'a>> {
+    let level = match d.severity {
+        Severity::Error => Level::ERROR,
+        Severity::Warning => Level::WARNING,
+    };
+    let title = level.primary_title(d.message.as_str());
+    let mut groups = Vec::new();
+    let primary = match d.span {
+        Some(span) => {
+            let mut group = title.element(snippet(sources, span, "", AnnotationKind::Primary));
+            for (s, label) in &d.labels {
+                group = group.element(snippet(sources, *s, label, AnnotationKind::Context));
+            }
+            group
+        }
+        None => Group::with_title(title),
+    };
+    groups.push(primary);
+    if let Some(hint) = &d.hint {
+        groups.push(Group::with_title(
+            Level::HELP.secondary_title(hint.as_str()),
+        ));
+    }
+    groups
+}
+
+/// A snippet of only the lines the span covers, so a 5 MB file renders as fast as a small one.
+fn snippet<'a>(
+    sources: &'a Sources,
+    span: Span,
+    label: &'a str,
+    kind: AnnotationKind,
+) -> Snippet<'a, annotate_snippets::Annotation<'a>> {
+    let src = sources.get(span.file);
+    let (from, to) = src.line_range(span.start as usize, span.start as usize);
+    let start = (span.start as usize).clamp(from, to);
+    // Point at the whole value on the first line; a zero-width span marks one character.
+    let mut end = (span.end as usize).clamp(start, to);
+    if end == start {
+        end = src.text()[start..to]
+            .chars()
+            .next()
+            .map_or(start, |c| start + c.len_utf8());
+    }
+    let line = src.line_col(from).line;
+    let mut annotation = kind.span(start - from..end - from);
+    if !label.is_empty() {
+        annotation = annotation.label(label);
+    }
+    Snippet::source(&src.text()[from..to])
+        .line_start(line)
+        .path(src.path().to_str().unwrap_or("<non-UTF-8 path>"))
+        .annotation(annotation)
+}
+
+#[derive(Serialize)]
+struct JsonDiagnostic<'a> {
+    file: Option<String>,
+    line: Option<usize>,
+    column: Option<usize>,
+    end_line: Option<usize>,
+    end_column: Option<usize>,
+    severity: Severity,
+    message: &'a str,
+    hint: Option<&'a str>,
+    pointer: Option<&'a str>,
+    related: Vec<JsonRelated<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRelated<'a> {
+    file: String,
+    line: usize,
+    column: usize,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+    diagnostics: Vec<JsonDiagnostic<'a>>,
+}
+
+/// Renders diagnostics as one JSON object: `{valid, errors, warnings, diagnostics: [...]}`.
+pub fn render_json(sources: &Sources, diags: &[Diagnostic]) -> String {
+    let diagnostics = diags
+        .iter()
+        .map(|d| {
+            let (file, start, end) = match d.span {
+                Some(s) => {
+                    let src = sources.get(s.file);
+                    (
+                        Some(src.path().display().to_string()),
+                        Some(src.line_col(s.start as usize)),
+                        Some(src.line_col(s.end as usize)),
+                    )
+                }
+                None => (None, None, None),
+            };
+            JsonDiagnostic {
+                file,
+                line: start.map(|p| p.line),
+                column: start.map(|p| p.column),
+                end_line: end.map(|p| p.line),
+                end_column: end.map(|p| p.column),
+                severity: d.severity,
+                message: &d.message,
+                hint: d.hint.as_deref(),
+                pointer: d.pointer.as_deref(),
+                related: d
+                    .labels
+                    .iter()
+                    .map(|(s, m)| {
+                        let src = sources.get(s.file);
+                        let p = src.line_col(s.start as usize);
+                        JsonRelated {
+                            file: src.path().display().to_string(),
+                            line: p.line,
+                            column: p.column,
+                            message: m,
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let report = JsonReport {
+        valid: errors == 0,
+        errors,
+        warnings: diags.len() - errors,
+        diagnostics,
+    };
+    serde_json::to_string_pretty(&report).expect("diagnostics serialize to JSON")
+}

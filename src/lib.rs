@@ -1,0 +1,20 @@
+//! localci: run CircleCI configs on your own machine.
+//!
+//! Data flows one way through stages named as verbs, each a module with one output type:
+//!
+//! ```text
+//! load -> yaml (parse, spans) -> validate (schema + semantics) -> process (2.1 -> 2.0)
+//!      -> plan (jobs / workflow DAG) -> engine (tokio) -> steps -> backend (bollard)
+//!                                                   \-> events -> report (terminal / json)
+//! ```
+//!
+//! Everything before the engine is synchronous, pure and Docker-free. `diagnostic` is the one
+//! error type for config problems; `exit` maps outcomes to exit codes.
+
+pub mod cli;
+pub mod diagnostic;
+pub mod exit;
+pub mod load;
+pub mod source;
+pub mod validate;
+pub mod yaml;

@@ -1,0 +1,284 @@
+//! Builds a [`Node`] tree from saphyr-parser events: spans on every node, anchors and aliases
+//! (a redefined anchor wins for later aliases), `<<` merge keys in every form CircleCI accepts
+//! (one mapping, a list, several `<<` keys in one mapping; explicit keys win, earlier sources win),
+//! and a budget on alias expansion so a YAML bomb is an error, not an out-of-memory.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, StrInput};
+
+use super::node::{Entry, Kind, Map, Node};
+use super::scalar::resolve_plain;
+use crate::diagnostic::Diagnostic;
+use crate::source::{FileId, Source, Span};
+
+/// How many nodes aliases may add in total before the document is rejected.
+const ALIAS_BUDGET: usize = 1_000_000;
+/// How deeply collections may nest.
+const MAX_DEPTH: usize = 256;
+
+type Spanned<'a> = (Event<'a>, saphyr_parser::Span);
+
+/// Parses the first YAML document of `source`. An empty document is a `Null` node.
+pub fn compose(source: &Source, file: FileId) -> Result<Node, Diagnostic> {
+    let mut composer = Composer {
+        parser: Parser::new_from_str(source.text()),
+        source,
+        file,
+        anchors: HashMap::new(),
+        budget: ALIAS_BUDGET,
+    };
+    composer.document()
+}
+
+struct Composer<'a> {
+    parser: Parser<'a, StrInput<'a>>,
+    source: &'a Source,
+    file: FileId,
+    anchors: HashMap<usize, (Node, usize)>,
+    budget: usize,
+}
+
+/// One key/value pair before merge resolution.
+struct Pair {
+    key: String,
+    key_span: Span,
+    merge: bool,
+    value: Node,
+}
+
+impl<'a> Composer<'a> {
+    fn document(&mut self) -> Result<Node, Diagnostic> {
+        loop {
+            let (event, span) = self.next()?;
+            match event {
+                Event::StreamStart | Event::DocumentStart(_) | Event::Nothing => {}
+                Event::StreamEnd | Event::DocumentEnd => {
+                    return Ok(Node::null(self.span(&span)));
+                }
+                other => return Ok(self.node(other, span, 0)?.0),
+            }
+        }
+    }
+
+    fn next(&mut self) -> Result<Spanned<'a>, Diagnostic> {
+        match self.parser.next() {
+            Some(Ok(ev)) => Ok(ev),
+            Some(Err(e)) => Err(self.scan_error(&e)),
+            None => Err(Diagnostic::error(
+                self.end_span(),
+                "unexpected end of the YAML document",
+            )),
+        }
+    }
+
+    fn scan_error(&self, e: &ScanError) -> Diagnostic {
+        let m = e.marker();
+        let at = self.source.offset_of(m.line(), m.col());
+        let info = e.info();
+        let hint = if info.contains("tab") {
+            "YAML indentation must use spaces, not tabs"
+        } else {
+            "fix the YAML syntax at this position"
+        };
+        Diagnostic::error(
+            Span::new(self.file, at, at),
+            format!("invalid YAML: {info}"),
+        )
+        .with_hint(hint)
+    }
+
+    fn end_span(&self) -> Span {
+        let len = self.source.text().len();
+        Span::new(self.file, len, len)
+    }
+
+    fn span(&self, s: &saphyr_parser::Span) -> Span {
+        let start = self.source.offset_of(s.start.line(), s.start.col());
+        let end = self.source.offset_of(s.end.line(), s.end.col());
+        Span::new(self.file, start, end)
+    }
+
+    /// Composes one node; returns it with its size in nodes (for the alias budget).
+    fn node(
+        &mut self,
+        event: Event<'a>,
+        raw_span: saphyr_parser::Span,
+        depth: usize,
+    ) -> Result<(Node, usize), Diagnostic> {
+        let span = self.span(&raw_span);
+        if depth > MAX_DEPTH {
+            return Err(Diagnostic::error(
+                span,
+                format!("the YAML nests more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        let (node, size, anchor) = match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let node = scalar_node(
+                    span,
+                    &text,
+                    style,
+                    tag.as_deref().map(|t| t.suffix.as_str()),
+                );
+                (node, 1, anchor)
+            }
+            Event::SequenceStart(anchor, _) => {
+                let mut items = Vec::new();
+                let mut size = 1;
+                let mut end = span.end;
+                loop {
+                    let (ev, s) = self.next()?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        end = end.max(self.span(&s).end);
+                        break;
+                    }
+                    let (item, n) = self.node(ev, s, depth + 1)?;
+                    size += n;
+                    end = end.max(item.span.end);
+                    items.push(item);
+                }
+                let span = Span { end, ..span };
+                (Node::new(span, Kind::Seq(items)), size, anchor)
+            }
+            Event::MappingStart(anchor, _) => {
+                let (map, size, end) = self.mapping(span, depth)?;
+                (
+                    Node::new(Span { end, ..span }, Kind::Map(map)),
+                    size,
+                    anchor,
+                )
+            }
+            Event::Alias(id) => {
+                let Some((node, size)) = self.anchors.get(&id) else {
+                    return Err(
+                        Diagnostic::error(span, "alias to an unknown anchor").with_hint(
+                            "define the anchor (`&name`) before the alias (`*name`) that uses it",
+                        ),
+                    );
+                };
+                if *size > self.budget {
+                    return Err(Diagnostic::error(
+                        span,
+                        format!(
+                            "aliases expand to more than {ALIAS_BUDGET} YAML nodes (a YAML bomb?)"
+                        ),
+                    )
+                    .with_hint("reduce the nesting of aliases that refer to other aliases"));
+                }
+                self.budget -= size;
+                return Ok((node.clone(), *size));
+            }
+            _ => {
+                return Err(Diagnostic::error(span, "unexpected YAML structure"));
+            }
+        };
+        if anchor != 0 {
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        Ok((node, size))
+    }
+
+    fn mapping(&mut self, span: Span, depth: usize) -> Result<(Map, usize, u32), Diagnostic> {
+        let mut pairs = Vec::new();
+        let mut size = 1;
+        let mut end = span.end;
+        loop {
+            let (ev, s) = self.next()?;
+            if matches!(ev, Event::MappingEnd) {
+                end = end.max(self.span(&s).end);
+                break;
+            }
+            let merge = matches!(&ev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<");
+            let (key, n) = self.node(ev, s, depth + 1)?;
+            size += n;
+            let key_text = match key.scalar_text() {
+                Some(text) => text,
+                None => {
+                    return Err(Diagnostic::error(
+                        key.span,
+                        "a mapping key must be a plain value, not a list or map",
+                    ));
+                }
+            };
+            let (ev, s) = self.next()?;
+            let (value, n) = self.node(ev, s, depth + 1)?;
+            size += n;
+            end = end.max(value.span.end);
+            pairs.push(Pair {
+                key: key_text,
+                key_span: key.span,
+                merge,
+                value,
+            });
+        }
+        Ok((resolve_merges(pairs)?, size, end))
+    }
+}
+
+fn scalar_node(span: Span, text: &str, style: ScalarStyle, tag: Option<&str>) -> Node {
+    if style != ScalarStyle::Plain || tag == Some("str") {
+        return Node::string(span, text);
+    }
+    let kind = resolve_plain(text);
+    let raw = (!matches!(kind, Kind::Str(_))).then(|| text.into());
+    Node { span, kind, raw }
+}
+
+/// Applies `<<` merge keys: explicit keys win over merged ones; among merge sources the first
+/// one that defines a key wins. Explicit duplicate keys are an error.
+fn resolve_merges(pairs: Vec<Pair>) -> Result<Map, Diagnostic> {
+    let mut explicit: HashMap<&str, Span> = HashMap::new();
+    for p in pairs.iter().filter(|p| !p.merge) {
+        if let Some(first) = explicit.insert(&p.key, p.key_span) {
+            return Err(Diagnostic::error(
+                p.key_span,
+                format!("duplicate key `{}` in this mapping", p.key),
+            )
+            .with_label(first, "first defined here")
+            .with_hint(
+                "remove one of the two entries; YAML does not allow a key twice in one mapping",
+            ));
+        }
+    }
+    let explicit: std::collections::HashSet<String> =
+        explicit.keys().map(|k| (*k).to_string()).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut entries = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        if !pair.merge {
+            entries.push(Entry {
+                key: pair.key,
+                key_span: pair.key_span,
+                value: pair.value,
+            });
+            continue;
+        }
+        for source in merge_sources(&pair.value)? {
+            for e in &source.entries {
+                if !explicit.contains(&e.key) && seen.insert(e.key.clone()) {
+                    entries.push(e.clone());
+                }
+            }
+        }
+    }
+    Ok(Map { entries })
+}
+
+fn merge_sources(value: &Node) -> Result<Vec<&Map>, Diagnostic> {
+    let bad = |span| {
+        Diagnostic::error(
+            span,
+            "the merge key `<<` needs a mapping or a list of mappings",
+        )
+        .with_hint("write `<<: *anchor` or `<<: [*a, *b]` where each anchor names a mapping")
+    };
+    match &value.kind {
+        Kind::Map(m) => Ok(vec![m]),
+        Kind::Seq(items) => items
+            .iter()
+            .map(|i| i.as_map().ok_or_else(|| bad(i.span)))
+            .collect(),
+        _ => Err(bad(value.span)),
+    }
+}
