@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod diagnostic;
 pub mod exit;
+pub mod git;
 pub mod load;
 pub mod source;
 pub mod validate;

@@ -1,0 +1,140 @@
+//! Facts about the local git repository (branch, tag, revision, remote), read once through the
+//! `git` command. They feed pipeline values (`process`) and the `CIRCLE_*` variables (`execute`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What localci knows about the repository a config lives in. Every field is optional: a
+/// config outside any repository still validates and processes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepoInfo {
+    pub root: Option<PathBuf>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub revision: Option<String>,
+    pub remote_url: Option<String>,
+}
+
+impl RepoInfo {
+    /// Reads the repository that contains `dir`. Branch builds have no tag; a detached HEAD that
+    /// sits exactly on a tag is a tag build.
+    pub fn discover(dir: &Path) -> RepoInfo {
+        let git = |args: &[&str]| run_git(dir, args);
+        let Some(root) = git(&["rev-parse", "--show-toplevel"]) else {
+            return RepoInfo::default();
+        };
+        let branch = git(&["symbolic-ref", "--short", "-q", "HEAD"]);
+        let tag = if branch.is_none() {
+            git(&["describe", "--tags", "--exact-match", "HEAD"])
+        } else {
+            None
+        };
+        let remote_url = git(&["remote", "get-url", "origin"]).or_else(|| {
+            let first = git(&["remote"])?.lines().next()?.to_string();
+            git(&["remote", "get-url", &first])
+        });
+        RepoInfo {
+            root: Some(PathBuf::from(root)),
+            branch,
+            tag,
+            revision: git(&["rev-parse", "--verify", "-q", "HEAD"]),
+            remote_url,
+        }
+    }
+
+    /// `(username, reponame)` from the remote URL: `git@github.com:org/repo.git` and
+    /// `https://github.com/org/repo` both give `("org", "repo")`. Falls back to the folder name.
+    pub fn project_slug(&self) -> (String, String) {
+        if let Some(url) = &self.remote_url {
+            let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
+            let mut parts = trimmed.rsplit(['/', ':']);
+            if let (Some(repo), Some(user)) = (parts.next(), parts.next()) {
+                if !repo.is_empty() && !user.is_empty() && !user.contains('@') {
+                    return (user.to_string(), repo.to_string());
+                }
+            }
+        }
+        let folder = self.root.as_deref().and_then(Path::file_name).map_or_else(
+            || "project".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        ("local".to_string(), folder)
+    }
+
+    /// `github`, `bitbucket` or `gitlab` from the remote host; `github` when unknown.
+    pub fn vcs_type(&self) -> &'static str {
+        match self.remote_url.as_deref() {
+            Some(u) if u.contains("bitbucket") => "bitbucket",
+            Some(u) if u.contains("gitlab") => "gitlab",
+            _ => "github",
+        }
+    }
+}
+
+fn run_git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_from_ssh_and_https_remotes() {
+        let info = |url: &str| RepoInfo {
+            remote_url: Some(url.into()),
+            ..RepoInfo::default()
+        };
+        assert_eq!(
+            info("git@github.com:org/repo.git").project_slug(),
+            ("org".into(), "repo".into())
+        );
+        assert_eq!(
+            info("https://github.com/org/repo/").project_slug(),
+            ("org".into(), "repo".into())
+        );
+    }
+
+    #[test]
+    fn reads_a_real_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&[
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ]);
+        git(&["remote", "add", "origin", "git@github.com:acme/widget.git"]);
+        let info = RepoInfo::discover(dir.path());
+        assert_eq!(info.branch.as_deref(), Some("main"));
+        assert_eq!(info.revision.as_ref().map(String::len), Some(40));
+        assert_eq!(info.project_slug(), ("acme".into(), "widget".into()));
+    }
+}
