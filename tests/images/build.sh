@@ -81,21 +81,19 @@ cleanup() {
     for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do
         # debootstrap leaves mounts behind when interrupted; never follow them.
         if [ -d "$d" ]; then
-            grep -F " $d/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
-                umount -l "$m" 2>/dev/null || true
-            done
+            awk -v p="$d/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r |
+                while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
             rm -rf --one-file-system "$d" || true
         fi
     done
 }
 trap cleanup EXIT
 
-new_tmp_dir() { # prints a new temp dir (not under /tmp: it may be noexec/nodev)
-    local d
+TMP=
+new_tmp_dir() { # sets TMP to a new temp dir, removed on exit (not in a subshell!)
     mkdir -p "$CACHE_DIR/tmp"
-    d=$(mktemp -d "$CACHE_DIR/tmp/build.XXXXXX")
-    TMP_DIRS+=("$d")
-    printf '%s\n' "$d"
+    TMP=$(mktemp -d "$CACHE_DIR/tmp/build.XXXXXX")
+    TMP_DIRS+=("$TMP")
 }
 
 # --- prerequisites -------------------------------------------------------
@@ -124,12 +122,17 @@ image_size() {
 }
 
 declare -A STATUS=()
+declare -A OLD_ID=()
 REBUILT=()
 
 # needs_build KEY IMAGE [BASE_KEY]: decide whether to build, record "present".
 needs_build() {
     local key=$1 image=$2 base=${3:-} r
-    if [ "$FORCE" -eq 1 ] || ! image_exists "$image"; then
+    if ! image_exists "$image"; then
+        return 0
+    fi
+    OLD_ID[$key]=$(docker image inspect --format '{{.Id}}' "$image")
+    if [ "$FORCE" -eq 1 ]; then
         return 0
     fi
     if [ -n "$base" ]; then
@@ -147,6 +150,18 @@ needs_build() {
 built() { # built KEY START_SECONDS
     STATUS[$1]="built in $(($(date +%s) - $2))s"
     REBUILT+=("$1")
+}
+
+# Remove the images that rebuilt tags replaced, once nothing uses them (best effort).
+remove_replaced_images() {
+    local key id
+    for key in preserve python busybox debian; do
+        id=${OLD_ID[$key]:-}
+        [ -n "$id" ] || continue
+        if [ -z "$(docker image inspect --format '{{join .RepoTags ","}}' "$id" 2>/dev/null)" ]; then
+            docker rmi "$id" >/dev/null 2>&1 || true
+        fi
+    done
 }
 
 # Import a rootfs directory as an image (numeric owners kept, e.g. 3434).
@@ -180,7 +195,8 @@ build_busybox() {
         die "$bb is not statically linked (is busybox-static installed?)"
     fi
 
-    dir=$(new_tmp_dir)/rootfs
+    new_tmp_dir
+    dir=$TMP/rootfs
     mkdir -p "$dir"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,etc,root,home/circleci,tmp,var/tmp,proc,sys,dev}
     cp "$bb" "$dir/bin/busybox"
     "$bb" --list >"$dir.applets" || die "$bb --list failed"
@@ -250,7 +266,8 @@ build_debian() {
         fi
         [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || apt_install debian-archive-keyring
         mirror=$(debian_mirror)
-        dir=$(new_tmp_dir)/rootfs
+        new_tmp_dir
+        dir=$TMP/rootfs
         log "debootstrap $SUITE from $mirror (takes a few minutes; cached in $tarball)"
         if ! debootstrap --variant=minbase --include="$DEBIAN_INCLUDE" \
             "$SUITE" "$dir" "$mirror" >"$dir.debootstrap.log" 2>&1; then
@@ -361,7 +378,8 @@ build_preserve() {
     local start dir
     start=$(date +%s)
     image_exists "$BUSYBOX_IMAGE" || die "$BUSYBOX_IMAGE missing (needed as base of $PRESERVE_IMAGE)"
-    dir=$(new_tmp_dir)
+    new_tmp_dir
+    dir=$TMP
     cat >"$dir/entrypoint.sh" <<'EOF'
 #!/bin/sh
 # localci-test/preserve entrypoint: leave a marker, then run the command.
@@ -390,6 +408,8 @@ if wanted busybox && needs_build busybox "$BUSYBOX_IMAGE"; then build_busybox; f
 if wanted debian && needs_build debian "$DEBIAN_IMAGE"; then build_debian; fi
 if wanted python && needs_build python "$PYTHON_IMAGE" debian; then build_python; fi
 if wanted preserve && needs_build preserve "$PRESERVE_IMAGE" busybox; then build_preserve; fi
+
+remove_replaced_images
 
 # Summary, and a final check that every wanted image is really there.
 missing=0
