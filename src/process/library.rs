@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::diagnostic::Diagnostic;
 use crate::source::Span;
-use crate::yaml::Node;
+use crate::yaml::{Kind, Node};
 
 use super::context::Ctx;
 
@@ -75,7 +75,10 @@ pub(crate) struct MissingOrb {
     pub alias: String,
     pub reference: String,
     pub declared: Span,
+    /// Uses the compile reached.
     pub usages: Vec<Span>,
+    /// Other places that name the orb's elements (found by [`Library::scan_usages`]).
+    pub scanned: Vec<Span>,
 }
 
 /// How one registry orb reference was resolved (`circleci/node@5` -> `circleci/node@5.2.0`).
@@ -138,6 +141,38 @@ impl Library {
         (!self.namespaces[from].imports.contains_key(alias)).then_some(alias)
     }
 
+    /// Adds to each missing orb of the config the places that name one of its elements
+    /// (`alias/x` as a step, executor, job or `override-with`), so the error lists them all,
+    /// including those the compile did not reach after an earlier error.
+    pub fn scan_usages(&mut self, config: &Node) {
+        let aliases: Vec<(String, usize)> = self.namespaces[ROOT]
+            .imports
+            .iter()
+            .filter_map(|(alias, import)| match import {
+                Import::Missing(i) => Some((alias.clone(), *i)),
+                Import::Orb(_) => None,
+            })
+            .collect();
+        if aliases.is_empty() {
+            return;
+        }
+        let mut found = Vec::new();
+        if let Some(map) = config.as_map() {
+            for e in map.entries.iter().filter(|e| e.key != "orbs") {
+                collect_refs(&e.value, &mut found);
+            }
+        }
+        for (span, text) in found {
+            let Some((alias, _)) = text.split_once('/') else { continue };
+            if let Some((_, i)) = aliases.iter().find(|(a, _)| a == alias) {
+                let m = &mut self.missing[*i];
+                if !m.usages.contains(&span) && !m.scanned.contains(&span) {
+                    m.scanned.push(span);
+                }
+            }
+        }
+    }
+
     /// Errors for missing orbs that something used, warnings for the others.
     pub fn report_missing(&self, ctx: &mut Ctx, searched: &[PathBuf]) {
         for m in &self.missing {
@@ -168,18 +203,21 @@ impl Library {
                 );
                 continue;
             }
+            let mut places: Vec<Span> = m.usages.iter().chain(&m.scanned).copied().collect();
+            places.sort();
+            places.dedup();
             let mut d = Diagnostic::error(
                 m.declared,
                 format!(
                     "orb {} (alias `{}`) cannot be resolved offline, and {} place(s) use it",
                     m.reference,
                     m.alias,
-                    m.usages.len()
+                    places.len()
                 ),
             )
             .with_hint(how);
-            for u in &m.usages {
-                d = d.with_label(*u, format!("uses orb `{}`", m.alias));
+            for u in places {
+                d = d.with_label(u, format!("uses orb `{}`", m.alias));
             }
             ctx.errors.push(d);
         }
@@ -191,5 +229,28 @@ pub(crate) fn file_name(reference: &str) -> PathBuf {
     match reference.split_once('/') {
         Some((ns, rest)) => PathBuf::from(ns).join(format!("{rest}.yml")),
         None => PathBuf::from(format!("{reference}.yml")),
+    }
+}
+
+/// Every `x/y` string value and map key under `node`, with its span.
+fn collect_refs(node: &Node, out: &mut Vec<(Span, String)>) {
+    let is_ref = |s: &str| {
+        s.split_once('/').is_some_and(|(a, b)| {
+            let part = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            part(a) && part(b)
+        })
+    };
+    match &node.kind {
+        Kind::Str(s) if is_ref(s) => out.push((node.span, s.clone())),
+        Kind::Seq(items) => items.iter().for_each(|i| collect_refs(i, out)),
+        Kind::Map(m) => {
+            for e in &m.entries {
+                if is_ref(&e.key) {
+                    out.push((e.key_span, e.key.clone()));
+                }
+                collect_refs(&e.value, out);
+            }
+        }
+        _ => {}
     }
 }

@@ -203,6 +203,7 @@ fn compile(
         calls: Vec::new(),
     };
     let (jobs, workflows) = compile_workflows(&mut compiler, config);
+    compiler.lib.scan_usages(config);
     compiler.lib.report_missing(&mut compiler.ctx, &searched);
     *ctx = std::mem::take(&mut compiler.ctx);
     let has_build = jobs.contains_key("build");

@@ -126,6 +126,7 @@ impl<'a> Loader<'a> {
                     reference: reference.to_string(),
                     declared: value.span,
                     usages: Vec::new(),
+                    scanned: Vec::new(),
                 });
                 Some(Import::Missing(self.lib.missing.len() - 1))
             }

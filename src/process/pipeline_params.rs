@@ -59,7 +59,10 @@ pub(crate) fn resolve(
             Some((_, text)) => match typed(d, text) {
                 Ok(v) => v,
                 Err(msg) => {
-                    ctx.error(Diagnostic::bare(msg).with_label(d.span, "declared here"));
+                    ctx.error(
+                        Diagnostic::error(d.span, msg)
+                            .with_hint(format!("--pipeline-param {}={text} does not fit the declaration here", d.name)),
+                    );
                     failed = true;
                     continue;
                 }
@@ -99,7 +102,7 @@ fn typed(decl: &ParamDecl, text: &str) -> Result<Node, String> {
     match check(decl, &node) {
         Ok(_) => Ok(node),
         Err(_) => Err(format!(
-            "Type error for argument {}: expected type: {}, actual value: {}",
+            "Type error for argument {}: expected type: {}, actual value: {} (type string)",
             decl.name,
             match &decl.ty {
                 ParamType::Enum(values) => format!("enum [{}]", values.join(", ")),

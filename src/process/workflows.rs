@@ -245,7 +245,13 @@ impl Compiler<'_> {
             let mut inst_body = self.subst_body(&rest, Some(combination))?;
             for (k, v) in combination {
                 if !inst_body.contains_key(k) {
-                    inst_body.entries.push(entry(k, v.span, v.clone()));
+                    // Point argument errors at the matrix parameter's name, once for all instances.
+                    let key_span = matrix_node
+                        .get("parameters")
+                        .and_then(Node::as_map)
+                        .and_then(|m| m.entry(k))
+                        .map_or(v.span, |e| e.key_span);
+                    inst_body.entries.push(entry(k, key_span, v.clone()));
                 }
             }
             let generated = self.generated(&job, combination)?;
@@ -498,7 +504,10 @@ impl Compiler<'_> {
         let group: Vec<usize> = (0..instances.len())
             .filter(|&i| {
                 let inst = &instances[i];
-                inst.alias.as_deref() == Some(name) || (inst.explicit.is_none() && inst.job == name)
+                match &inst.alias {
+                    Some(alias) => alias == name,
+                    None => inst.explicit.is_none() && inst.job == name,
+                }
             })
             .collect();
         if group.is_empty() {
