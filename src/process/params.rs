@@ -123,7 +123,7 @@ fn parse_decl(ctx: &mut Ctx, name: &str, span: Span, node: &Node) -> Res<ParamDe
         if let Err(msg) = check(&decl, default) {
             return Err(ctx.error(Diagnostic::error(
                 default.span,
-                format!("invalid default of parameter {name}: {msg}"),
+                format!("invalid default: {msg}"),
             )));
         }
     }
