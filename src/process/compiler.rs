@@ -8,7 +8,7 @@ use crate::source::Span;
 use crate::yaml::Node;
 
 use super::context::{Ctx, Res};
-use super::library::{ElementKind, Found, Library, NsId};
+use super::library::{ElementKind, Library, Lookup, NsId};
 use super::params::{Args, Callee, Decls, ParamType, bind};
 use super::pipeline::PipelineValues;
 use super::subst::{Scope, subst};
@@ -43,9 +43,9 @@ impl Compiler<'_> {
         at: Span,
     ) -> Res<(NsId, super::library::Element)> {
         match self.lib.find(ns, kind, name, at) {
-            Found::Element(id, e) => Ok((id, e)),
-            Found::MissingOrb => Err(super::context::Reported),
-            Found::NotFound => Err(self.not_found(ns, kind, name, at)),
+            Lookup::Element(id, e) => Ok((id, e)),
+            Lookup::MissingOrb => Err(super::context::Reported),
+            Lookup::NotFound => Err(self.not_found(ns, kind, name, at)),
         }
     }
 

@@ -84,16 +84,16 @@ impl Compiler<'_> {
 pub(crate) fn merge(executor: Map, job: Map) -> Map {
     let mut out = executor;
     for e in job.entries {
-        if e.key == "environment" {
-            if let Some(base) = out.get("environment") {
-                let mut merged = environment_map(base);
-                for j in environment_map(&e.value).entries {
-                    merged.insert(j.key, j.key_span, j.value);
-                }
-                let span = e.value.span;
-                out.insert(e.key, e.key_span, Node::new(span, Kind::Map(merged)));
-                continue;
+        if e.key == "environment"
+            && let Some(base) = out.get("environment")
+        {
+            let mut merged = environment_map(base);
+            for j in environment_map(&e.value).entries {
+                merged.insert(j.key, j.key_span, j.value);
             }
+            let span = e.value.span;
+            out.insert(e.key, e.key_span, Node::new(span, Kind::Map(merged)));
+            continue;
         }
         out.insert(e.key, e.key_span, e.value);
     }

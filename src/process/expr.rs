@@ -464,7 +464,7 @@ mod tests {
         assert!(truth(
             r#"pipeline.git.branch == "main" and pipeline.number > 3"#
         ));
-        assert!(truth(r#"not pipeline.git.branch == "dev""#) == false);
+        assert!(!truth(r#"not pipeline.git.branch == "dev""#));
         assert!(truth(r#"not (pipeline.git.branch == "dev")"#));
         assert!(truth(r#"pipeline.git.branch starts-with "ma""#));
         assert!(truth(r#"pipeline.git.branch matches /ma.*/"#));

@@ -97,7 +97,7 @@ pub(crate) struct Library {
 }
 
 /// The outcome of looking a name up.
-pub(crate) enum Found {
+pub(crate) enum Lookup {
     Element(NsId, Element),
     NotFound,
     /// The name belongs to an orb that could not be resolved; the use was recorded.
@@ -114,7 +114,7 @@ impl Library {
     }
 
     /// Looks up `name` (`x` or `alias/x`) as seen from namespace `from`.
-    pub fn find(&mut self, from: NsId, kind: ElementKind, name: &str, at: Span) -> Found {
+    pub fn find(&mut self, from: NsId, kind: ElementKind, name: &str, at: Span) -> Lookup {
         let (ns, local) = match name.split_once('/') {
             None => (from, name),
             Some((alias, rest)) => match self.namespaces[from].imports.get(alias) {
@@ -124,14 +124,14 @@ impl Library {
                     if !usages.contains(&at) {
                         usages.push(at);
                     }
-                    return Found::MissingOrb;
+                    return Lookup::MissingOrb;
                 }
-                None => return Found::NotFound,
+                None => return Lookup::NotFound,
             },
         };
         match self.namespaces[ns].table(kind).get(local) {
-            Some(e) => Found::Element(ns, e.clone()),
-            None => Found::NotFound,
+            Some(e) => Lookup::Element(ns, e.clone()),
+            None => Lookup::NotFound,
         }
     }
 
@@ -163,7 +163,9 @@ impl Library {
             }
         }
         for (span, text) in found {
-            let Some((alias, _)) = text.split_once('/') else { continue };
+            let Some((alias, _)) = text.split_once('/') else {
+                continue;
+            };
             if let Some((_, i)) = aliases.iter().find(|(a, _)| a == alias) {
                 let m = &mut self.missing[*i];
                 if !m.usages.contains(&span) && !m.scanned.contains(&span) {
@@ -236,7 +238,11 @@ pub(crate) fn file_name(reference: &str) -> PathBuf {
 fn collect_refs(node: &Node, out: &mut Vec<(Span, String)>) {
     let is_ref = |s: &str| {
         s.split_once('/').is_some_and(|(a, b)| {
-            let part = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            let part = |p: &str| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            };
             part(a) && part(b)
         })
     };

@@ -119,13 +119,13 @@ fn parse_decl(ctx: &mut Ctx, name: &str, span: Span, node: &Node) -> Res<ParamDe
         ty,
         default: map.get("default").cloned(),
     };
-    if let Some(default) = &decl.default {
-        if let Err(msg) = check(&decl, default) {
-            return Err(ctx.error(Diagnostic::error(
-                default.span,
-                format!("invalid default: {msg}"),
-            )));
-        }
+    if let Some(default) = &decl.default
+        && let Err(msg) = check(&decl, default)
+    {
+        return Err(ctx.error(Diagnostic::error(
+            default.span,
+            format!("invalid default: {msg}"),
+        )));
     }
     Ok(decl)
 }

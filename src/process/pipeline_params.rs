@@ -59,10 +59,10 @@ pub(crate) fn resolve(
             Some((_, text)) => match typed(d, text) {
                 Ok(v) => v,
                 Err(msg) => {
-                    ctx.error(
-                        Diagnostic::error(d.span, msg)
-                            .with_hint(format!("--pipeline-param {}={text} does not fit the declaration here", d.name)),
-                    );
+                    ctx.error(Diagnostic::error(d.span, msg).with_hint(format!(
+                        "--pipeline-param {}={text} does not fit the declaration here",
+                        d.name
+                    )));
                     failed = true;
                     continue;
                 }

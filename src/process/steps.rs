@@ -11,7 +11,7 @@ use crate::yaml::{Entry, Kind, Map, Node};
 
 use super::compiler::Compiler;
 use super::context::{Reported, Res};
-use super::library::{Element, ElementKind, Found, NsId};
+use super::library::{Element, ElementKind, Lookup, NsId};
 use super::logic;
 use super::params::{Callee, Decls, given_args};
 
@@ -138,13 +138,13 @@ impl Compiler<'_> {
         out: &mut Vec<Node>,
     ) -> Res<()> {
         match self.lib.find(ns, ElementKind::Command, name, at) {
-            Found::Element(cns, element) => self.invoke(name, at, args, element, cns, ns, out),
-            Found::MissingOrb => Err(Reported),
-            Found::NotFound if BUILTIN.contains(&name) => {
+            Lookup::Element(cns, element) => self.invoke(name, at, args, element, cns, ns, out),
+            Lookup::MissingOrb => Err(Reported),
+            Lookup::NotFound if BUILTIN.contains(&name) => {
                 out.push(builtin(name, step, args));
                 Ok(())
             }
-            Found::NotFound => Err(self.not_found(ns, ElementKind::Command, name, at)),
+            Lookup::NotFound => Err(self.not_found(ns, ElementKind::Command, name, at)),
         }
     }
 

@@ -145,10 +145,8 @@ fn string(ctx: &mut Ctx, node: &Node, s: &str, scope: &Scope, env: bool) -> Res<
     let pieces = parse(ctx, node.span, s)?;
     if let [Piece::Tag(content)] = pieces.as_slice() {
         let mut value = whole(ctx, node.span, content, scope)?;
-        if env {
-            if let Kind::Bool(b) = value.kind {
-                value = Node::string(node.span, if b { "1" } else { "0" });
-            }
+        if env && let Kind::Bool(b) = value.kind {
+            value = Node::string(node.span, if b { "1" } else { "0" });
         }
         return Ok(value);
     }

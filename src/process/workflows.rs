@@ -11,7 +11,7 @@ use crate::yaml::{Entry, Kind, Map, Node};
 use super::compiler::Compiler;
 use super::context::{Reported, Res};
 use super::jobs::Invocation;
-use super::library::{ElementKind, Found, ROOT};
+use super::library::{ElementKind, Lookup, ROOT};
 use super::logic;
 use super::matrix::{self, Combination};
 use super::output::{entry, map_node};
@@ -104,15 +104,15 @@ impl Compiler<'_> {
                 format!("workflow {name} must be a map with `jobs:`"),
             )));
         };
-        if let Some(when) = map.get("when") {
-            if !self.workflow_condition(when)? {
-                return Ok(None);
-            }
+        if let Some(when) = map.get("when")
+            && !self.workflow_condition(when)?
+        {
+            return Ok(None);
         }
-        if let Some(unless) = map.get("unless") {
-            if self.workflow_condition(unless)? {
-                return Ok(None);
-            }
+        if let Some(unless) = map.get("unless")
+            && self.workflow_condition(unless)?
+        {
+            return Ok(None);
         }
         let Some(items) = map.get("jobs").and_then(Node::as_seq) else {
             return Err(self.ctx.error(Diagnostic::error(
@@ -388,9 +388,9 @@ impl Compiler<'_> {
             )));
         };
         match self.lib.find(ROOT, ElementKind::Job, name, target.span) {
-            Found::Element(..) => Ok(Some(name.to_string())),
-            Found::NotFound => Ok(None),
-            Found::MissingOrb => Err(Reported),
+            Lookup::Element(..) => Ok(Some(name.to_string())),
+            Lookup::NotFound => Ok(None),
+            Lookup::MissingOrb => Err(Reported),
         }
     }
 
