@@ -11,6 +11,7 @@ use super::executors::merge;
 use super::library::{ElementKind, NsId, ROOT};
 use super::output::finish_job;
 use super::params::{Args, Callee, Decls, ParamType};
+use super::steps::stray_steps;
 use super::template::{self, Piece};
 
 /// Keys of a job definition that do not belong in the compiled job.
@@ -87,6 +88,17 @@ impl Compiler<'_> {
             let at = job.entry("steps").map_or(span, |e| e.key_span);
             let value_span = job.get("steps").map_or(span, |s| s.span);
             job.insert("steps", at, Node::new(value_span, Kind::Seq(steps)));
+        }
+        let stray = job
+            .entries
+            .iter()
+            .find_map(|e| stray_steps(&e.value))
+            .map(|n| n.span);
+        if let Some(at) = stray {
+            return Err(self.ctx.error(
+                Diagnostic::error(at, "a `steps` parameter is used where no steps can go")
+                    .with_hint("splice it into a step list with `- steps: << parameters.x >>`"),
+            ));
         }
         finish_job(&mut job);
         Ok(job)

@@ -60,6 +60,21 @@ pub(crate) fn expanded(span: Span, steps: Vec<Node>) -> Node {
     Node::new(span, Kind::Seq(items))
 }
 
+/// The first place under `node` where a `steps` parameter's value ended up outside a step list
+/// (e.g. `environment: {X: << parameters.steps >>}`), which cannot be compiled.
+pub(crate) fn stray_steps(node: &Node) -> Option<&Node> {
+    match &node.kind {
+        Kind::Seq(_)
+            if is_expanded_list(node) && !node.as_seq().is_some_and(<[Node]>::is_empty) =>
+        {
+            Some(node)
+        }
+        Kind::Seq(items) => items.iter().find_map(stray_steps),
+        Kind::Map(m) => m.entries.iter().find_map(|e| stray_steps(&e.value)),
+        _ => None,
+    }
+}
+
 /// Whether `node` is the value of a `steps` parameter (a list of expanded steps).
 pub(crate) fn is_expanded_list(node: &Node) -> bool {
     node.as_seq().is_some_and(|items| {
