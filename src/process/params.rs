@@ -277,7 +277,8 @@ pub(crate) fn check(decl: &ParamDecl, value: &Node) -> Result<Option<String>, St
         (ParamType::String, Kind::Float(f)) => Ok(float_warning(name, value, *f)),
         (ParamType::Boolean, Kind::Bool(_)) | (ParamType::Integer, Kind::Int(_)) => Ok(None),
         (ParamType::Enum(allowed), Kind::Str(_) | Kind::Int(_) | Kind::Float(_)) => {
-            let text = value.scalar_text().unwrap_or_default();
+            // As CircleCI reads it: an unquoted 3.10 is the number 3.1.
+            let text = super::value::text(value).unwrap_or_default();
             if allowed.contains(&text) {
                 Ok(None)
             } else {
