@@ -16,6 +16,7 @@ pub mod diagnostic;
 pub mod exit;
 pub mod git;
 pub mod load;
+pub mod process;
 pub mod source;
 pub mod validate;
 pub mod yaml;

@@ -1,0 +1,121 @@
+//! The state of one 2.1 compile after orbs are loaded: the element library, the pipeline's
+//! values and parameters, diagnostics, and the stack of commands being expanded (to detect
+//! recursion). The expansion stages (`steps`, `executors`, `jobs`, `workflows`) are methods on
+//! [`Compiler`], each in its own file.
+
+use crate::diagnostic::Diagnostic;
+use crate::source::Span;
+use crate::yaml::Node;
+
+use super::context::{Ctx, Res};
+use super::library::{ElementKind, Library, Lookup, NsId};
+use super::params::{Args, Callee, Decls, ParamType, bind};
+use super::pipeline::PipelineValues;
+use super::subst::{Scope, subst};
+
+pub(crate) struct Compiler<'a> {
+    pub ctx: Ctx,
+    pub lib: Library,
+    pub pipeline: &'a PipelineValues,
+    pub pipeline_params: Vec<(String, Node)>,
+    /// Commands being expanded, innermost last: (namespace, name in it).
+    pub calls: Vec<(NsId, String)>,
+}
+
+impl Compiler<'_> {
+    /// Substitutes `node` in the scope of an element of namespace `ns`.
+    pub fn subst_in(&mut self, node: &Node, ns: NsId, params: Option<&Args>) -> Res<Node> {
+        let scope = Scope {
+            params,
+            pipeline_params: (!self.lib.is_orb(ns)).then_some(self.pipeline_params.as_slice()),
+            pipeline: self.pipeline,
+            matrix: None,
+        };
+        subst(&mut self.ctx, node, &scope)
+    }
+
+    /// Looks an element up and turns "not there" into CircleCI's error.
+    pub fn find(
+        &mut self,
+        ns: NsId,
+        kind: ElementKind,
+        name: &str,
+        at: Span,
+    ) -> Res<(NsId, super::library::Element)> {
+        match self.lib.find(ns, kind, name, at) {
+            Lookup::Element(id, e) => Ok((id, e)),
+            Lookup::MissingOrb => Err(super::context::Reported),
+            Lookup::NotFound => Err(self.not_found(ns, kind, name, at)),
+        }
+    }
+
+    pub fn not_found(
+        &mut self,
+        ns: NsId,
+        kind: ElementKind,
+        name: &str,
+        at: Span,
+    ) -> super::context::Reported {
+        let noun = kind.noun();
+        let hint = match self.lib.unknown_alias(ns, name) {
+            Some(alias) => format!("`{alias}` is not an orb imported under `orbs:`"),
+            None => {
+                let mut known: Vec<&String> = match kind {
+                    ElementKind::Command => self.lib.ns(ns).commands.keys().collect(),
+                    ElementKind::Job => self.lib.ns(ns).jobs.keys().collect(),
+                    ElementKind::Executor => self.lib.ns(ns).executors.keys().collect(),
+                };
+                known.sort();
+                if known.is_empty() {
+                    format!("no {noun}s are defined here")
+                } else {
+                    let list: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+                    format!("defined {noun}s: {}", list.join(", "))
+                }
+            }
+        };
+        self.ctx.error(
+            Diagnostic::error(
+                at,
+                format!("Cannot find a definition for {noun} named {name}"),
+            )
+            .with_hint(hint),
+        )
+    }
+
+    /// Binds an invocation's arguments, then prepares them for use in the callee: defaults are
+    /// substituted in the declaring namespace, and `steps` arguments are expanded where they
+    /// were written (the caller's commands are not the callee's).
+    pub fn bind_args(
+        &mut self,
+        decls: &Decls,
+        given: &[(String, Span, Node)],
+        callee: &Callee,
+        caller: NsId,
+        declaring: NsId,
+    ) -> Res<Args> {
+        let mut args = bind(&mut self.ctx, decls, given, callee)?;
+        let mut failed = false;
+        for arg in &mut args.list {
+            arg.origin = if arg.from_default { declaring } else { caller };
+            if arg.from_default {
+                match self.subst_in(&arg.value, declaring, None) {
+                    Ok(v) => arg.value = v,
+                    Err(_) => failed = true,
+                }
+            }
+            if arg.ty == ParamType::Steps {
+                let mut out = Vec::new();
+                match self.expand_steps(&arg.value, arg.origin, &mut out) {
+                    Ok(()) => arg.value = super::steps::expanded(arg.value.span, out),
+                    Err(_) => failed = true,
+                }
+            }
+        }
+        if failed {
+            Err(super::context::Reported)
+        } else {
+            Ok(args)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Executor invocation (`executor: name` or `executor: {name, <args>}`) and the merge rule:
+//! every key the job writes replaces the executor's, except `environment`, which is merged key
+//! by key with the job winning.
+
+use crate::diagnostic::Diagnostic;
+use crate::yaml::{Kind, Map, Node};
+
+use super::compiler::Compiler;
+use super::context::Res;
+use super::library::{ElementKind, NsId};
+use super::output::environment_map;
+use super::params::{Callee, Decls, given_args};
+
+/// Keys of an executor definition that are not part of the job it configures.
+const DEFINITION_ONLY: &[&str] = &["parameters", "description"];
+
+impl Compiler<'_> {
+    /// The body of the executor that `value` invokes from namespace `ns`, substituted.
+    pub fn executor(&mut self, value: &Node, ns: NsId) -> Res<Map> {
+        let (name, at, given) = match &value.kind {
+            Kind::Str(name) => (name.clone(), value.span, Vec::new()),
+            Kind::Map(m) => {
+                match m.get("name") {
+                    Some(Node {
+                        kind: Kind::Str(name),
+                        span,
+                        ..
+                    }) => (name.clone(), *span, given_args(Some(m), &["name"])),
+                    _ => {
+                        return Err(self.ctx.error(
+                        Diagnostic::error(value.span, "Unexpected executor invocation format: a map needs `name: <executor>`")
+                            .with_hint("executor: {name: my-executor, some-arg: value}"),
+                    ));
+                    }
+                }
+            }
+            _ => {
+                return Err(self.ctx.error(Diagnostic::error(
+                    value.span,
+                    format!("Unexpected executor invocation format: expected a name or a map, found a {}", value.type_name()),
+                )));
+            }
+        };
+        let (ens, element) = self.find(ns, ElementKind::Executor, &name, at)?;
+        let Some(def) = element.def.as_map() else {
+            return Err(self.ctx.error(
+                Diagnostic::error(
+                    element.key_span,
+                    format!("executor {name} has no definition"),
+                )
+                .with_label(at, "used here"),
+            ));
+        };
+        let decls = Decls::parse(
+            &mut self.ctx,
+            def.get("parameters"),
+            &format!("executor {name}"),
+        )?;
+        let callee = Callee {
+            kind: "executor",
+            name: &name,
+            at,
+        };
+        let args = self.bind_args(&decls, &given, &callee, ns, ens)?;
+        let body = Map {
+            entries: def
+                .entries
+                .iter()
+                .filter(|e| !DEFINITION_ONLY.contains(&e.key.as_str()))
+                .cloned()
+                .collect(),
+        };
+        let body = Node::new(element.def.span, Kind::Map(body));
+        self.ctx
+            .push(at, format!("in executor `{name}`, used here"));
+        let result = self.subst_in(&body, ens, Some(&args));
+        self.ctx.pop();
+        Ok(result?.as_map().cloned().unwrap_or_default())
+    }
+}
+
+/// The executor's keys first (as CircleCI prints them), then the job's; a key in both takes the
+/// job's value in the executor's position, and `environment` maps are merged.
+pub(crate) fn merge(executor: Map, job: Map) -> Map {
+    let mut out = executor;
+    for e in job.entries {
+        if e.key == "environment"
+            && let Some(base) = out.get("environment")
+        {
+            let mut merged = environment_map(base);
+            for j in environment_map(&e.value).entries {
+                merged.insert(j.key, j.key_span, j.value);
+            }
+            let span = e.value.span;
+            out.insert(e.key, e.key_span, Node::new(span, Kind::Map(merged)));
+            continue;
+        }
+        out.insert(e.key, e.key_span, e.value);
+    }
+    out
+}

@@ -1,0 +1,129 @@
+//! Matrix job entries: the Cartesian product of the parameter value lists, minus `exclude`d
+//! combinations. Parameters are taken in alphabetical order, which is both the order of the
+//! product and of the values in generated names (`build-macos-0.1` for `platform` and
+//! `version`, as in CircleCI's documentation).
+
+use crate::diagnostic::Diagnostic;
+use crate::yaml::{Kind, Node};
+
+use super::context::{Ctx, Reported, Res};
+use super::value::{same, text};
+
+/// One combination: (parameter, value), sorted by parameter name.
+pub(crate) type Combination = Vec<(String, Node)>;
+
+pub(crate) struct Matrix {
+    pub combinations: Vec<Combination>,
+    pub alias: Option<String>,
+}
+
+/// Reads a (substituted) `matrix:` map.
+pub(crate) fn expand(ctx: &mut Ctx, matrix: &Node) -> Res<Matrix> {
+    let Some(params) = matrix.get("parameters").and_then(Node::as_map) else {
+        return Err(ctx.error(
+            Diagnostic::error(
+                matrix.span,
+                "a matrix needs `parameters:`, a map of parameter: [values]",
+            )
+            .with_hint("matrix:\n  parameters:\n    version: [\"3.11\", \"3.12\"]"),
+        ));
+    };
+    let mut axes: Vec<(String, &[Node])> = Vec::new();
+    for e in &params.entries {
+        match e.value.as_seq() {
+            Some(values) if !values.is_empty() => axes.push((e.key.clone(), values)),
+            _ => {
+                return Err(ctx.error(Diagnostic::error(
+                    e.value.span,
+                    format!(
+                        "matrix parameter {} needs a non-empty list of values",
+                        e.key
+                    ),
+                )));
+            }
+        }
+    }
+    axes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut combinations: Vec<Combination> = vec![Vec::new()];
+    for (name, values) in &axes {
+        combinations = combinations
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut next = c.clone();
+                    next.push((name.clone(), v.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    if let Some(exclude) = matrix.get("exclude") {
+        let Some(rules) = exclude.as_seq() else {
+            return Err(ctx.error(Diagnostic::error(
+                exclude.span,
+                "`exclude` is a list of parameter maps",
+            )));
+        };
+        for rule in rules {
+            let Some(rule_map) = rule.as_map() else {
+                return Err(ctx.error(Diagnostic::error(
+                    rule.span,
+                    "each `exclude` item is a map of parameter: value",
+                )));
+            };
+            if let Some(e) = rule_map
+                .entries
+                .iter()
+                .find(|e| !axes.iter().any(|(n, _)| *n == e.key))
+            {
+                return Err(ctx.error(Diagnostic::error(
+                    e.key_span,
+                    format!("`exclude` names {}, which is not a matrix parameter", e.key),
+                )));
+            }
+            combinations.retain(|c| {
+                !c.iter()
+                    .all(|(k, v)| rule_map.get(k).is_some_and(|r| same(r, v)))
+            });
+        }
+    }
+    let alias = match matrix.get("alias") {
+        None => None,
+        Some(Node {
+            kind: Kind::Str(s), ..
+        }) => Some(s.clone()),
+        Some(other) => {
+            return Err(ctx.error(Diagnostic::error(
+                other.span,
+                "a matrix `alias` is a name (a string)",
+            )));
+        }
+    };
+    if combinations.is_empty() {
+        return Err(ctx.error(Diagnostic::error(
+            matrix.span,
+            "`exclude` removes every combination of this matrix",
+        )));
+    }
+    Ok(Matrix {
+        combinations,
+        alias,
+    })
+}
+
+/// `<job>-<value>-<value>...`
+pub(crate) fn generated_name(ctx: &mut Ctx, job: &str, combination: &Combination) -> Res<String> {
+    let mut name = job.to_string();
+    for (param, value) in combination {
+        let Some(t) = text(value) else {
+            ctx.error(Diagnostic::error(
+                value.span,
+                format!("matrix value of {param} must be a scalar to name the job"),
+            ));
+            return Err(Reported);
+        };
+        name.push('-');
+        name.push_str(&t);
+    }
+    Ok(name)
+}

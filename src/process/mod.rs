@@ -1,0 +1,359 @@
+//! `process`: the offline 2.1 -> 2.0 compiler, a re-implementation of what
+//! `circleci config process` does on CircleCI's servers.
+//!
+//! Stages, in CircleCI's documented order: pipeline parameters are bound and type-checked
+//! (`pipeline_params`), the `orbs:` stanza is substituted and every orb is loaded (`orbs`,
+//! `library`), then workflows are compiled (`workflows`): matrices expanded, jobs invoked
+//! (`jobs`) with their executors (`executors`) and steps (`steps`), where commands expand,
+//! `when`/`unless` are decided (`logic`) and `<< >>` are substituted (`template`, `subst`,
+//! `expr`). The output is a 2.0-shaped [`Node`]: no `commands`, `executors`, `orbs` or
+//! `parameters`, every job complete, workflows naming concrete jobs.
+//!
+//! Only `orbs` reads files; nothing here prints.
+
+mod compiler;
+mod context;
+mod executors;
+mod expr;
+mod jobs;
+mod library;
+mod logic;
+mod matrix;
+mod orbs;
+mod output;
+mod params;
+mod pipeline;
+mod pipeline_params;
+mod steps;
+mod subst;
+mod template;
+mod value;
+mod workflows;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::{self, Diagnostic};
+use crate::source::{FileId, Sources, Span};
+use crate::yaml::{Entry, Kind, Map, Node};
+
+use compiler::Compiler;
+use context::Ctx;
+use jobs::Invocation;
+use library::{ElementKind, ROOT};
+use orbs::{Loader, OrbSources};
+use output::{entry, map_node};
+use params::Decls;
+use subst::{Scope, subst_str};
+use workflows::JobTable;
+
+pub use library::OrbResolution;
+pub use pipeline::{PipelineValue, PipelineValues};
+
+/// What a compile may use besides the config itself.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--pipeline-param key=value`, as text; typed by the declaration.
+    pub pipeline_params: Vec<(String, String)>,
+    pub pipeline_values: PipelineValues,
+    /// `--orb ns/name@version=path.yml`.
+    pub orb_files: Vec<(String, PathBuf)>,
+    /// Extra folders of `<ns>/<name>@<version>.yml` files, searched after the config's own
+    /// `orbs/` folder (typically [`user_orb_dir`]).
+    pub orb_dirs: Vec<PathBuf>,
+}
+
+/// The compiled config.
+#[derive(Clone, Debug)]
+pub struct Processed {
+    /// 2.0-shaped: `version`, `jobs`, `workflows`.
+    pub config: Node,
+    pub warnings: Vec<Diagnostic>,
+    /// How each registry orb reference was resolved, in import order.
+    pub orbs: Vec<OrbResolution>,
+}
+
+/// The user's orb cache: `$XDG_CACHE_HOME/localci/orbs`, else `$HOME/.cache/localci/orbs`.
+pub fn user_orb_dir(env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    let base = match env.get("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(env.get("HOME").filter(|v| !v.is_empty())?).join(".cache"),
+    };
+    Some(base.join("localci").join("orbs"))
+}
+
+/// Compiles `config` (parsed from `file`). Orb files that are read are added to `sources`.
+/// On failure, every error (and warning) found, sorted.
+pub fn process(
+    sources: &mut Sources,
+    file: FileId,
+    config: &Node,
+    options: &Options,
+) -> Result<Processed, Vec<Diagnostic>> {
+    let mut ctx = Ctx::default();
+    let outcome = match version(&mut ctx, config) {
+        Some(Version::V20) => Some(pass_through(&mut ctx, config)),
+        Some(Version::V21) => compile(&mut ctx, sources, file, config, options),
+        None => None,
+    };
+    let Ctx {
+        mut errors,
+        mut warnings,
+        ..
+    } = ctx;
+    diagnostic::sort(&mut warnings);
+    match outcome {
+        Some((config, orbs)) if errors.is_empty() => Ok(Processed {
+            config,
+            warnings,
+            orbs,
+        }),
+        _ => {
+            errors.append(&mut warnings);
+            diagnostic::sort(&mut errors);
+            Err(errors)
+        }
+    }
+}
+
+enum Version {
+    V20,
+    V21,
+}
+
+fn version(ctx: &mut Ctx, config: &Node) -> Option<Version> {
+    if config.as_map().is_none() {
+        ctx.error(Diagnostic::error(
+            config.span,
+            "a config is a YAML map starting with `version: 2.1`",
+        ));
+        return None;
+    }
+    let Some(v) = config.get("version") else {
+        ctx.error(
+            Diagnostic::error(config.span.head(), "the config has no `version`")
+                .with_hint("start it with `version: 2.1`"),
+        );
+        return None;
+    };
+    match v.scalar_text().as_deref() {
+        Some("2" | "2.0") => Some(Version::V20),
+        Some("2.1") => Some(Version::V21),
+        _ => {
+            ctx.error(
+                Diagnostic::error(v.span, "`version` must be 2, 2.0 or 2.1")
+                    .with_hint("use `version: 2.1` for orbs, commands, executors and parameters"),
+            );
+            None
+        }
+    }
+}
+
+type Output = (Node, Vec<OrbResolution>);
+
+/// A 2.0 config is not template-processed: its jobs and workflows are kept as written.
+fn pass_through(ctx: &mut Ctx, config: &Node) -> Output {
+    for key in ["orbs", "commands", "executors", "parameters"] {
+        if let Some(e) = config.as_map().and_then(|m| m.entry(key)) {
+            ctx.error(
+                Diagnostic::error(e.key_span, format!("`{key}` needs `version: 2.1`"))
+                    .with_hint("change the first line to `version: 2.1`"),
+            );
+        }
+    }
+    let span = config.span;
+    let jobs = config
+        .get("jobs")
+        .cloned()
+        .unwrap_or_else(|| map_node(span, Vec::new()));
+    let mut workflows = Map::default();
+    if let Some(m) = config.get("workflows").and_then(Node::as_map) {
+        for e in m.entries.iter().filter(|e| e.key != "version") {
+            workflows.entries.push(e.clone());
+        }
+    }
+    let has_build = jobs.get("build").is_some();
+    (document(span, jobs, workflows, has_build), Vec::new())
+}
+
+fn compile(
+    ctx: &mut Ctx,
+    sources: &mut Sources,
+    file: FileId,
+    config: &Node,
+    options: &Options,
+) -> Option<Output> {
+    let pipeline_params = pipeline_params::resolve(ctx, config, &options.pipeline_params).ok()?;
+    let imports = orbs_stanza(ctx, config, &pipeline_params, &options.pipeline_values);
+    let mut dirs = vec![config_dir(sources.get(file).path()).join("orbs")];
+    dirs.extend(options.orb_dirs.iter().cloned());
+    let searched = dirs.clone();
+    let orb_sources = OrbSources {
+        files: &options.orb_files,
+        dirs,
+    };
+    let mut loader = Loader::new(sources, ctx, orb_sources);
+    loader.namespace(None, config, imports.as_ref());
+    let lib = std::mem::take(&mut loader.lib);
+    let mut compiler = Compiler {
+        ctx: std::mem::take(ctx),
+        lib,
+        pipeline: &options.pipeline_values,
+        pipeline_params,
+        calls: Vec::new(),
+    };
+    let (jobs, workflows) = compile_workflows(&mut compiler, config);
+    compiler.lib.scan_usages(config);
+    compiler.lib.report_missing(&mut compiler.ctx, &searched);
+    *ctx = std::mem::take(&mut compiler.ctx);
+    let has_build = jobs.contains_key("build");
+    let span = config.span;
+    let jobs = Node::new(span, Kind::Map(jobs));
+    Some((
+        document(span, jobs, workflows, has_build),
+        compiler.lib.resolved,
+    ))
+}
+
+fn config_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The `orbs:` map with pipeline parameters substituted into the references (an orb version
+/// may be a pipeline parameter). Inline orbs are left alone: they cannot see the pipeline.
+fn orbs_stanza(
+    ctx: &mut Ctx,
+    config: &Node,
+    params: &[(String, Node)],
+    pipeline: &PipelineValues,
+) -> Option<Node> {
+    let orbs = config.get("orbs")?;
+    let Some(map) = orbs.as_map() else {
+        return Some(orbs.clone());
+    };
+    let scope = Scope {
+        params: None,
+        pipeline_params: Some(params),
+        pipeline,
+        matrix: None,
+    };
+    let mut out = Map::default();
+    for e in &map.entries {
+        let value = if e.value.as_str().is_some() {
+            subst_str(ctx, &e.value, &scope).unwrap_or_else(|_| e.value.clone())
+        } else {
+            e.value.clone()
+        };
+        out.entries.push(Entry {
+            key: e.key.clone(),
+            key_span: e.key_span,
+            value,
+        });
+    }
+    Some(Node::new(orbs.span, Kind::Map(out)))
+}
+
+fn compile_workflows(c: &mut Compiler, config: &Node) -> (Map, Map) {
+    let mut table = JobTable::default();
+    let mut workflows = Map::default();
+    let declared: Vec<Entry> = config
+        .get("workflows")
+        .and_then(Node::as_map)
+        .map(|m| {
+            m.entries
+                .iter()
+                .filter(|e| e.key != "version")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if declared.is_empty() {
+        default_jobs(c, config, &mut table);
+        return (table.jobs, workflows);
+    }
+    for e in &declared {
+        if let Ok(Some(wf)) = c.workflow(&e.key, e.key_span, &e.value, &mut table) {
+            workflows.entries.push(Entry {
+                key: e.key.clone(),
+                key_span: e.key_span,
+                value: wf,
+            });
+        }
+    }
+    (table.jobs, workflows)
+}
+
+/// Without workflows CircleCI runs the job named `build`. Without one either, every job that
+/// needs no arguments is compiled, so `localci execute <job>` can still run it.
+fn default_jobs(c: &mut Compiler, config: &Node, table: &mut JobTable) {
+    let names: Vec<(String, Span)> = match config.get("jobs").and_then(Node::as_map) {
+        Some(m) => m
+            .entries
+            .iter()
+            .map(|e| (e.key.clone(), e.key_span))
+            .collect(),
+        None => Vec::new(),
+    };
+    let build_only = names.iter().any(|(n, _)| n == "build");
+    if !build_only && !names.is_empty() {
+        c.ctx.warn(
+            Diagnostic::warning(config.span.head(), "the config has no workflows and no job named build, so CircleCI would run nothing")
+                .with_hint("jobs without required parameters are compiled anyway; add a workflow to run them on CircleCI"),
+        );
+    }
+    for (name, at) in names {
+        if build_only && name != "build" {
+            continue;
+        }
+        if !build_only && needs_arguments(c, &name, at) {
+            continue;
+        }
+        let inv = Invocation {
+            job: &name,
+            at,
+            args: Vec::new(),
+            pre: Vec::new(),
+            post: Vec::new(),
+        };
+        if let Ok(job) = c.job(&inv) {
+            table
+                .jobs
+                .insert(name.clone(), at, Node::new(at, Kind::Map(job)));
+        }
+    }
+}
+
+fn needs_arguments(c: &mut Compiler, name: &str, at: Span) -> bool {
+    let Ok((_, element)) = c.find(ROOT, ElementKind::Job, name, at) else {
+        return true;
+    };
+    let mut scratch = Ctx::default();
+    match Decls::parse(&mut scratch, element.def.get("parameters"), name) {
+        Ok(decls) => decls.list.iter().any(|d| d.default.is_none()),
+        Err(_) => false,
+    }
+}
+
+/// `version: 2`, `jobs`, and `workflows` (with `version: 2`, and CircleCI's default
+/// `workflow: {jobs: [build]}` when there are none and a `build` job exists).
+fn document(span: Span, jobs: Node, mut workflows: Map, has_build: bool) -> Node {
+    let two = || Node::new(span, Kind::Int(2));
+    if workflows.is_empty() && has_build {
+        let list = Node::new(span, Kind::Seq(vec![Node::string(span, "build")]));
+        workflows.entries.push(entry(
+            "workflow",
+            span,
+            map_node(span, vec![entry("jobs", span, list)]),
+        ));
+    }
+    let mut top = vec![entry("version", span, two()), entry("jobs", span, jobs)];
+    if !workflows.is_empty() {
+        let mut wf = vec![entry("version", span, two())];
+        wf.extend(workflows.entries);
+        top.push(entry("workflows", span, map_node(span, wf)));
+    }
+    map_node(span, top)
+}

@@ -1,0 +1,3 @@
+//! The one integration-test binary: each module drives the real `localci` binary.
+
+mod process;
