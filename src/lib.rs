@@ -17,5 +17,6 @@ pub mod exit;
 pub mod git;
 pub mod load;
 pub mod source;
+pub mod template;
 pub mod validate;
 pub mod yaml;
