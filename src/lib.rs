@@ -17,6 +17,7 @@ pub mod exit;
 pub mod git;
 pub mod load;
 pub mod source;
+pub mod store;
 pub mod template;
 pub mod validate;
 pub mod yaml;
