@@ -8,7 +8,9 @@ pub mod cache;
 mod duration;
 mod hashing;
 pub mod junit;
+mod read_ahead;
 mod trailer;
 
 pub use cache::{CacheEntry, CacheStore, CacheWriter, SaveOutcome};
 pub use duration::{format_age, parse_duration};
+pub use read_ahead::{ReadAhead, read_ahead};
