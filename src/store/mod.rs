@@ -12,5 +12,5 @@ mod read_ahead;
 mod trailer;
 
 pub use cache::{CacheEntry, CacheStore, CacheWriter, SaveOutcome};
-pub use duration::{format_age, parse_duration};
+pub use duration::{format_age, format_duration, parse_duration};
 pub use read_ahead::{ReadAhead, read_ahead};
