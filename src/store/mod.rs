@@ -10,6 +10,7 @@ mod hashing;
 pub mod junit;
 mod read_ahead;
 mod trailer;
+mod writer;
 
 pub use cache::{CacheEntry, CacheStore, CacheWriter, SaveOutcome};
 pub use duration::{format_age, format_duration, parse_duration};
