@@ -18,5 +18,7 @@ pub mod git;
 pub mod load;
 pub mod process;
 pub mod source;
+pub mod store;
+pub mod template;
 pub mod validate;
 pub mod yaml;

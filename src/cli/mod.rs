@@ -2,6 +2,7 @@
 //! its arguments into library calls and returns an [`Outcome`]; nothing here does the work.
 
 mod process;
+mod cache;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Compile a 2.1 config to 2.0 offline (like `circleci config process`) and print it.
     Process(process::Args),
+    /// List, remove and prune the local caches that `save_cache` stores.
+    Cache(cache::Args),
 }
 
 /// What the commands may know about the process they run in. Environment variables are read
@@ -72,5 +75,6 @@ pub fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Process(args) => process::run(&ctx, &args),
+        Command::Cache(args) => cache::run(&ctx, &args),
     }
 }

@@ -1,3 +1,4 @@
 //! The one integration-test binary: each module drives the real `localci` binary.
 
+mod cache;
 mod process;
