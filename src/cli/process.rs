@@ -114,6 +114,7 @@ fn options(ctx: &Context, args: &Args, config: &Path) -> Result<Options, Vec<Dia
             .map(|(k, v)| (k.clone(), ctx.cwd.join(v)))
             .collect(),
         orb_dirs: process::user_orb_dir(&ctx.env).into_iter().collect(),
+        all_jobs: false,
     })
 }
 

@@ -61,6 +61,9 @@ pub struct Options {
     /// Extra folders of `<ns>/<name>@<version>.yml` files, searched after the config's own
     /// `orbs/` folder (typically [`user_orb_dir`]).
     pub orb_dirs: Vec<PathBuf>,
+    /// Also compile the jobs that no workflow invokes (under their own names), as long as they
+    /// need no arguments. CircleCI drops them; `localci execute <job>` wants to run them.
+    pub all_jobs: bool,
 }
 
 /// The compiled config.
@@ -202,7 +205,10 @@ fn compile(
         pipeline_params,
         calls: Vec::new(),
     };
-    let (jobs, workflows) = compile_workflows(&mut compiler, config);
+    let (mut jobs, workflows) = compile_workflows(&mut compiler, config);
+    if options.all_jobs {
+        compile_unreferenced_jobs(&mut compiler, config, &mut jobs);
+    }
     compiler.lib.scan_usages(config);
     compiler.lib.report_missing(&mut compiler.ctx, &searched);
     *ctx = std::mem::take(&mut compiler.ctx);
@@ -322,6 +328,32 @@ fn default_jobs(c: &mut Compiler, config: &Node, table: &mut JobTable) {
             table
                 .jobs
                 .insert(name.clone(), at, Node::new(at, Kind::Map(job)));
+        }
+    }
+}
+
+/// Adds every job of `jobs:` that is not compiled yet and needs no arguments, under its own name.
+fn compile_unreferenced_jobs(c: &mut Compiler, config: &Node, jobs: &mut Map) {
+    let Some(defined) = config.get("jobs").and_then(Node::as_map) else {
+        return;
+    };
+    for e in &defined.entries {
+        if jobs.contains_key(&e.key) || needs_arguments(c, &e.key, e.key_span) {
+            continue;
+        }
+        let inv = Invocation {
+            job: &e.key,
+            at: e.key_span,
+            args: Vec::new(),
+            pre: Vec::new(),
+            post: Vec::new(),
+        };
+        if let Ok(job) = c.job(&inv) {
+            jobs.insert(
+                e.key.clone(),
+                e.key_span,
+                Node::new(e.key_span, Kind::Map(job)),
+            );
         }
     }
 }
