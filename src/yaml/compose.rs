@@ -74,8 +74,12 @@ impl<'a> Composer<'a> {
 
     fn scan_error(&self, e: &ScanError) -> Diagnostic {
         let m = e.marker();
-        let at = self.source.offset_of(m.line(), m.col());
+        let mut at = self.source.offset_of(m.line(), m.col());
         let info = e.info();
+        // saphyr marks where the scalar began; the tab that stopped it is the useful place.
+        if info.contains("found a tab") {
+            at = self.source.text()[at..].find('\t').map_or(at, |i| at + i);
+        }
         let hint = if info.contains("tab") {
             "YAML indentation must use spaces, not tabs"
         } else {

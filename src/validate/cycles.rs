@@ -1,0 +1,90 @@
+//! `requires` cycles in one workflow. Every entry on a cycle gets its own error, at its job
+//! name, showing the cycle through it (as the language server does).
+
+use super::ctx::Ctx;
+use super::entries::JobEntry;
+use crate::diagnostic::Diagnostic;
+
+pub(crate) fn check(cx: &mut Ctx<'_>, jobs: &[JobEntry<'_>]) {
+    let edges = edges(jobs);
+    for (i, job) in jobs.iter().enumerate() {
+        let Some(cycle) = shortest_cycle(&edges, i) else {
+            continue;
+        };
+        let path: Vec<&str> = cycle.iter().map(|&j| jobs[j].name()).collect();
+        cx.push(
+            Diagnostic::error(
+                job.job_span,
+                format!(
+                    "`{}` is part of a `requires` cycle: {}",
+                    job.name(),
+                    path.join(" -> ")
+                ),
+            )
+            .with_hint("a job cannot wait for itself; remove one of the `requires` on this cycle")
+            .with_pointer(&job.ptr),
+        );
+    }
+}
+
+/// For each entry, the entries it requires.
+fn edges(jobs: &[JobEntry<'_>]) -> Vec<Vec<usize>> {
+    jobs.iter()
+        .map(|job| {
+            let mut out: Vec<usize> = job
+                .requires
+                .iter()
+                .flat_map(|req| {
+                    jobs.iter()
+                        .enumerate()
+                        .filter(|(_, other)| other.names.iter().any(|n| n == req.name))
+                        .map(|(j, _)| j)
+                })
+                .collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        })
+        .collect()
+}
+
+/// The shortest path from `start` back to `start` (breadth first), as entry indices with
+/// `start` at both ends.
+fn shortest_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
+    let mut previous: Vec<Option<usize>> = vec![None; edges.len()];
+    let mut queue = std::collections::VecDeque::from([start]);
+    let mut seen = vec![false; edges.len()];
+    while let Some(node) = queue.pop_front() {
+        for &next in &edges[node] {
+            if next == start {
+                return Some(path_back(&previous, node, start));
+            }
+            if !seen[next] {
+                seen[next] = true;
+                previous[next] = Some(node);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
+}
+
+fn path_back(previous: &[Option<usize>], last: usize, start: usize) -> Vec<usize> {
+    let mut path = vec![last];
+    let mut node = last;
+    while node != start {
+        match previous[node] {
+            Some(p) => {
+                path.push(p);
+                node = p;
+            }
+            None => break,
+        }
+    }
+    path.reverse();
+    if path.first() != Some(&start) {
+        path.insert(0, start);
+    }
+    path.push(start);
+    path
+}
