@@ -78,7 +78,9 @@ fn entry<'a>(
     let matrix = get("matrix")
         .and_then(|m| m.get("parameters"))
         .and_then(Node::as_map);
-    let approval = get("type").and_then(Node::as_str) == Some("approval");
+    // Only `approval` may be set as a type; any `type:` (even a misspelled one, which the
+    // schema reports) marks an entry that does not call a job.
+    let approval = get("type").is_some();
     let explicit_name = get("name");
     let mut entry = JobEntry {
         job,

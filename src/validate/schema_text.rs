@@ -156,14 +156,9 @@ fn single(v: &Violation<'_, '_>, info: &SchemaInfo, kind: &ValidationErrorKind) 
             info.hint(),
         ),
         ValidationErrorKind::MaxProperties { limit } => return too_many_keys(v, info, *limit),
-        ValidationErrorKind::Not { .. } | ValidationErrorKind::FalseSchema => (
-            v.key_span(),
-            match info.description {
-                Some(why) => format!("{subject} is not allowed here: {why}"),
-                None => format!("{subject} is not allowed here"),
-            },
-            None,
-        ),
+        ValidationErrorKind::Not { .. } | ValidationErrorKind::FalseSchema => {
+            (v.key_span(), not_allowed(v, &subject), info.hint())
+        }
         ValidationErrorKind::PropertyNames { error } => return property_name(v, error),
         ValidationErrorKind::UniqueItems => (
             v.value_span(),
@@ -177,6 +172,18 @@ fn single(v: &Violation<'_, '_>, info: &SchemaInfo, kind: &ValidationErrorKind) 
         ),
     };
     with_hint(Diagnostic::error(span, message), hint)
+}
+
+/// A key the schema forbids: alone, or (under `dependentSchemas`) next to another key.
+fn not_allowed(v: &Violation<'_, '_>, subject: &str) -> String {
+    let path = v.error.evaluation_path().as_str();
+    let other = path
+        .rsplit_once("/dependentSchemas/")
+        .and_then(|(_, rest)| rest.split('/').next());
+    match other {
+        Some(key) => format!("{subject} cannot be used together with `{key}`"),
+        None => format!("{subject} is not allowed here"),
+    }
 }
 
 fn plural(n: u64) -> &'static str {
@@ -314,14 +321,20 @@ fn required(v: &Violation<'_, '_>, info: &SchemaInfo, property: &Value) -> Diagn
         return Diagnostic::error(v.key_span(), "the config has no `version`")
             .with_hint("start the file with `version: 2.1`");
     }
-    let hint = property_description(info, &name).or_else(|| info.hint());
-    with_hint(
-        Diagnostic::error(
-            v.key_span(),
-            format!("{} is missing `{name}`", owner(v, info)),
-        ),
-        hint,
-    )
+    let mut message = format!("{} is missing `{name}`", owner(v, info));
+    let written: Vec<&str> = v
+        .node
+        .and_then(Node::as_map)
+        .map(|m| m.entries.iter().map(|e| e.key.as_str()).collect())
+        .unwrap_or_default();
+    let hint = match did_you_mean(&name, written.iter().copied()) {
+        Some(typo) => {
+            message.push_str(&format!("; is `{typo}` a misspelling of it?"));
+            Some(format!("rename `{typo}` to `{name}`"))
+        }
+        None => property_description(info, &name).or_else(|| info.hint()),
+    };
+    with_hint(Diagnostic::error(v.key_span(), message), hint)
 }
 
 /// The description of `name` under the failing schema's `properties`.
@@ -369,28 +382,43 @@ fn unknown_keys(
 }
 
 fn too_many_keys(v: &Violation<'_, '_>, info: &SchemaInfo, limit: u64) -> Diagnostic {
-    let keys: Vec<&str> = v
+    let entries = v
         .node
         .and_then(Node::as_map)
-        .map(|m| m.entries.iter().map(|e| e.key.as_str()).collect())
+        .map(|m| m.entries.as_slice())
         .unwrap_or_default();
-    let what = info.title.unwrap_or("this map");
+    let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    let what = info.title.unwrap_or("map");
+    let all = one_of(&keys).replace(" or ", " and ");
+    let limit_text = if limit == 1 {
+        "one key".to_string()
+    } else {
+        format!("{limit} keys")
+    };
     let message = format!(
-        "a {what} has {limit} key{}, but this one has {}: {}",
-        plural(limit),
-        keys.len(),
-        one_of(&keys).replace(" or ", " and ")
+        "a {what} takes {limit_text}, but this one has {}: {all}",
+        keys.len()
     );
+    // Point at the first key too many: that is the line to fix.
+    let span = usize::try_from(limit)
+        .ok()
+        .and_then(|l| entries.get(l))
+        .map_or(v.value_span(), |e| e.key_span);
     let hint = match keys.as_slice() {
-        [first, rest @ ..] if limit == 1 && !rest.is_empty() => format!(
-            "if {} belong{} to `{first}`, indent {} under `{first}:`; otherwise start each on its own `- ` line",
-            one_of(rest).replace(" or ", " and "),
-            if rest.len() == 1 { "s" } else { "" },
-            if rest.len() == 1 { "it" } else { "them" },
-        ),
+        [first, rest @ ..] if limit == 1 && !rest.is_empty() => {
+            let (verb, pronoun) = if rest.len() == 1 {
+                ("belongs", "it")
+            } else {
+                ("belong", "them")
+            };
+            let rest = one_of(rest).replace(" or ", " and ");
+            format!(
+                "if {rest} {verb} to `{first}`, indent {pronoun} under `{first}:`; otherwise start each on its own `- ` line"
+            )
+        }
         _ => info.hint().unwrap_or_default(),
     };
-    Diagnostic::error(v.value_span(), message).with_hint(hint)
+    Diagnostic::error(span, message).with_hint(hint)
 }
 
 fn property_name(v: &Violation<'_, '_>, error: &ValidationError<'_>) -> Diagnostic {

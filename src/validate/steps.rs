@@ -63,8 +63,10 @@ pub(crate) fn check_list<'a>(cx: &mut Ctx<'a>, steps: &'a Node, ptr: &str, scope
 fn check_step<'a>(cx: &mut Ctx<'a>, step: &'a Node, ptr: &str, scope: Scope<'a>) {
     match &step.kind {
         Kind::Str(name) if !template::is_templated(name) => bare(cx, name, step, ptr, scope),
+        // A step has one key; the schema reports extra keys, which are usually the step's own
+        // settings indented one level too little, so only the first key names the step.
         Kind::Map(map) => {
-            for entry in &map.entries {
+            if let Some(entry) = map.entries.first() {
                 keyed(
                     cx,
                     entry,

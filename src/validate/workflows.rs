@@ -48,6 +48,15 @@ fn check_entry<'a>(cx: &mut Ctx<'a>, job: &JobEntry<'a>) {
             }
         }
     }
+    // `override-with` takes effect only when that orb job exists, so it is never an error;
+    // looking it up records that the orb is used.
+    if let Some(other) = job
+        .settings
+        .and_then(|s| s.get("override-with"))
+        .and_then(Node::as_str)
+    {
+        let _ = cx.model.lookup(ROOT, DefKind::Job, other);
+    }
     if job.approval {
         return;
     }

@@ -76,9 +76,16 @@ impl<'a> Composer<'a> {
         let m = e.marker();
         let mut at = self.source.offset_of(m.line(), m.col());
         let info = e.info();
-        // saphyr marks where the scalar began; the tab that stopped it is the useful place.
-        if info.contains("found a tab") {
-            at = self.source.text()[at..].find('\t').map_or(at, |i| at + i);
+        // saphyr marks where a scalar began or the column after a tab; the tab itself is the
+        // useful place: the first one on the marked line, else the next one after the mark.
+        if info.contains("tab") {
+            let text = self.source.text();
+            let (line_start, line_end) = self.source.line_range(at, at);
+            at = text[line_start..line_end]
+                .find('\t')
+                .map(|i| line_start + i)
+                .or_else(|| text[at..].find('\t').map(|i| at + i))
+                .unwrap_or(at);
         }
         let hint = if info.contains("tab") {
             "YAML indentation must use spaces, not tabs"
