@@ -1,0 +1,3 @@
+//! The integration tests: one test binary that runs the real `localci`, one module per command.
+
+mod validate;
