@@ -176,12 +176,12 @@ impl<'a> Model<'a> {
 
     /// Looks `name` up from inside namespace `ns`; a use of a registry orb is counted.
     pub(crate) fn lookup(&self, ns: NsId, kind: DefKind, name: &str) -> Lookup<'_, 'a> {
+        // An exact name first: processed (2.0) configs name orb jobs `orb/job` literally.
+        if let Some(def) = self.ns(ns).defs(kind).get(name) {
+            return Lookup::Found(def);
+        }
         let Some((alias, rest)) = name.split_once('/') else {
-            return self
-                .ns(ns)
-                .defs(kind)
-                .get(name)
-                .map_or(Lookup::Missing, Lookup::Found);
+            return Lookup::Missing;
         };
         match self.ns(ns).orbs.get(alias) {
             None => Lookup::NoSuchOrb,

@@ -150,6 +150,7 @@ rule! {
     rule_checkout_method => "checkout-method.yml",
     rule_step_with_two_keys => "step-with-two-keys.yml",
     rule_valid => "valid.yml",
+    rule_processed_orb_job_names => "processed-orb-job-names.yml",
 }
 
 /// Machine-readable output: every field editors rely on.
