@@ -50,7 +50,7 @@ fn edges(jobs: &[JobEntry<'_>]) -> Vec<Vec<usize>> {
 
 /// The shortest path from `start` back to `start` (breadth first), as entry indices with
 /// `start` at both ends.
-fn shortest_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
+pub(crate) fn shortest_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
     let mut previous: Vec<Option<usize>> = vec![None; edges.len()];
     let mut queue = std::collections::VecDeque::from([start]);
     let mut seen = vec![false; edges.len()];

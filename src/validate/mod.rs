@@ -14,6 +14,7 @@ mod executors;
 mod model;
 mod orbs;
 mod params;
+mod recursion;
 mod references;
 mod resolve;
 mod resource_class;
@@ -81,6 +82,7 @@ fn semantics(cx: &mut Ctx<'_>, version: Version, options: &Options) {
     params::check_pipeline(cx);
     orbs::check_references(cx);
     definitions::check_all(cx);
+    recursion::check(cx);
     workflows::check_all(cx);
     references::check_all(cx);
     // Last: only now is it known which registry orbs something refers into.

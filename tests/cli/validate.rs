@@ -23,7 +23,10 @@ impl Run {
     }
 
     fn error_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| l.starts_with("error")).collect()
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .collect()
     }
 }
 
@@ -151,6 +154,7 @@ rule! {
     rule_step_with_two_keys => "step-with-two-keys.yml",
     rule_valid => "valid.yml",
     rule_processed_orb_job_names => "processed-orb-job-names.yml",
+    rule_command_recursion => "command-recursion.yml",
 }
 
 /// Machine-readable output: every field editors rely on.
@@ -177,7 +181,11 @@ fn strict_turns_orb_warnings_into_errors() {
     assert_eq!(lenient.code, 0, "{}", lenient.transcript());
     let strict = validate_fixture("registry-orb.yml", &["--strict"]);
     assert_eq!(strict.code, 2, "{}", strict.transcript());
-    assert!(strict.stderr.starts_with("error: orb `node`"), "{}", strict.transcript());
+    assert!(
+        strict.stderr.starts_with("error: orb `node`"),
+        "{}",
+        strict.transcript()
+    );
 }
 
 #[test]
@@ -204,7 +212,9 @@ fn validates_own_config() {
 #[test]
 fn conformance_suite() {
     let Some(suite) = shared("conformance") else {
-        eprintln!("skipping conformance_suite: no shared/conformance folder next to the repository");
+        eprintln!(
+            "skipping conformance_suite: no shared/conformance folder next to the repository"
+        );
         return;
     };
     let output = std::process::Command::new("bash")
@@ -248,7 +258,10 @@ fn validate_in(dir: &Path, config: &str) -> Run {
 #[test]
 fn empty_file() {
     let dir = config_in_temp(b"");
-    assert_one_error(&validate_in(dir.path(), "config.yml"), "the config is empty");
+    assert_one_error(
+        &validate_in(dir.path(), "config.yml"),
+        "the config is empty",
+    );
 }
 
 #[test]
@@ -262,14 +275,18 @@ fn binary_file() {
 
 #[test]
 fn yaml_bomb() {
-    let mut bomb = String::from("version: 2.1\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let mut bomb =
+        String::from("version: 2.1\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for level in 1..10 {
         let prev = format!("*a{}", level - 1);
-        let items = vec![prev.as_str(); 9].join(", ");
+        let items = [prev.as_str(); 9].join(", ");
         bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
     }
     let dir = config_in_temp(bomb.as_bytes());
-    assert_one_error(&validate_in(dir.path(), "config.yml"), "aliases expand to more than");
+    assert_one_error(
+        &validate_in(dir.path(), "config.yml"),
+        "aliases expand to more than",
+    );
 }
 
 #[test]
@@ -282,12 +299,18 @@ fn five_megabyte_config() {
         ));
         n += 1;
     }
-    config.push_str("  last:\n    docker:\n      - image: cimg/base:stable\n    steps:\n      - chekout\n");
+    config.push_str(
+        "  last:\n    docker:\n      - image: cimg/base:stable\n    steps:\n      - chekout\n",
+    );
     let last_line = config.lines().count();
     let dir = config_in_temp(config.as_bytes());
     let run = validate_in(dir.path(), "config.yml");
     assert_one_error(&run, "unknown step `chekout`; did you mean `checkout`?");
-    assert!(run.stderr.contains(&format!("config.yml:{last_line}:9")), "{}", run.transcript());
+    assert!(
+        run.stderr.contains(&format!("config.yml:{last_line}:9")),
+        "{}",
+        run.transcript()
+    );
 }
 
 #[test]
