@@ -3,6 +3,7 @@
 //! becomes a node, the node a span (the key for "missing"/"unknown key" problems, the value
 //! otherwise), and the violation a sentence (see [`super::schema_text`]).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use jsonschema::error::ValidationErrorKind;
@@ -33,6 +34,8 @@ pub(crate) struct Violation<'e, 'n> {
     pub node: Option<&'n Node>,
     pub entry: Option<&'n Entry>,
     pub root: &'n Node,
+    /// Keys reported as unknown in the same map.
+    pub unknown: Vec<String>,
 }
 
 impl Violation<'_, '_> {
@@ -66,6 +69,15 @@ pub(crate) fn check(root: &Node) -> Vec<Diagnostic> {
         .filter(|e| matches!(e.kind(), ValidationErrorKind::MaxProperties { limit: 1 }))
         .map(|e| format!("{}/", e.instance_path().as_str()))
         .collect();
+    let mut unknown: HashMap<&str, Vec<String>> = HashMap::new();
+    for error in &errors {
+        if let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+            unknown
+                .entry(error.instance_path().as_str())
+                .or_default()
+                .extend(unexpected.iter().cloned());
+        }
+    }
     let mut out = Vec::new();
     for error in &errors {
         let ptr = error.instance_path().as_str();
@@ -73,7 +85,9 @@ pub(crate) fn check(root: &Node) -> Vec<Diagnostic> {
         if one_key.iter().any(|p| ptr.starts_with(p.as_str())) {
             continue;
         }
-        out.extend(schema_text::describe(&locate(error, root)));
+        let mut violation = locate(error, root);
+        violation.unknown = unknown.get(ptr).cloned().unwrap_or_default();
+        out.extend(schema_text::describe(&violation));
     }
     out
 }
@@ -91,6 +105,7 @@ pub(crate) fn locate<'e, 'n>(error: &'e ValidationError<'e>, root: &'n Node) -> 
                 node: Some(node),
                 entry: if exact { entry } else { None },
                 root,
+                unknown: Vec::new(),
             };
         }
         match probe.rfind('/') {
@@ -102,6 +117,7 @@ pub(crate) fn locate<'e, 'n>(error: &'e ValidationError<'e>, root: &'n Node) -> 
                     node: None,
                     entry: None,
                     root,
+                    unknown: Vec::new(),
                 };
             }
         }

@@ -23,6 +23,7 @@ pub(crate) fn describe(v: &Violation<'_, '_>) -> Vec<Diagnostic> {
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
             return any_of(v, &info, context);
         }
+        ValidationErrorKind::Required { property } => required(v, &info, property),
         kind => vec![single(v, &info, kind)],
     };
     diags.into_iter().map(|d| d.with_pointer(&v.ptr)).collect()
@@ -83,7 +84,6 @@ fn single(v: &Violation<'_, '_>, info: &SchemaInfo, kind: &ValidationErrorKind) 
     let value = v.node.map_or_else(|| "missing".to_string(), describe_node);
     let shown = v.node.and_then(Node::scalar_text).unwrap_or_default();
     let (span, message, hint) = match kind {
-        ValidationErrorKind::Required { property } => return required(v, info, property),
         ValidationErrorKind::Type { kind } => (
             v.value_span(),
             format!("{subject} must be {}, but it is {value}", types(kind)),
@@ -231,7 +231,13 @@ fn owner(v: &Violation<'_, '_>, info: &SchemaInfo) -> String {
         (Some(index), Some(name)) if is_index(index) && n >= 3 && at(n - 3) == Some("jobs") => {
             format!("the workflow entry of job `{name}`")
         }
-        (Some(index), Some(name)) if is_index(index) => format!("the `{name}` step"),
+        (Some(index), Some(name))
+            if is_index(index)
+                && n >= 3
+                && matches!(at(n - 3), Some("steps" | "pre-steps" | "post-steps")) =>
+        {
+            format!("the `{name}` step")
+        }
         (Some("docker"), Some(index)) if is_index(index) => {
             format!("docker image {}", index.parse::<usize>().unwrap_or(0) + 1)
         }
@@ -315,11 +321,13 @@ fn choice(
     with_hint(Diagnostic::error(v.value_span(), message), hint)
 }
 
-fn required(v: &Violation<'_, '_>, info: &SchemaInfo, property: &Value) -> Diagnostic {
+fn required(v: &Violation<'_, '_>, info: &SchemaInfo, property: &Value) -> Vec<Diagnostic> {
     let name = scalar(property);
     if v.ptr.is_empty() && name == "version" {
-        return Diagnostic::error(v.key_span(), "the config has no `version`")
-            .with_hint("start the file with `version: 2.1`");
+        return vec![
+            Diagnostic::error(v.key_span(), "the config has no `version`")
+                .with_hint("start the file with `version: 2.1`"),
+        ];
     }
     let mut message = format!("{} is missing `{name}`", owner(v, info));
     let written: Vec<&str> = v
@@ -328,13 +336,15 @@ fn required(v: &Violation<'_, '_>, info: &SchemaInfo, property: &Value) -> Diagn
         .map(|m| m.entries.iter().map(|e| e.key.as_str()).collect())
         .unwrap_or_default();
     let hint = match did_you_mean(&name, written.iter().copied()) {
+        // The unknown-key error on the misspelled key already says "did you mean".
+        Some(typo) if v.unknown.iter().any(|k| k == typo) => return Vec::new(),
         Some(typo) => {
             message.push_str(&format!("; is `{typo}` a misspelling of it?"));
             Some(format!("rename `{typo}` to `{name}`"))
         }
         None => property_description(info, &name).or_else(|| info.hint()),
     };
-    with_hint(Diagnostic::error(v.key_span(), message), hint)
+    vec![with_hint(Diagnostic::error(v.key_span(), message), hint)]
 }
 
 /// The description of `name` under the failing schema's `properties`.
