@@ -1,13 +1,23 @@
 //! `requires` cycles in one workflow. Every entry on a cycle gets its own error, at its job
 //! name, showing the cycle through it (as the language server does).
 
+use std::collections::HashMap;
+
 use super::ctx::Ctx;
 use super::entries::JobEntry;
 use crate::diagnostic::Diagnostic;
 
 pub(crate) fn check(cx: &mut Ctx<'_>, jobs: &[JobEntry<'_>]) {
     let edges = edges(jobs);
+    let mut required = vec![false; jobs.len()];
+    for &j in edges.iter().flatten() {
+        required[j] = true;
+    }
     for (i, job) in jobs.iter().enumerate() {
+        // Only an entry that requires and is required can be on a cycle.
+        if edges[i].is_empty() || !required[i] {
+            continue;
+        }
         let Some(cycle) = shortest_cycle(&edges, i) else {
             continue;
         };
@@ -29,17 +39,20 @@ pub(crate) fn check(cx: &mut Ctx<'_>, jobs: &[JobEntry<'_>]) {
 
 /// For each entry, the entries it requires.
 fn edges(jobs: &[JobEntry<'_>]) -> Vec<Vec<usize>> {
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        for name in &job.names {
+            by_name.entry(name.as_str()).or_default().push(i);
+        }
+    }
     jobs.iter()
         .map(|job| {
             let mut out: Vec<usize> = job
                 .requires
                 .iter()
-                .flat_map(|req| {
-                    jobs.iter()
-                        .enumerate()
-                        .filter(|(_, other)| other.names.iter().any(|n| n == req.name))
-                        .map(|(j, _)| j)
-                })
+                .filter_map(|req| by_name.get(req.name))
+                .flatten()
+                .copied()
                 .collect();
             out.sort_unstable();
             out.dedup();

@@ -2,7 +2,7 @@
 //! arguments, and `requires` only names of the same workflow, without cycles; explicit names
 //! are unique.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::arguments::{self, Invocation};
 use super::ctx::{Ctx, Scope};
@@ -117,7 +117,7 @@ fn check_names(cx: &mut Ctx<'_>, workflow: &str, jobs: &[JobEntry<'_>]) {
 }
 
 fn check_requires(cx: &mut Ctx<'_>, workflow: &str, jobs: &[JobEntry<'_>]) {
-    let known: Vec<&str> = jobs
+    let known: HashSet<&str> = jobs
         .iter()
         .flat_map(|j| j.names.iter().map(String::as_str))
         .collect();
@@ -131,7 +131,8 @@ fn check_requires(cx: &mut Ctx<'_>, workflow: &str, jobs: &[JobEntry<'_>]) {
                 "`{}` in `requires` is not a job of workflow `{workflow}`",
                 req.name
             );
-            if let Some(best) = did_you_mean(req.name, known.iter().copied()) {
+            let names = jobs.iter().flat_map(|j| j.names.iter().map(String::as_str));
+            if let Some(best) = did_you_mean(req.name, names) {
                 message.push_str(&format!("; did you mean `{best}`?"));
             }
             cx.push(
