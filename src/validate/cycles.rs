@@ -101,3 +101,22 @@ fn path_back(previous: &[Option<usize>], last: usize, start: usize) -> Vec<usize
     path.push(start);
     path
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shortest_cycle;
+
+    #[test]
+    fn finds_the_cycle_through_an_entry() {
+        // 0 requires 1, 1 requires 2, 2 requires 0; 3 requires 0 but is on no cycle.
+        let edges = vec![vec![1], vec![2], vec![0], vec![0]];
+        assert_eq!(shortest_cycle(&edges, 0), Some(vec![0, 1, 2, 0]));
+        assert_eq!(shortest_cycle(&edges, 2), Some(vec![2, 0, 1, 2]));
+        assert_eq!(shortest_cycle(&edges, 3), None);
+    }
+
+    #[test]
+    fn self_requirement_is_a_cycle() {
+        assert_eq!(shortest_cycle(&[vec![0]], 0), Some(vec![0, 0]));
+    }
+}

@@ -188,3 +188,36 @@ fn requirements<'a>(node: Option<&'a Node>, ptr: &str) -> Vec<Requirement<'a>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+    use crate::source::{FileId, Source};
+
+    fn names(yaml: &str) -> Vec<Vec<String>> {
+        let source = Source::new("x.yml", yaml.to_string());
+        let node = crate::yaml::parse(&source, FileId(0)).expect("valid YAML");
+        let list = node.as_seq().expect("a list");
+        parse(list, "/jobs").into_iter().map(|e| e.names).collect()
+    }
+
+    #[test]
+    fn plain_and_named_entries() {
+        assert_eq!(
+            names("- build\n- build: {name: b2}\n"),
+            vec![vec!["build".to_string()], vec!["b2".to_string()]]
+        );
+    }
+
+    #[test]
+    fn matrix_names_alias_and_instances() {
+        let yaml =
+            "- test:\n    matrix:\n      parameters:\n        v: [1, 2]\n        os: [linux]\n";
+        assert_eq!(
+            names(yaml),
+            vec![vec!["test", "test-linux-1", "test-linux-2"]]
+        );
+        let yaml = "- test:\n    name: t-<< matrix.v >>\n    matrix:\n      alias: all\n      parameters:\n        v: [1, 2]\n";
+        assert_eq!(names(yaml), vec![vec!["all", "t-1", "t-2"]]);
+    }
+}

@@ -189,3 +189,22 @@ fn platform_name(platform: Platform) -> &'static str {
         Platform::Unknown => "this executor",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Family, family};
+
+    #[test]
+    fn classifies_classes() {
+        assert_eq!(family("medium+"), Some(Family::Linux));
+        assert_eq!(family("large.gen2"), Some(Family::Linux));
+        assert_eq!(family("arm.xlarge"), Some(Family::Linux));
+        assert_eq!(family("gpu.nvidia.medium"), Some(Family::Linux));
+        assert_eq!(family("windows.2xlarge"), Some(Family::Windows));
+        assert_eq!(family("macos.m1.large.gen1"), Some(Family::MacOs));
+        assert_eq!(family("m4pro.medium"), Some(Family::MacOs));
+        assert_eq!(family("my-org/runner"), Some(Family::SelfHosted));
+        assert_eq!(family("toto"), None);
+        assert_eq!(family("mé.x"), None);
+    }
+}

@@ -95,3 +95,25 @@ fn workflows_version(cx: &mut Ctx<'_>, workflows: &Entry) {
             .with_pointer("/workflows"),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Version;
+    use crate::source::{FileId, Source};
+
+    fn version(yaml: &str) -> Version {
+        let source = Source::new("x.yml", yaml.to_string());
+        Version::of(&crate::yaml::parse(&source, FileId(0)).expect("valid YAML"))
+    }
+
+    #[test]
+    fn reads_numbers_and_strings() {
+        assert_eq!(version("version: 2"), Version::V20);
+        assert_eq!(version("version: 2.0"), Version::V20);
+        assert_eq!(version("version: '2.0'"), Version::V20);
+        assert_eq!(version("version: 2.1"), Version::V21);
+        assert_eq!(version("version: \"2.1\""), Version::V21);
+        assert_eq!(version("version: 2.1,"), Version::Unknown);
+        assert_eq!(version("jobs: {}"), Version::Unknown);
+    }
+}
