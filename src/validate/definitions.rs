@@ -2,6 +2,7 @@
 //! parameter declarations, executor references, steps and resource classes, each checked in
 //! the definition's own lexical scope.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -23,6 +24,7 @@ static ELEMENT_NAME: LazyLock<Regex> =
 pub(crate) fn check_all<'a>(cx: &mut Ctx<'a>) {
     let model = cx.model;
     for ns in &model.namespaces {
+        unique_ignoring_case(cx, ns.jobs.values());
         for def in ns
             .executors
             .values()
@@ -81,4 +83,27 @@ fn check_name(cx: &mut Ctx<'_>, def: &Def<'_>) {
         ))
         .with_pointer(&def.ptr),
     );
+}
+
+/// Job names are unique regardless of case: `Build` and `build` are the same job to CircleCI.
+fn unique_ignoring_case<'a>(cx: &mut Ctx<'_>, jobs: impl Iterator<Item = &'a Def<'a>>) {
+    let mut seen: HashMap<String, &Def<'_>> = HashMap::new();
+    for def in jobs {
+        let Some(first) = seen.get(&def.name.to_lowercase()) else {
+            seen.insert(def.name.to_lowercase(), def);
+            continue;
+        };
+        cx.push(
+            Diagnostic::error(
+                def.entry.key_span,
+                format!(
+                    "job `{}` differs from job `{}` only in case",
+                    def.name, first.name
+                ),
+            )
+            .with_label(first.entry.key_span, "the other job")
+            .with_hint("job names are unique regardless of case; rename one of them")
+            .with_pointer(&def.ptr),
+        );
+    }
 }

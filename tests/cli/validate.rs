@@ -155,6 +155,7 @@ rule! {
     rule_valid => "valid.yml",
     rule_processed_orb_job_names => "processed-orb-job-names.yml",
     rule_command_recursion => "command-recursion.yml",
+    rule_job_name_case => "job-name-case.yml",
 }
 
 /// Machine-readable output: every field editors rely on.
