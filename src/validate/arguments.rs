@@ -169,16 +169,20 @@ pub(crate) fn check_value<'a>(
         Some(name) => format!("pipeline parameter `{name}` is {}", describe(effective)),
         None => format!("found {}", describe(effective)),
     };
-    let mut d = Diagnostic::error(
-        value.span,
-        format!(
-            "argument `{arg}` of {} must be {}, but {found}",
-            target.label(),
-            ty.describe()
-        ),
-    )
-    .with_pointer(ptr);
-    d = d.with_hint(hint_for(ty, effective, via.is_some()));
+    let mut message = format!(
+        "argument `{arg}` of {} must be {}, but {found}",
+        target.label(),
+        ty.describe()
+    );
+    if let ParamType::Enum(values) = ty {
+        let text = effective.scalar_text().unwrap_or_default();
+        if let Some(best) = did_you_mean(&text, enum_texts(values).iter().map(String::as_str)) {
+            message.push_str(&format!("; did you mean `{best}`?"));
+        }
+    }
+    let d = Diagnostic::error(value.span, message)
+        .with_hint(hint_for(ty, effective, via.is_some()))
+        .with_pointer(ptr);
     cx.push(d);
 }
 
@@ -223,13 +227,8 @@ fn hint_for(ty: ParamType<'_>, value: &Node, substituted: bool) -> String {
         (ParamType::String, Kind::Bool(b)) if !substituted => {
             format!("quote the value to pass it as text: \"{b}\"")
         }
-        (ParamType::Enum(values), _) => {
-            let allowed = enum_texts(values);
-            let text = value.scalar_text().unwrap_or_default();
-            match did_you_mean(&text, allowed.iter().map(String::as_str)) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => format!("use one of {}", one_of(&allowed)),
-            }
+        (ParamType::Enum(values), _) if !substituted => {
+            format!("use one of {}", one_of(&enum_texts(values)))
         }
         _ if substituted => {
             "declare the pipeline parameter with the same type as the job parameter, or pass another value".into()
