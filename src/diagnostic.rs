@@ -97,7 +97,17 @@ pub fn render_human(sources: &Sources, diags: &[Diagnostic], color: bool) -> Str
     };
     let mut out = String::new();
     for d in diags {
-        out.push_str(&renderer.render(&report(sources, d)));
+        let groups = report(sources, d);
+        if d.span.is_some() {
+            out.push_str(&renderer.render(&groups));
+        } else {
+            // Without a snippet, groups rendered together are joined by a lone ` |` line.
+            let lines: Vec<String> = groups
+                .iter()
+                .map(|g| renderer.render(std::slice::from_ref(g)))
+                .collect();
+            out.push_str(&lines.join("\n"));
+        }
         out.push_str("\n\n");
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();

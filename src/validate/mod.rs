@@ -1,9 +1,40 @@
-//! Validation of a parsed config: the JSON Schema in `schema/` plus semantic checks.
-//! Pure: no I/O, no Docker.
+//! Validation of a parsed config: the JSON Schema in `schema/` (structure, types, allowed keys
+//! and values) plus the semantic checks a schema cannot express (names that must resolve,
+//! lexical parameter scopes, arguments, `requires` graphs, version rules, resource classes).
+//!
+//! Pure: no I/O, no Docker, no network. Registry orbs are never fetched; what depends on them
+//! is one warning per orb.
 
-use crate::diagnostic::Diagnostic;
+mod arguments;
+mod ctx;
+mod cycles;
+mod definitions;
+mod entries;
+mod executors;
+mod model;
+mod orbs;
+mod params;
+mod recursion;
+mod references;
+mod resolve;
+mod resource_class;
+mod schema;
+mod schema_keys;
+mod schema_text;
+mod schema_words;
+mod steps;
+mod suggest;
+mod template;
+mod version;
+mod workflows;
+
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::source::{FileId, Sources};
 use crate::yaml::Node;
+
+use ctx::Ctx;
+use model::Model;
+use version::Version;
 
 /// Knobs of one validation run.
 #[derive(Clone, Debug, Default)]
@@ -19,13 +50,43 @@ pub fn validate(
     node: &Node,
     options: &Options,
 ) -> Vec<Diagnostic> {
-    let _ = (sources, options);
     if node.is_null() {
         return vec![
             Diagnostic::error(node.span, "the config is empty")
                 .with_hint("start it with `version: 2.1`"),
         ];
     }
-    let _ = file;
-    Vec::new()
+    let mut out = schema::check(node);
+    if node.as_map().is_none() {
+        return out;
+    }
+    let model = Model::build(node);
+    let version = Version::of(node);
+    let mut cx = Ctx {
+        model: &model,
+        text: sources.get(file).text(),
+        file,
+        v21: version != Version::V20,
+        out: Vec::new(),
+    };
+    semantics(&mut cx, version, options);
+    out.append(&mut cx.out);
+    if options.strict {
+        for d in &mut out {
+            d.severity = Severity::Error;
+        }
+    }
+    out
+}
+
+fn semantics(cx: &mut Ctx<'_>, version: Version, options: &Options) {
+    version::check(cx, version);
+    params::check_pipeline(cx);
+    orbs::check_references(cx);
+    definitions::check_all(cx);
+    recursion::check(cx);
+    workflows::check_all(cx);
+    references::check_all(cx);
+    // Last: only now is it known which registry orbs something refers into.
+    orbs::offline_warnings(cx, options.strict);
 }

@@ -74,8 +74,19 @@ impl<'a> Composer<'a> {
 
     fn scan_error(&self, e: &ScanError) -> Diagnostic {
         let m = e.marker();
-        let at = self.source.offset_of(m.line(), m.col());
+        let mut at = self.source.offset_of(m.line(), m.col());
         let info = e.info();
+        // saphyr marks where a scalar began or the column after a tab; the tab itself is the
+        // useful place: the first one on the marked line, else the next one after the mark.
+        if info.contains("tab") {
+            let text = self.source.text();
+            let (line_start, line_end) = self.source.line_range(at, at);
+            at = text[line_start..line_end]
+                .find('\t')
+                .map(|i| line_start + i)
+                .or_else(|| text[at..].find('\t').map(|i| at + i))
+                .unwrap_or(at);
+        }
         let hint = if info.contains("tab") {
             "YAML indentation must use spaces, not tabs"
         } else {

@@ -2,3 +2,4 @@
 
 mod cache;
 mod process;
+mod validate;

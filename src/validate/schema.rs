@@ -1,0 +1,156 @@
+//! JSON Schema validation with `schema/circleci-config.schema.json` (draft 2020-12, compiled
+//! once per process), and the mapping of each violation back to the YAML: its JSON pointer
+//! becomes a node, the node a span (the key for "missing"/"unknown key" problems, the value
+//! otherwise), and the violation a sentence (see [`super::schema_text`]).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::{Draft, ValidationError, Validator};
+use serde_json::Value;
+
+use super::schema_text;
+use crate::diagnostic::Diagnostic;
+use crate::source::Span;
+use crate::yaml::{Entry, Node};
+
+const SCHEMA_TEXT: &str = include_str!("../../schema/circleci-config.schema.json");
+
+pub(crate) static SCHEMA: LazyLock<Value> =
+    LazyLock::new(|| serde_json::from_str(SCHEMA_TEXT).expect("the bundled schema is JSON"));
+
+static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| {
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .build(&SCHEMA)
+        .expect("the bundled schema compiles")
+});
+
+/// One violation, located in the YAML tree.
+pub(crate) struct Violation<'e, 'n> {
+    pub error: &'e ValidationError<'e>,
+    pub ptr: String,
+    pub node: Option<&'n Node>,
+    pub entry: Option<&'n Entry>,
+    pub root: &'n Node,
+    /// Keys reported as unknown in the same map.
+    pub unknown: Vec<String>,
+}
+
+impl Violation<'_, '_> {
+    /// The value's span, or the nearest existing ancestor's. An empty value (`key:` with
+    /// nothing after it) has no text to point at, so its key stands in.
+    pub(crate) fn value_span(&self) -> Span {
+        match (self.node, self.entry) {
+            (Some(n), Some(e)) if n.is_null() => e.key_span,
+            (Some(n), _) => n.span,
+            (None, _) => self.root.span.head(),
+        }
+    }
+
+    /// The key that names the value (`bad:` for a problem inside the map `bad`); the file's
+    /// start for the document itself.
+    pub(crate) fn key_span(&self) -> Span {
+        match (self.entry, self.ptr.is_empty()) {
+            (Some(e), _) => e.key_span,
+            (None, true) => Span::new(self.root.span.file, 0, 0),
+            (None, false) => self.value_span().head(),
+        }
+    }
+}
+
+/// Every schema violation in the document, as diagnostics.
+pub(crate) fn check(root: &Node) -> Vec<Diagnostic> {
+    let instance = root.to_json();
+    let errors: Vec<ValidationError<'_>> = VALIDATOR.iter_errors(&instance).collect();
+    let one_key: Vec<String> = errors
+        .iter()
+        .filter(|e| matches!(e.kind(), ValidationErrorKind::MaxProperties { limit: 1 }))
+        .map(|e| format!("{}/", e.instance_path().as_str()))
+        .collect();
+    let mut unknown: HashMap<&str, Vec<String>> = HashMap::new();
+    for error in &errors {
+        if let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+            unknown
+                .entry(error.instance_path().as_str())
+                .or_default()
+                .extend(unexpected.iter().cloned());
+        }
+    }
+    let mut out = Vec::new();
+    for error in &errors {
+        let ptr = error.instance_path().as_str();
+        // A one-key map with several keys: the keys' own errors only repeat the problem.
+        if one_key.iter().any(|p| ptr.starts_with(p.as_str())) {
+            continue;
+        }
+        let mut violation = locate(error, root);
+        violation.unknown = unknown.get(ptr).cloned().unwrap_or_default();
+        out.extend(schema_text::describe(&violation));
+    }
+    out
+}
+
+/// Finds the node a violation is about (or its nearest existing ancestor).
+pub(crate) fn locate<'e, 'n>(error: &'e ValidationError<'e>, root: &'n Node) -> Violation<'e, 'n> {
+    let ptr = error.instance_path().as_str().to_string();
+    let mut probe = ptr.as_str();
+    loop {
+        if let Some((node, entry)) = root.pointer(probe) {
+            let exact = probe.len() == ptr.len();
+            return Violation {
+                error,
+                ptr: ptr.clone(),
+                node: Some(node),
+                entry: if exact { entry } else { None },
+                root,
+                unknown: Vec::new(),
+            };
+        }
+        match probe.rfind('/') {
+            Some(i) => probe = &probe[..i],
+            None => {
+                return Violation {
+                    error,
+                    ptr,
+                    node: None,
+                    entry: None,
+                    root,
+                    unknown: Vec::new(),
+                };
+            }
+        }
+    }
+}
+
+/// The schema object at a JSON pointer into the schema (`/$defs/job/properties/steps`).
+pub(crate) fn schema_at(pointer: &str) -> Option<&'static Value> {
+    SCHEMA.pointer(pointer)
+}
+
+/// Resolves a local `$ref` (`#/$defs/x`) to its schema.
+pub(crate) fn resolve_ref(schema: &'static Value) -> &'static Value {
+    let mut current = schema;
+    for _ in 0..8 {
+        let Some(target) = current.get("$ref").and_then(Value::as_str) else {
+            break;
+        };
+        match target.strip_prefix('#').and_then(schema_at) {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_schema_compiles() {
+        assert!(VALIDATOR.is_valid(&serde_json::json!({"version": 2.1})));
+        assert!(!VALIDATOR.is_valid(&serde_json::json!({"version": true})));
+    }
+}

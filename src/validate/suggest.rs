@@ -1,0 +1,94 @@
+//! "Did you mean ...?" suggestions for misspelled keys, step names and references.
+//!
+//! Pure string work: an edit distance and a threshold. It knows nothing about configs.
+
+/// The candidate closest to `word`, when it is close enough to be a likely typo.
+pub(crate) fn did_you_mean<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
+    let word_lower = word.to_lowercase();
+    let limit = threshold(word.chars().count());
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        if candidate == word {
+            continue;
+        }
+        let distance = edit_distance(&word_lower, &candidate.to_lowercase());
+        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// How many edits still look like a typo: one for short words, a third of longer ones.
+fn threshold(len: usize) -> usize {
+    (len / 3).clamp(1, 4)
+}
+
+/// Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of two
+/// neighbouring characters each cost one (`chekout` -> `checkout` is 1).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for i in 0..=a.len() {
+        d[i * width] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(width) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * width + j] + 1)
+                .min(d[i * width + j - 1] + 1)
+                .min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = v;
+        }
+    }
+    d[a.len() * width + b.len()]
+}
+
+/// `` `a`, `b` or `c` `` for a message.
+pub(crate) fn one_of<S: AsRef<str>>(items: &[S]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("`{}`", s.as_ref())).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("chekout", "checkout"), 1);
+        assert_eq!(edit_distance("stpes", "steps"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn suggests_close_words_only() {
+        let steps = ["checkout", "run", "save_cache"];
+        assert_eq!(did_you_mean("chekout", steps), Some("checkout"));
+        assert_eq!(did_you_mean("rnu", steps), Some("run"));
+        assert_eq!(did_you_mean("deploy-all", steps), None);
+        assert_eq!(did_you_mean("checkout", steps), None);
+    }
+
+    #[test]
+    fn lists_choices() {
+        assert_eq!(one_of(&["a"]), "`a`");
+        assert_eq!(one_of(&["a", "b", "c"]), "`a`, `b` or `c`");
+    }
+}

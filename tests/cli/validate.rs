@@ -1,0 +1,352 @@
+//! `localci validate` end to end: the public conformance suite, one fixture per rule with its
+//! exact diagnostic as a snapshot, inputs that are not configs at all, and this repository's
+//! own `.circleci/config.yml`.
+
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The result of one run of the real binary.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Exit code and both streams, as a snapshot shows them.
+    fn transcript(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .collect()
+    }
+}
+
+/// Runs `localci` with arguments in a directory (the repository root unless told otherwise).
+struct Localci {
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Localci {
+    fn new() -> Self {
+        Localci {
+            dir: PathBuf::from(ROOT),
+            args: vec!["--color".into(), "never".into()],
+        }
+    }
+
+    fn in_dir(mut self, dir: &Path) -> Self {
+        self.dir = dir.to_path_buf();
+        self
+    }
+
+    fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_string()));
+        self
+    }
+
+    fn run(self) -> Run {
+        let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_localci"))
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .env_remove("NO_COLOR")
+            .output()
+            .expect("localci runs");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+fn validate_fixture(file: &str, extra: &[&str]) -> Run {
+    let path = format!("tests/fixtures/validate/{file}");
+    Localci::new()
+        .args(&["validate", "-c", &path])
+        .args(extra)
+        .run()
+}
+
+/// `shared/<name>` next to the repository, or next to a parent folder (a git worktree lives
+/// one level deeper than the main checkout).
+fn shared(name: &str) -> Option<PathBuf> {
+    Path::new(ROOT)
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared").join(name))
+        .find(|dir| dir.is_dir())
+}
+
+macro_rules! snapshot {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+            insta::assert_snapshot!($name, $value);
+        })
+    };
+}
+
+/// One test per rule: the fixture's human output is the snapshot.
+macro_rules! rule {
+    ($($test:ident => $file:literal,)*) => {$(
+        #[test]
+        fn $test() {
+            let run = validate_fixture($file, &[]);
+            snapshot!(concat!("validate-", $file), run.transcript());
+        }
+    )*};
+}
+
+rule! {
+    rule_unknown_step => "unknown-step.yml",
+    rule_unknown_key => "unknown-key.yml",
+    rule_misspelled_required_key => "misspelled-required-key.yml",
+    rule_missing_executor => "missing-executor.yml",
+    rule_two_executor_types => "two-executor-types.yml",
+    rule_restore_cache_without_key => "restore-cache-without-key.yml",
+    rule_undefined_job => "undefined-job.yml",
+    rule_undefined_requires => "undefined-requires.yml",
+    rule_requires_cycle => "requires-cycle.yml",
+    rule_duplicate_job_name => "duplicate-job-name.yml",
+    rule_approval_type => "approval-type.yml",
+    rule_requires_status => "requires-status.yml",
+    rule_v21_feature_in_v20 => "v21-feature-in-v20.yml",
+    rule_v20_workflows_without_version => "v20-workflows-without-version.yml",
+    rule_job_used_as_step => "job-used-as-step.yml",
+    rule_undefined_executor => "undefined-executor.yml",
+    rule_undefined_orb => "undefined-orb.yml",
+    rule_undefined_parameter => "undefined-parameter.yml",
+    rule_parameter_scope => "parameter-scope.yml",
+    rule_pipeline_parameter_in_orb => "pipeline-parameter-in-orb.yml",
+    rule_undefined_pipeline_parameter => "undefined-pipeline-parameter.yml",
+    rule_missing_argument => "missing-argument.yml",
+    rule_unknown_argument => "unknown-argument.yml",
+    rule_argument_type => "argument-type.yml",
+    rule_argument_enum => "argument-enum.yml",
+    rule_argument_type_pipeline => "argument-type-pipeline.yml",
+    rule_rerun_delay_format => "rerun-delay-format.yml",
+    rule_rerun_delay_max => "rerun-delay-max.yml",
+    rule_rerun_delay_without_max => "rerun-delay-without-max.yml",
+    rule_max_auto_reruns => "max-auto-reruns.yml",
+    rule_resource_class_unknown => "resource-class-unknown.yml",
+    rule_resource_class_mismatch => "resource-class-mismatch.yml",
+    rule_job_name => "job-name.yml",
+    rule_bad_version => "bad-version.yml",
+    rule_missing_version => "missing-version.yml",
+    rule_registry_orb => "registry-orb.yml",
+    rule_orb_version => "orb-version.yml",
+    rule_unclosed_tag => "unclosed-tag.yml",
+    rule_matrix_unknown_parameter => "matrix-unknown-parameter.yml",
+    rule_yaml_syntax => "yaml-syntax.yml",
+    rule_yaml_tab => "yaml-tab.yml",
+    rule_duplicate_key => "duplicate-key.yml",
+    rule_enum_default => "enum-default.yml",
+    rule_checkout_method => "checkout-method.yml",
+    rule_step_with_two_keys => "step-with-two-keys.yml",
+    rule_valid => "valid.yml",
+    rule_processed_orb_job_names => "processed-orb-job-names.yml",
+    rule_command_recursion => "command-recursion.yml",
+    rule_job_name_case => "job-name-case.yml",
+}
+
+/// Machine-readable output: every field editors rely on.
+macro_rules! json {
+    ($($test:ident => $file:literal,)*) => {$(
+        #[test]
+        fn $test() {
+            let run = validate_fixture($file, &["--format", "json"]);
+            snapshot!(concat!("validate-json-", $file), run.transcript());
+        }
+    )*};
+}
+
+json! {
+    json_unknown_step => "unknown-step.yml",
+    json_missing_argument => "missing-argument.yml",
+    json_registry_orb => "registry-orb.yml",
+    json_valid => "valid.yml",
+}
+
+#[test]
+fn strict_turns_orb_warnings_into_errors() {
+    let lenient = validate_fixture("registry-orb.yml", &[]);
+    assert_eq!(lenient.code, 0, "{}", lenient.transcript());
+    let strict = validate_fixture("registry-orb.yml", &["--strict"]);
+    assert_eq!(strict.code, 2, "{}", strict.transcript());
+    assert!(
+        strict.stderr.starts_with("error: orb `node`"),
+        "{}",
+        strict.transcript()
+    );
+}
+
+#[test]
+fn every_problem_at_once_sorted_by_position() {
+    let run = validate_fixture("argument-type.yml", &["--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
+    let lines: Vec<u64> = report["diagnostics"]
+        .as_array()
+        .expect("a diagnostics list")
+        .iter()
+        .map(|d| d["line"].as_u64().expect("a line"))
+        .collect();
+    assert_eq!(lines, vec![21, 22]);
+}
+
+#[test]
+fn validates_own_config() {
+    let run = Localci::new().args(&["validate", "--strict"]).run();
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert_eq!(run.stdout, "config is valid\n");
+}
+
+/// See: issue 2, "Conformance". The suite is read in place, never copied.
+#[test]
+fn conformance_suite() {
+    let Some(suite) = shared("conformance") else {
+        eprintln!(
+            "skipping conformance_suite: no shared/conformance folder next to the repository"
+        );
+        return;
+    };
+    let output = std::process::Command::new("bash")
+        .arg(suite.join("check.sh"))
+        .arg(env!("CARGO_BIN_EXE_localci"))
+        .output()
+        .expect("bash runs check.sh");
+    let report = String::from_utf8_lossy(&output.stdout);
+    let failures: Vec<&str> = report.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        failures.is_empty() && output.status.success(),
+        "conformance failures:\n{}\n{}",
+        failures.join("\n"),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains("133 passed, 0 failed"), "{report}");
+}
+
+/// Bad input: one error line, exit 2, never a panic.
+fn assert_one_error(run: &Run, expected: &str) {
+    assert_eq!(run.code, 2, "{}", run.transcript());
+    assert!(!run.stderr.contains("panicked"), "{}", run.transcript());
+    let errors = run.error_lines();
+    assert_eq!(errors.len(), 1, "{}", run.transcript());
+    assert!(errors[0].contains(expected), "{}", run.transcript());
+}
+
+fn config_in_temp(contents: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("config.yml"), contents).expect("write the config");
+    dir
+}
+
+fn validate_in(dir: &Path, config: &str) -> Run {
+    Localci::new()
+        .in_dir(dir)
+        .args(&["validate", "-c", config])
+        .run()
+}
+
+#[test]
+fn empty_file() {
+    let dir = config_in_temp(b"");
+    assert_one_error(
+        &validate_in(dir.path(), "config.yml"),
+        "the config is empty",
+    );
+}
+
+#[test]
+fn binary_file() {
+    let dir = config_in_temp(b"\x7fELF\x02\x01\x01\x00\x00\xff\xfe");
+    assert_one_error(
+        &validate_in(dir.path(), "config.yml"),
+        "config.yml is not a text file",
+    );
+}
+
+#[test]
+fn yaml_bomb() {
+    let mut bomb =
+        String::from("version: 2.1\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..10 {
+        let prev = format!("*a{}", level - 1);
+        let items = [prev.as_str(); 9].join(", ");
+        bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+    }
+    let dir = config_in_temp(bomb.as_bytes());
+    assert_one_error(
+        &validate_in(dir.path(), "config.yml"),
+        "aliases expand to more than",
+    );
+}
+
+#[test]
+fn five_megabyte_config() {
+    let mut config = String::from("version: 2.1\njobs:\n");
+    let mut n = 0;
+    while config.len() < 5 * 1024 * 1024 {
+        config.push_str(&format!(
+            "  job-{n}:\n    docker:\n      - image: cimg/base:stable\n    steps:\n      - checkout\n      - run:\n          name: Step {n}\n          command: make target-{n}\n"
+        ));
+        n += 1;
+    }
+    config.push_str(
+        "  last:\n    docker:\n      - image: cimg/base:stable\n    steps:\n      - chekout\n",
+    );
+    let last_line = config.lines().count();
+    let dir = config_in_temp(config.as_bytes());
+    let run = validate_in(dir.path(), "config.yml");
+    assert_one_error(&run, "unknown step `chekout`; did you mean `checkout`?");
+    assert!(
+        run.stderr.contains(&format!("config.yml:{last_line}:9")),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn missing_file() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    assert_one_error(
+        &validate_in(dir.path(), "nope.yml"),
+        "cannot read nope.yml: no such file",
+    );
+}
+
+#[test]
+fn directory() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::create_dir(dir.path().join("ci")).expect("mkdir");
+    assert_one_error(&validate_in(dir.path(), "ci"), "ci is a directory");
+}
+
+#[test]
+fn no_config_found() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let run = Localci::new().in_dir(dir.path()).args(&["validate"]).run();
+    assert_one_error(&run, "no .circleci/config.yml in");
+}
+
+#[test]
+fn bad_input_as_json_has_no_position() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let run = Localci::new()
+        .in_dir(dir.path())
+        .args(&["validate", "--format", "json", "-c", "nope.yml"])
+        .run();
+    assert_eq!(run.code, 2);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["diagnostics"][0]["line"], serde_json::Value::Null);
+    assert_eq!(report["diagnostics"][0]["severity"], "error");
+}
