@@ -4,7 +4,7 @@
 //! - ground truth: the real CircleCI compiler's input/output pairs in
 //!   `../shared/process-oracle`, compared as data modulo the documented era differences;
 //! - every valid 2.1 config of `../shared/conformance` that needs no registry orb compiles to a
-//!   2.0-shaped config;
+//!   2.0-shaped config that `localci validate --strict` accepts;
 //! - the command-line surface (flags, `-o`, exit codes).
 
 use std::path::{Path, PathBuf};
@@ -481,6 +481,12 @@ fn conformance_configs_compile_to_2_0() {
         if let Err(why) = check_2_0_shape(&data(&out.stdout, &name)) {
             failures.push(format!("{name}: {why}\n{}", out.stdout));
         }
+        if let Err(why) = revalidates(home.path(), &out.stdout) {
+            failures.push(format!(
+                "{name}: the output does not validate:\n{why}\n{}",
+                out.stdout
+            ));
+        }
     }
     assert!(
         checked >= 40,
@@ -492,6 +498,24 @@ fn conformance_configs_compile_to_2_0() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// `localci validate --strict` accepts the compiled output without any diagnostic.
+fn revalidates(dir: &Path, compiled: &str) -> Result<(), String> {
+    let file = dir.join("processed.yml");
+    std::fs::write(&file, compiled).unwrap();
+    let out = Command::cargo_bin("localci")
+        .expect("the localci binary is built for integration tests")
+        .args(["--color", "never", "validate", "--strict", "-c"])
+        .arg(&file)
+        .output()
+        .expect("localci runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() && stderr.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(stderr.into_owned())
+    }
 }
 
 /// A compiled config: `version: 2`, complete jobs with only built-in steps, workflows naming
