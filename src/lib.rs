@@ -12,6 +12,7 @@
 //! error type for config problems; `exit` maps outcomes to exit codes.
 
 pub mod cli;
+pub mod config;
 pub mod diagnostic;
 pub mod exit;
 pub mod git;
