@@ -17,6 +17,7 @@ pub mod diagnostic;
 pub mod exit;
 pub mod git;
 pub mod load;
+pub mod plan;
 pub mod source;
 pub mod validate;
 pub mod yaml;
