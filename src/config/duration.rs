@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Parses a Go-style duration: one or more `<decimal><unit>` pairs, units `h`, `m`, `s`, `ms`.
-pub(crate) fn parse(text: &str) -> Option<Duration> {
+pub fn parse(text: &str) -> Option<Duration> {
     let text = text.trim();
     if text.is_empty() {
         return None;
@@ -34,7 +34,7 @@ pub(crate) fn parse(text: &str) -> Option<Duration> {
 }
 
 /// Formats like Go's `time.Duration.String()`, to millisecond precision.
-pub(crate) fn go_format(d: Duration) -> String {
+pub fn go_format(d: Duration) -> String {
     let millis = d.as_millis();
     if millis == 0 {
         return "0s".to_string();

@@ -12,7 +12,7 @@ mod workflow;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-pub(crate) use duration::{go_format as format_duration, parse as parse_duration};
+pub use duration::go_format as format_duration;
 pub use job::{Auth, AwsAuth, DEFAULT_WORKING_DIRECTORY, DockerImage, Executor, Job, JobType};
 pub use step::{Run, Step, StepKind, When};
 pub use workflow::{Invocation, Workflow};
