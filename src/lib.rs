@@ -23,5 +23,7 @@ pub mod plan;
 pub mod report;
 pub mod source;
 pub mod steps;
+pub mod store;
+pub mod template;
 pub mod validate;
 pub mod yaml;

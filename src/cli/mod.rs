@@ -2,6 +2,7 @@
 //! its arguments into library calls and returns an [`Outcome`]; nothing here does the work.
 
 mod execute;
+mod cache;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Run one job of the config in Docker: checkout, run steps, caches, services.
     Execute(execute::Args),
+    /// List, remove and prune the local caches that `save_cache` stores.
+    Cache(cache::Args),
 }
 
 /// What the commands may know about the process they run in. Environment variables are read
@@ -72,5 +75,6 @@ pub fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Execute(args) => execute::run(&ctx, &args),
+        Command::Cache(args) => cache::run(&ctx, &args),
     }
 }

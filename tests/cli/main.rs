@@ -1,0 +1,3 @@
+//! One integration-test binary: each module runs the real `localci` binary in a temp dir.
+
+mod cache;
