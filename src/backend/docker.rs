@@ -361,7 +361,9 @@ impl Backend for DockerBackend {
             let volumes = self
                 .docker
                 .list_volumes(Some(
-                    ListVolumesOptionsBuilder::default().filters(&filters).build(),
+                    ListVolumesOptionsBuilder::default()
+                        .filters(&filters)
+                        .build(),
                 ))
                 .await
                 .map_err(api)?;
@@ -382,13 +384,17 @@ impl Backend for DockerBackend {
                     labels: sorted(n.labels),
                 })
             }));
-            found.extend(volumes.volumes.unwrap_or_default().into_iter().map(|v| {
-                Labelled {
-                    kind: ResourceKind::Volume,
-                    id: v.name,
-                    labels: v.labels.into_iter().collect(),
-                }
-            }));
+            found.extend(
+                volumes
+                    .volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| Labelled {
+                        kind: ResourceKind::Volume,
+                        id: v.name,
+                        labels: v.labels.into_iter().collect(),
+                    }),
+            );
             Ok(found)
         }
         .boxed()

@@ -16,6 +16,7 @@ use crate::exit::Outcome;
 use crate::git::RepoInfo;
 use crate::plan::{Plan, PlanOptions};
 use crate::source::{FileId, Sources};
+use crate::store::CacheStore;
 use crate::yaml::Node;
 
 #[derive(clap::Args, Debug)]
@@ -51,8 +52,8 @@ pub struct Args {
     #[arg(long = "image-map", value_name = "FROM=TO")]
     pub image_map: Vec<String>,
 
-    /// Where caches are stored [default: $XDG_CACHE_HOME/localci/<project>/caches, or
-    /// ~/.cache/localci/<project>/caches]
+    /// Where caches are stored [default: $LOCALCI_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/localci/<user>/<repo>/caches, else ~/.cache/localci/<user>/<repo>/caches]
     #[arg(long = "cache-dir", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
@@ -131,10 +132,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
             .artifacts_dir
             .clone()
             .unwrap_or_else(|| root.join(".localci").join("artifacts").join(&plan.name)),
-        cache_dir: args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| default_cache_dir(ctx, &repo)),
+        cache_dir: CacheStore::resolve_dir(args.cache_dir.as_deref(), &ctx.env, &ctx.cwd),
     };
     let (tx, reporter) = crate::report::spawn(std::io::stdout(), ctx.color);
     let result = engine::run_job(backend, plan, options, tx, cancel).await;
@@ -157,7 +155,8 @@ fn plan_job(
     let path = crate::load::find_config(args.config.as_deref(), &ctx.cwd).map_err(|d| vec![d])?;
     let file = crate::load::load(sources, &path).map_err(|d| vec![d])?;
     let node = crate::yaml::parse(sources.get(file), file).map_err(|d| vec![d])?;
-    let diags = crate::validate::validate(sources, file, &node, &crate::validate::Options::default());
+    let diags =
+        crate::validate::validate(sources, file, &node, &crate::validate::Options::default());
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }
@@ -218,12 +217,18 @@ fn parse_env_arg(item: &str, ctx: &Context) -> Result<(String, String), Diagnost
     } else if valid_name(item) {
         return match ctx.env.get(item) {
             Some(value) => Ok((item.to_string(), value.clone())),
-            None => Err(Diagnostic::bare(format!("-e {item}: {item} is not set in your environment"))
-                .with_hint(format!("export {item}=... first, or pass the value: -e {item}=VALUE"))),
+            None => Err(Diagnostic::bare(format!(
+                "-e {item}: {item} is not set in your environment"
+            ))
+            .with_hint(format!(
+                "export {item}=... first, or pass the value: -e {item}=VALUE"
+            ))),
         };
     }
-    Err(Diagnostic::bare(format!("-e {item}: not a variable assignment"))
-        .with_hint("write -e NAME=VALUE, or -e NAME to pass on NAME from your environment"))
+    Err(
+        Diagnostic::bare(format!("-e {item}: not a variable assignment"))
+            .with_hint("write -e NAME=VALUE, or -e NAME to pass on NAME from your environment"),
+    )
 }
 
 fn valid_name(name: &str) -> bool {
@@ -276,22 +281,11 @@ fn unquote(v: &str) -> &str {
 fn parse_image_map(item: &str) -> Result<(String, String), Diagnostic> {
     match item.split_once('=') {
         Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((from.into(), to.into())),
-        _ => Err(Diagnostic::bare(format!("--image-map {item}: expected FROM=TO"))
-            .with_hint("for example --image-map cimg/python:3.12=my/python:local")),
+        _ => Err(
+            Diagnostic::bare(format!("--image-map {item}: expected FROM=TO"))
+                .with_hint("for example --image-map cimg/python:3.12=my/python:local"),
+        ),
     }
-}
-
-/// `$XDG_CACHE_HOME/localci/<project>/caches`, else `~/.cache/localci/<project>/caches`.
-fn default_cache_dir(ctx: &Context, repo: &RepoInfo) -> PathBuf {
-    let (user, name) = repo.project_slug();
-    let base = ctx
-        .env
-        .get("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| ctx.env.get("HOME").map(|h| Path::new(h).join(".cache")))
-        .unwrap_or_else(|| std::env::temp_dir().join("localci-cache"));
-    base.join("localci").join(format!("{user}-{name}")).join("caches")
 }
 
 fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
@@ -307,7 +301,10 @@ fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
         EngineError::Setup(_) => Diagnostic::bare(e.to_string()),
         EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),
     };
-    eprint!("{}", diagnostic::render_human(&Sources::new(), &[d], ctx.color));
+    eprint!(
+        "{}",
+        diagnostic::render_human(&Sources::new(), &[d], ctx.color)
+    );
     Outcome::Environment
 }
 
@@ -325,9 +322,20 @@ mod tests {
 
     #[test]
     fn env_args() {
-        assert_eq!(parse_env_arg("A=b=c", &ctx()).unwrap(), ("A".into(), "b=c".into()));
-        assert_eq!(parse_env_arg("TOKEN", &ctx()).unwrap(), ("TOKEN".into(), "secret".into()));
-        assert!(parse_env_arg("MISSING", &ctx()).unwrap_err().message.contains("not set"));
+        assert_eq!(
+            parse_env_arg("A=b=c", &ctx()).unwrap(),
+            ("A".into(), "b=c".into())
+        );
+        assert_eq!(
+            parse_env_arg("TOKEN", &ctx()).unwrap(),
+            ("TOKEN".into(), "secret".into())
+        );
+        assert!(
+            parse_env_arg("MISSING", &ctx())
+                .unwrap_err()
+                .message
+                .contains("not set")
+        );
         assert!(parse_env_arg("1X=2", &ctx()).is_err());
     }
 
@@ -338,9 +346,18 @@ mod tests {
         std::fs::write(&path, "# c\n\nexport A=1\nB=\"two words\"\nC='x'\n").unwrap();
         assert_eq!(
             read_env_file(&path).unwrap(),
-            vec![("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "x".into())]
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x".into())
+            ]
         );
         std::fs::write(&path, "A=1\nnope\n").unwrap();
-        assert!(read_env_file(&path).unwrap_err().message.ends_with(":2: `nope` is not NAME=VALUE"));
+        assert!(
+            read_env_file(&path)
+                .unwrap_err()
+                .message
+                .ends_with(":2: `nope` is not NAME=VALUE")
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! Command-line definitions (clap) and dispatch. Each subcommand is a thin module that turns
 //! its arguments into library calls and returns an [`Outcome`]; nothing here does the work.
 
-mod execute;
 mod cache;
+mod execute;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -48,7 +48,9 @@ pub fn go_format(d: Duration) -> String {
     let frac = millis % 1000;
     let mut seconds = secs.to_string();
     if frac > 0 {
-        seconds = format!("{secs}.{frac:03}").trim_end_matches('0').to_string();
+        seconds = format!("{secs}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string();
     }
     match (hours, minutes) {
         (0, 0) => format!("{seconds}s"),

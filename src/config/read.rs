@@ -74,7 +74,9 @@ impl Reader {
     /// A non-negative integer field (written as a number or a numeric string).
     pub(crate) fn opt_u32(&mut self, map: &Node, key: &str, pointer: &str) -> Option<u32> {
         let value = map.get(key)?;
-        let parsed = value.scalar_text().and_then(|t| t.trim().parse::<u32>().ok());
+        let parsed = value
+            .scalar_text()
+            .and_then(|t| t.trim().parse::<u32>().ok());
         if parsed.is_none() {
             self.error(
                 value,

@@ -121,11 +121,12 @@ fn parse_step(r: &mut Reader, node: &Node, pointer: &str) -> Option<Step> {
         Kind::Str(name) => bare_step(r, node, pointer, name),
         Kind::Map(map) if map.len() == 1 => {
             let entry = &map.entries[0];
-            step_with_body(r, &entry.key, &entry.value, &child(pointer, &entry.key))
-                .map(|step| Step {
+            step_with_body(r, &entry.key, &entry.value, &child(pointer, &entry.key)).map(|step| {
+                Step {
                     span: node.span,
                     ..step
-                })
+                }
+            })
         }
         Kind::Map(_) => {
             r.error_hint(
@@ -137,7 +138,11 @@ fn parse_step(r: &mut Reader, node: &Node, pointer: &str) -> Option<Step> {
             None
         }
         _ => {
-            r.error(node, pointer, format!("a step cannot be a {}", node.type_name()));
+            r.error(
+                node,
+                pointer,
+                format!("a step cannot be a {}", node.type_name()),
+            );
             None
         }
     }
@@ -214,7 +219,11 @@ fn step_with_body(r: &mut Reader, kind: &str, body: &Node, pointer: &str) -> Opt
     let empty = Node::new(body.span, Kind::Map(Default::default()));
     let body = if body.is_null() { &empty } else { body };
     if body.as_map().is_none() {
-        r.error(body, pointer, format!("the options of `{kind}` must be a map"));
+        r.error(
+            body,
+            pointer,
+            format!("the options of `{kind}` must be a map"),
+        );
         return None;
     }
     let parsed = match kind {
@@ -325,7 +334,11 @@ fn parse_run(r: &mut Reader, body: &Node, pointer: &str) -> Option<Run> {
     if let Some(n) = r.opt_u32(body, "max_auto_reruns", pointer) {
         if !(1..=5).contains(&n) {
             let node = body.get("max_auto_reruns").expect("read just above");
-            r.error(node, &child(pointer, "max_auto_reruns"), "`max_auto_reruns` must be 1 to 5");
+            r.error(
+                node,
+                &child(pointer, "max_auto_reruns"),
+                "`max_auto_reruns` must be 1 to 5",
+            );
         }
         run.max_auto_reruns = n.min(5);
     }
@@ -333,7 +346,11 @@ fn parse_run(r: &mut Reader, body: &Node, pointer: &str) -> Option<Run> {
     if let Some(delay) = run.auto_rerun_delay {
         let node = body.get("auto_rerun_delay").expect("read just above");
         if delay > Duration::from_secs(600) {
-            r.error(node, &child(pointer, "auto_rerun_delay"), "`auto_rerun_delay` is at most 10m");
+            r.error(
+                node,
+                &child(pointer, "auto_rerun_delay"),
+                "`auto_rerun_delay` is at most 10m",
+            );
         }
     }
     Some(run)

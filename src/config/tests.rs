@@ -63,7 +63,10 @@ fn reads_jobs_images_and_environment_as_written() {
     assert_eq!(job.working_directory, "~/project");
     assert_eq!(
         job.environment,
-        vec![("VERSION".into(), "1.10".into()), ("EMPTY".into(), "".into())]
+        vec![
+            ("VERSION".into(), "1.10".into()),
+            ("EMPTY".into(), "".into())
+        ]
     );
     let Executor::Docker(images) = &job.executor else {
         panic!("docker executor expected");
@@ -99,7 +102,11 @@ fn steps_have_one_canonical_form() {
             keys: vec!["v1-a".into(), "v1-b".into(), "v1-".into()]
         }
     );
-    assert_eq!(steps[5].when, When::Always, "test results run after failures");
+    assert_eq!(
+        steps[5].when,
+        When::Always,
+        "test results run after failures"
+    );
     assert!(matches!(&steps[6].kind, StepKind::Run(r) if r.command == "./deploy.sh"));
 }
 
@@ -160,11 +167,15 @@ fn machine_and_missing_executors_are_recognised() {
 #[test]
 fn shape_errors() {
     assert_eq!(
-        messages("version: 2\njobs:\n  a:\n    docker: [{image: x}]\n    environment: [NOPE]\n    steps: [checkout]\n"),
+        messages(
+            "version: 2\njobs:\n  a:\n    docker: [{image: x}]\n    environment: [NOPE]\n    steps: [checkout]\n"
+        ),
         vec!["environment entry `NOPE` is not KEY=VALUE"]
     );
     assert_eq!(
-        messages("version: 2\njobs:\n  a:\n    docker: [{image: x, auth: {username: u}}]\n    steps: [checkout]\n"),
+        messages(
+            "version: 2\njobs:\n  a:\n    docker: [{image: x, auth: {username: u}}]\n    steps: [checkout]\n"
+        ),
         vec!["`auth` needs both `username` and `password`"]
     );
     assert_eq!(messages("version: 2\n"), vec!["the config has no `jobs`"]);

@@ -49,7 +49,9 @@ pub(crate) fn parse_workflows(r: &mut Reader, node: &Node) -> Vec<Workflow> {
                 .unwrap_or_default()
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| parse_invocation(r, item, &index(&child(&pointer, "jobs"), i)))
+                .filter_map(|(i, item)| {
+                    parse_invocation(r, item, &index(&child(&pointer, "jobs"), i))
+                })
                 .collect();
             Workflow {
                 name: e.key.clone(),
@@ -84,7 +86,11 @@ fn parse_invocation(r: &mut Reader, node: &Node, pointer: &str) -> Option<Invoca
             })
         }
         _ => {
-            r.error(node, pointer, "a workflow job must be a job name or a one-key map");
+            r.error(
+                node,
+                pointer,
+                "a workflow job must be a job name or a one-key map",
+            );
             None
         }
     }

@@ -80,7 +80,11 @@ fn base_spec(plan: &JobPlan, image: &ImagePlan, run: &RunInfo, suffix: &str) -> 
         image: image.image.clone(),
         entrypoint: image.entrypoint.clone(),
         cmd: image.command.clone(),
-        env: image.environment.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env: image
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         user: image.user.clone(),
         labels: run.labels(&plan.name),
         ..ContainerSpec::default()
@@ -134,7 +138,13 @@ fn service_spec(
 fn container_name(job: &str, short: &str, suffix: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect()
     };
     format!("localci-{}-{short}{}", clean(job), clean(suffix))
@@ -161,6 +171,9 @@ mod tests {
 
     #[test]
     fn names_are_docker_safe() {
-        assert_eq!(container_name("build py/3", "abcd1234", "-db"), "localci-build-py-3-abcd1234-db");
+        assert_eq!(
+            container_name("build py/3", "abcd1234", "-db"),
+            "localci-build-py-3-abcd1234-db"
+        );
     }
 }

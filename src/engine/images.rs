@@ -51,10 +51,12 @@ pub async fn ensure(
                     image.image,
                     format_duration(started.elapsed())
                 ));
-                backend
-                    .inspect_image(&image.image)
-                    .await?
-                    .ok_or_else(|| image_error(image, &BackendError::NotFound("not found after the pull".into())))?
+                backend.inspect_image(&image.image).await?.ok_or_else(|| {
+                    image_error(
+                        image,
+                        &BackendError::NotFound("not found after the pull".into()),
+                    )
+                })?
             }
         };
         found.insert(image.image.clone(), info);
@@ -114,9 +116,11 @@ impl Bars {
         let bar = self.layers.entry(layer.clone()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(0));
             bar.set_style(
-                ProgressStyle::with_template("{prefix:.bold} {msg:<12} {bar:30} {bytes}/{total_bytes}")
-                    .expect("the template is valid")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:.bold} {msg:<12} {bar:30} {bytes}/{total_bytes}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
             );
             bar.set_prefix(layer.clone());
             bar
@@ -174,7 +178,10 @@ mod tests {
 
     #[test]
     fn interpolates_like_circleci_auth() {
-        let vars = BTreeMap::from([("USER".to_string(), "me".to_string()), ("PW".to_string(), "s3".to_string())]);
+        let vars = BTreeMap::from([
+            ("USER".to_string(), "me".to_string()),
+            ("PW".to_string(), "s3".to_string()),
+        ]);
         assert_eq!(interpolate("$USER", &vars), "me");
         assert_eq!(interpolate("${PW}-x", &vars), "s3-x");
         assert_eq!(interpolate("a$MISSING.b", &vars), "a.b");

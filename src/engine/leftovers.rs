@@ -31,7 +31,11 @@ fn is_stale(resource: &Labelled, me: &RunInfo) -> bool {
     if resource.labels.get(LABEL_HOST) != Some(&me.host) {
         return false;
     }
-    match resource.labels.get(LABEL_PID).and_then(|p| p.parse::<u32>().ok()) {
+    match resource
+        .labels
+        .get(LABEL_PID)
+        .and_then(|p| p.parse::<u32>().ok())
+    {
         Some(pid) => pid != me.pid && !process_alive(pid),
         None => false,
     }

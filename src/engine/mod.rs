@@ -92,12 +92,23 @@ pub async fn run_job(
     let started = Instant::now();
     match leftovers::remove_stale(backend.as_ref(), &run).await {
         Ok(0) => {}
-        Ok(n) => events.info(format!("Removed {n} leftover container(s) of earlier runs that did not finish")),
+        Ok(n) => events.info(format!(
+            "Removed {n} leftover container(s) of earlier runs that did not finish"
+        )),
         Err(e) => return Err(e.into()),
     }
     let plan = Arc::new(plan);
     let mut created = Created::default();
-    let result = run_in_containers(&backend, &plan, &options, &run, &events, &cancel, &mut created).await;
+    let result = run_in_containers(
+        &backend,
+        &plan,
+        &options,
+        &run,
+        &events,
+        &cancel,
+        &mut created,
+    )
+    .await;
     let status = match &result {
         Ok(Sequence::Passed) => Some(JobStatus::Passed),
         Ok(Sequence::Failed(_)) => Some(JobStatus::Failed),
@@ -138,7 +149,9 @@ async fn run_in_containers(
     created: &mut Created,
 ) -> Result<Sequence, EngineError> {
     events.section("Spin up environment");
-    let Some(images) = images::ensure(backend.as_ref(), plan, options.progress, events, cancel).await? else {
+    let Some(images) =
+        images::ensure(backend.as_ref(), plan, options.progress, events, cancel).await?
+    else {
         return Ok(Sequence::Interrupted);
     };
     let socket = socket_mount(backend.as_ref(), options, events);
@@ -152,8 +165,19 @@ async fn run_in_containers(
     started?;
     let primary = created.primary.clone().expect("set by containers::start");
     let run_dir = format!("/tmp/.localci-{}", run.short());
-    let bash_env = plan.environment.get("BASH_ENV").unwrap_or_default().to_string();
-    let prepared = setup::prepare(backend.as_ref(), &primary, &plan.working_directory, &run_dir, &bash_env).await?;
+    let bash_env = plan
+        .environment
+        .get("BASH_ENV")
+        .unwrap_or_default()
+        .to_string();
+    let prepared = setup::prepare(
+        backend.as_ref(),
+        &primary,
+        &plan.working_directory,
+        &run_dir,
+        &bash_env,
+    )
+    .await?;
     created.shell = Some(prepared.facts.default_shell.clone());
     created.working_directory = Some(prepared.facts.working_directory.clone());
     for warning in &prepared.warnings {
@@ -193,7 +217,11 @@ async fn run_in_containers(
 }
 
 /// The host socket to mount with `--docker-socket`, when the engine is reached through one.
-fn socket_mount(backend: &dyn Backend, options: &EngineOptions, events: &Events) -> Option<SocketMount> {
+fn socket_mount(
+    backend: &dyn Backend,
+    options: &EngineOptions,
+    events: &Events,
+) -> Option<SocketMount> {
     if !options.docker_socket {
         return None;
     }
@@ -223,15 +251,18 @@ async fn cleanup(backend: &dyn Backend, run: &RunInfo, created: &Created, events
     // A create request cut short by Ctrl-C may have made a container we never heard of.
     if let Ok(found) = backend.list_labelled(crate::backend::LABEL_RUN).await {
         for resource in found {
-            if resource.labels.get(crate::backend::LABEL_RUN) == Some(&run.id) {
-                if let Err(e) = backend.remove(&resource).await {
-                    failed.push((resource.id.clone(), e.to_string()));
-                }
+            if resource.labels.get(crate::backend::LABEL_RUN) == Some(&run.id)
+                && let Err(e) = backend.remove(&resource).await
+            {
+                failed.push((resource.id.clone(), e.to_string()));
             }
         }
     }
     for (id, why) in failed {
-        events.warning(format!("could not remove container {}: {why}", short_id(&id)));
+        events.warning(format!(
+            "could not remove container {}: {why}",
+            short_id(&id)
+        ));
     }
 }
 

@@ -70,10 +70,10 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
             status,
             duration: started.elapsed(),
         });
-        if let StepOutcome::Failed { exit_code, reason } = &outcome {
-            if failure.is_none() {
-                failure = Some(describe(&name, *exit_code, reason.as_deref()));
-            }
+        if let StepOutcome::Failed { exit_code, reason } = &outcome
+            && failure.is_none()
+        {
+            failure = Some(describe(&name, *exit_code, reason.as_deref()));
         }
     }
     // CircleCI tears the container down when the foreground steps end, killing whatever

@@ -60,7 +60,11 @@ pub async fn prepare(
         let why = if out.exit_code == 126 || out.exit_code == 127 || text.contains("no such file") {
             "the primary image has no /bin/sh; CircleCI's primary container needs a shell (bash or sh)".to_string()
         } else {
-            format!("preparing the primary container failed (exit code {}): {}", out.exit_code, text.trim())
+            format!(
+                "preparing the primary container failed (exit code {}): {}",
+                out.exit_code,
+                text.trim()
+            )
         };
         return Err(EngineError::Setup(why));
     }
@@ -76,7 +80,9 @@ fn parse(stdout: &str) -> Option<Prepared> {
     let mut warnings = Vec::new();
     let (mut uid, mut gid, mut home, mut wd, mut shell) = (None, None, None, None, None);
     for line in stdout.lines() {
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         match key {
             "uid" => uid = value.trim().parse().ok(),
             "gid" => gid = value.trim().parse().ok(),

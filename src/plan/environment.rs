@@ -22,7 +22,13 @@ impl Layers {
     /// The variables a step sees, given its own `environment`.
     pub fn for_step(&self, step: &[(String, String)]) -> Vec<(String, String)> {
         let mut merged: BTreeMap<&str, &str> = BTreeMap::new();
-        for (k, v) in self.project.iter().chain(&self.builtin).chain(&self.job).chain(step) {
+        for (k, v) in self
+            .project
+            .iter()
+            .chain(&self.builtin)
+            .chain(&self.job)
+            .chain(step)
+        {
             merged.insert(k, v);
         }
         merged
@@ -110,18 +116,32 @@ mod tests {
     #[test]
     fn higher_layers_win() {
         let layers = Layers {
-            project: pairs(&[("A", "project"), ("B", "project"), ("C", "project"), ("D", "p")]),
+            project: pairs(&[
+                ("A", "project"),
+                ("B", "project"),
+                ("C", "project"),
+                ("D", "p"),
+            ]),
             builtin: pairs(&[("B", "builtin"), ("C", "builtin")]),
             job: pairs(&[("C", "job"), ("E", "job")]),
         };
         let env = layers.for_step(&pairs(&[("E", "step")]));
         assert_eq!(
             env,
-            pairs(&[("A", "project"), ("B", "builtin"), ("C", "job"), ("D", "p"), ("E", "step")])
+            pairs(&[
+                ("A", "project"),
+                ("B", "builtin"),
+                ("C", "job"),
+                ("D", "p"),
+                ("E", "step")
+            ])
         );
         assert_eq!(layers.get("C"), Some("job"));
         let templates = layers.for_templates();
         assert_eq!(templates.get("C").map(String::as_str), Some("builtin"));
-        assert!(!templates.contains_key("E"), "job environment is not visible to templates");
+        assert!(
+            !templates.contains_key("E"),
+            "job environment is not visible to templates"
+        );
     }
 }

@@ -90,23 +90,29 @@ pub fn plan(config: &Config, name: &str, options: &PlanOptions) -> Result<Plan, 
     match job.job_type {
         JobType::Build => {}
         JobType::NoOp => {
-            return Ok(Plan::Nothing(format!("`{name}` is a no-op job; it runs nothing")));
+            return Ok(Plan::Nothing(format!(
+                "`{name}` is a no-op job; it runs nothing"
+            )));
         }
         JobType::Approval => {
             return Err(Diagnostic::error(job.span, format!("`{name}` is an approval job"))
                 .with_hint("approval jobs pause a workflow on CircleCI; execute the jobs around it instead"));
         }
         JobType::Other => {
-            return Err(Diagnostic::error(job.span, format!("`{name}` is not a build job"))
-                .with_hint("only build jobs (the default `type`) run steps"));
+            return Err(
+                Diagnostic::error(job.span, format!("`{name}` is not a build job"))
+                    .with_hint("only build jobs (the default `type`) run steps"),
+            );
         }
     }
     let images = match &job.executor {
         Executor::Docker(images) => images,
         Executor::Machine | Executor::Macos => return Err(unsupported_executor(job, name)),
         Executor::None => {
-            return Err(Diagnostic::error(job.span, format!("job `{name}` has no executor"))
-                .with_hint("add `docker: [{image: ...}]` to the job"));
+            return Err(
+                Diagnostic::error(job.span, format!("job `{name}` has no executor"))
+                    .with_hint("add `docker: [{image: ...}]` to the job"),
+            );
         }
     };
     if options.node_index >= options.node_total.max(1) {
@@ -115,7 +121,9 @@ pub fn plan(config: &Config, name: &str, options: &PlanOptions) -> Result<Plan, 
             options.node_index,
             options.node_total.max(1)
         ))
-        .with_hint("node indexes count from 0: --node-index 0 --node-total 2 is the first of two"));
+        .with_hint(
+            "node indexes count from 0: --node-index 0 --node-total 2 is the first of two",
+        ));
     }
     let git = git_facts(options);
     let (user, repo) = options.repo.project_slug();
@@ -134,7 +142,10 @@ pub fn plan(config: &Config, name: &str, options: &PlanOptions) -> Result<Plan, 
     Ok(Plan::Run(Box::new(JobPlan {
         name: selected.run_name.clone(),
         job: job.name.clone(),
-        images: images.iter().map(|i| map_image(i, &options.image_map)).collect(),
+        images: images
+            .iter()
+            .map(|i| map_image(i, &options.image_map))
+            .collect(),
         working_directory: job.working_directory.clone(),
         shell: job.shell.clone(),
         environment: Layers {

@@ -54,11 +54,22 @@ fn run(plan: Plan) -> JobPlan {
 fn plain_job_with_image_map_and_layers() {
     let plan = run(super::plan(&config(CONFIG), "build", &options()).unwrap());
     assert_eq!(plan.images[0].image, "local/python:dev");
-    assert_eq!(plan.images[0].mapped_from.as_deref(), Some("cimg/python:3.12"));
+    assert_eq!(
+        plan.images[0].mapped_from.as_deref(),
+        Some("cimg/python:3.12")
+    );
     assert_eq!(plan.images[1].image, "redis:7");
     let env = plan.environment.for_step(&[]);
-    let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    assert_eq!(get("CIRCLE_BRANCH"), Some("from-job"), "job env beats built-ins");
+    let get = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        get("CIRCLE_BRANCH"),
+        Some("from-job"),
+        "job env beats built-ins"
+    );
     assert_eq!(get("CIRCLE_JOB"), Some("build"));
     assert_eq!(get("CIRCLE_WORKING_DIRECTORY"), Some("~/project"));
     assert_eq!(get("CIRCLE_PROJECT_USERNAME"), Some("acme"));
@@ -70,7 +81,10 @@ fn plain_job_with_image_map_and_layers() {
 #[test]
 fn named_invocation_runs_its_job_under_its_name() {
     let plan = run(super::plan(&config(CONFIG), "build-py", &options()).unwrap());
-    assert_eq!((plan.name.as_str(), plan.job.as_str()), ("build-py", "build"));
+    assert_eq!(
+        (plan.name.as_str(), plan.job.as_str()),
+        ("build-py", "build")
+    );
     assert_eq!(plan.environment.get("CIRCLE_JOB"), Some("build-py"));
 }
 

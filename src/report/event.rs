@@ -11,7 +11,9 @@ pub use crate::backend::Stream;
 /// How a step ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepStatus {
-    Passed { exit_code: Option<i64> },
+    Passed {
+        exit_code: Option<i64>,
+    },
     Failed {
         exit_code: Option<i64>,
         /// Why, when it is not just the exit code (a timeout, an error of a built-in step).
@@ -28,9 +30,18 @@ impl StepStatus {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A phase that is not a step ("Spin up environment").
-    Section { job: Arc<str>, title: String },
-    Info { job: Arc<str>, text: String },
-    Warning { job: Arc<str>, text: String },
+    Section {
+        job: Arc<str>,
+        title: String,
+    },
+    Info {
+        job: Arc<str>,
+        text: String,
+    },
+    Warning {
+        job: Arc<str>,
+        text: String,
+    },
     StepStarted {
         job: Arc<str>,
         step: usize,

@@ -55,7 +55,9 @@ impl<W: Write> Terminal<W> {
 
     fn render(&mut self, event: &Event) -> String {
         match event {
-            Event::Section { title, .. } => format!("{}\n", self.paint(BOLD, &format!("====>> {title}"))),
+            Event::Section { title, .. } => {
+                format!("{}\n", self.paint(BOLD, &format!("====>> {title}")))
+            }
             Event::Info { text, .. } => format!("{text}\n"),
             Event::Warning { text, .. } => {
                 format!("{} {text}\n", self.paint(YELLOW, "Warning:"))
@@ -99,7 +101,10 @@ impl<W: Write> Terminal<W> {
                 match status {
                     StepStatus::Passed { exit_code } => {
                         let code = exit_code.map_or(String::new(), |c| format!(", exit code {c}"));
-                        format!("{}\n", self.paint(GREEN, &format!("---> {who}passed in {took}{code}")))
+                        format!(
+                            "{}\n",
+                            self.paint(GREEN, &format!("---> {who}passed in {took}{code}"))
+                        )
                     }
                     StepStatus::Failed { exit_code, reason } => {
                         let mut s = String::new();
@@ -110,13 +115,19 @@ impl<W: Write> Terminal<W> {
                             s.push_str(&format!("Exited with code exit status {code}\n"));
                         }
                         let code = exit_code.map_or(String::new(), |c| format!(", exit code {c}"));
-                        s.push_str(&format!("{}\n", self.paint(RED, &format!("---> {who}failed in {took}{code}"))));
+                        s.push_str(&format!(
+                            "{}\n",
+                            self.paint(RED, &format!("---> {who}failed in {took}{code}"))
+                        ));
                         s
                     }
                 }
             }
             Event::StepSkipped { name, reason, .. } => {
-                format!("{}\n", self.paint(DIM, &format!("====>> {name} (skipped: {reason})")))
+                format!(
+                    "{}\n",
+                    self.paint(DIM, &format!("====>> {name} (skipped: {reason})"))
+                )
             }
             Event::JobFinished {
                 job,
@@ -126,10 +137,21 @@ impl<W: Write> Terminal<W> {
             } => {
                 let took = format_duration(*duration);
                 if *passed {
-                    format!("{}\n", self.paint(GREEN, &format!("Success! Job \"{job}\" passed in {took}")))
+                    format!(
+                        "{}\n",
+                        self.paint(GREEN, &format!("Success! Job \"{job}\" passed in {took}"))
+                    )
                 } else {
-                    let why = failure.as_deref().map_or(String::new(), |f| format!(": {f}"));
-                    format!("{}\n", self.paint(RED, &format!("Task failed. Job \"{job}\" failed in {took}{why}")))
+                    let why = failure
+                        .as_deref()
+                        .map_or(String::new(), |f| format!(": {f}"));
+                    format!(
+                        "{}\n",
+                        self.paint(
+                            RED,
+                            &format!("Task failed. Job \"{job}\" failed in {took}{why}")
+                        )
+                    )
                 }
             }
         }

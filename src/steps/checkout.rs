@@ -57,11 +57,19 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
     }
     let files = match list_files(&root).await {
         Ok(files) => files,
-        Err(e) => return Ok(StepOutcome::failed(format!("cannot list the repository's files: {e}"))),
+        Err(e) => {
+            return Ok(StepOutcome::failed(format!(
+                "cannot list the repository's files: {e}"
+            )));
+        }
     };
     let git_dirs = match git_dirs(&root).await {
         Ok(dirs) => dirs,
-        Err(e) => return Ok(StepOutcome::failed(format!("cannot find the repository's .git: {e}"))),
+        Err(e) => {
+            return Ok(StepOutcome::failed(format!(
+                "cannot find the repository's .git: {e}"
+            )));
+        }
     };
     let owner = (ctx.facts.uid, ctx.facts.gid);
     let source = root.clone();
@@ -83,18 +91,32 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
             ));
             Ok(StepOutcome::Passed { exit_code: None })
         }
-        Err(e) => Ok(StepOutcome::failed(format!("cannot read the repository: {e}"))),
+        Err(e) => Ok(StepOutcome::failed(format!(
+            "cannot read the repository: {e}"
+        ))),
     }
 }
 
 /// `git ls-files`: tracked plus untracked-not-ignored, NUL separated, relative to `root`.
 async fn list_files(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let out = git(root, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"]).await?;
+    let out = git(
+        root,
+        &[
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ],
+    )
+    .await?;
     let mut seen = HashSet::new();
     Ok(out
         .split(|&b| b == 0)
         .filter(|p| !p.is_empty())
         .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+        // localci's own output (artifacts) is not part of the project.
+        .filter(|p| !p.starts_with(".localci"))
         .filter(|p| seen.insert(p.clone()))
         .collect())
 }
@@ -102,7 +124,16 @@ async fn list_files(root: &Path) -> io::Result<Vec<PathBuf>> {
 /// Where the repository's git data lives: `(git_dir, common_dir)`. They differ in a
 /// `git worktree`, whose `.git` is a file pointing into the main repository.
 async fn git_dirs(root: &Path) -> io::Result<(PathBuf, PathBuf)> {
-    let out = git(root, &["rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir"]).await?;
+    let out = git(
+        root,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-dir",
+            "--git-common-dir",
+        ],
+    )
+    .await?;
     let text = String::from_utf8_lossy(&out);
     let mut lines = text.lines().map(|l| PathBuf::from(l.trim()));
     match (lines.next(), lines.next()) {
@@ -171,7 +202,11 @@ fn parents(
     done: &mut HashSet<PathBuf>,
     owner: (u64, u64),
 ) -> io::Result<()> {
-    let mut chain: Vec<&Path> = rel.ancestors().skip(1).filter(|p| !p.as_os_str().is_empty()).collect();
+    let mut chain: Vec<&Path> = rel
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
     chain.reverse();
     for dir in chain {
         if done.insert(dir.to_path_buf()) {

@@ -92,7 +92,10 @@ impl StepContext {
     /// The environment a step's processes get, as `KEY=VALUE`.
     pub fn step_env(&self, step_env: &[(String, String)]) -> Vec<String> {
         let mut layers = self.plan.environment.clone();
-        let extra = self.extra_env.lock().expect("no step panics while holding it");
+        let extra = self
+            .extra_env
+            .lock()
+            .expect("no step panics while holding it");
         layers.builtin.extend(extra.iter().cloned());
         layers
             .for_step(step_env)

@@ -2,6 +2,8 @@
 //! backend and returns a [`StepOutcome`]: a failed step is data, only infrastructure failures
 //! are errors. Output goes out as events; nothing here prints.
 
+pub mod artifacts;
+pub mod cache;
 pub mod checkout;
 pub mod context;
 pub mod notices;
@@ -71,9 +73,11 @@ pub async fn execute(ctx: &StepContext, index: usize, step: &Step) -> Result<Ste
         }
         StepKind::PersistToWorkspace { .. } => Ok(notices::workspace(ctx, "persist_to_workspace")),
         StepKind::AttachWorkspace { .. } => Ok(notices::workspace(ctx, "attach_workspace")),
-        StepKind::SaveCache { .. }
-        | StepKind::RestoreCache { .. }
-        | StepKind::StoreArtifacts { .. }
-        | StepKind::StoreTestResults { .. } => Ok(StepOutcome::failed("PENDING-STORE")),
+        StepKind::SaveCache { key, paths } => cache::save(ctx, key, paths).await,
+        StepKind::RestoreCache { keys } => cache::restore(ctx, keys).await,
+        StepKind::StoreArtifacts { path, destination } => {
+            artifacts::store_artifacts(ctx, path, destination.as_deref()).await
+        }
+        StepKind::StoreTestResults { path } => artifacts::store_test_results(ctx, path).await,
     }
 }

@@ -62,7 +62,9 @@ pub async fn run(ctx: &StepContext, process: Process) -> Result<ProcessEnd> {
             }
             Ok(early)
         }
-        None => Ok(ProcessEnd::Exited(ctx.backend.exec_exit_code(&exec.id).await?)),
+        None => Ok(ProcessEnd::Exited(
+            ctx.backend.exec_exit_code(&exec.id).await?,
+        )),
     }
 }
 

@@ -45,7 +45,9 @@ pub fn header(ctx: &StepContext, run: &Run) -> Vec<String> {
 pub async fn run(ctx: &StepContext, step: usize, run: &Run) -> Result<StepOutcome> {
     let shell = shell(ctx, run);
     let Some(words) = shlex::split(&shell).filter(|w| !w.is_empty()) else {
-        return Ok(StepOutcome::failed(format!("cannot read the shell `{shell}`")));
+        return Ok(StepOutcome::failed(format!(
+            "cannot read the shell `{shell}`"
+        )));
     };
     let attempts = 1 + run.max_auto_reruns;
     let mut attempt = 1;
@@ -89,7 +91,9 @@ async fn attempt_once(
             .map_err(|e| crate::backend::BackendError::Api(e.to_string()))?;
         ctx.backend.upload(&ctx.primary, &ctx.run_dir, tar).await?;
     }
-    let wd = ctx.facts.resolve(run.working_directory.as_deref().unwrap_or("."));
+    let wd = ctx
+        .facts
+        .resolve(run.working_directory.as_deref().unwrap_or("."));
     let mut cmd = vec![
         "/bin/sh".to_string(),
         "-c".into(),
@@ -97,7 +101,11 @@ async fn attempt_once(
         "localci-step".into(),
         pid_file.clone(),
         if inline { "inline" } else { "uploaded" }.into(),
-        if inline { run.command.clone() } else { String::new() },
+        if inline {
+            run.command.clone()
+        } else {
+            String::new()
+        },
         script.clone(),
         wd,
     ];

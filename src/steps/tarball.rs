@@ -96,3 +96,42 @@ pub fn append_path(
         Ok(0)
     }
 }
+
+/// Streams a blocking reader (a cache entry) with backpressure; a read error becomes an error
+/// item, so the upload fails instead of sending a silently truncated archive.
+pub fn reader_stream<R: io::Read + Send + 'static>(mut reader: R) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx
+                        .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<io::Result<bytes::Bytes>>) -> ByteStream {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+/// A blocking reader over a byte stream from the engine (use it inside `spawn_blocking`).
+pub fn blocking_reader(
+    stream: ByteStream,
+) -> SyncIoBridge<tokio_util::io::StreamReader<ByteStream, bytes::Bytes>> {
+    SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
+}
