@@ -44,7 +44,7 @@ pub struct DockerBackend {
 impl DockerBackend {
     /// Connects to `DOCKER_HOST` (from `env`) or the platform default, and checks that the
     /// daemon answers.
-    pub async fn connect(env: &BTreeMap<String, String>) -> Result<DockerBackend> {
+    pub async fn connect(env: BTreeMap<String, String>) -> Result<DockerBackend> {
         let host = env
             .get("DOCKER_HOST")
             .filter(|h| !h.is_empty())

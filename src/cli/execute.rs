@@ -99,6 +99,8 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Environment;
         }
     };
+    // Connecting (and negotiating the API version) overlaps with loading and planning.
+    let connecting = tokio::spawn(DockerBackend::connect(ctx.env.clone()));
     let mut sources = Sources::new();
     let repo = RepoInfo::discover(&ctx.cwd);
     let planned = match plan_job(ctx, args, &repo, &mut sources) {
@@ -119,9 +121,13 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     if cancel.is_cancelled() {
         return Outcome::Interrupted;
     }
-    let backend = match DockerBackend::connect(&ctx.env).await {
-        Ok(backend) => Arc::new(backend),
-        Err(e) => return report_error(ctx, &EngineError::Backend(e)),
+    let backend = match connecting.await {
+        Ok(Ok(backend)) => Arc::new(backend),
+        Ok(Err(e)) => return report_error(ctx, &EngineError::Backend(e)),
+        Err(e) => {
+            eprintln!("error: connecting to Docker failed: {e}");
+            return Outcome::Environment;
+        }
     };
     let root = repo.root.clone().unwrap_or_else(|| ctx.cwd.clone());
     let options = EngineOptions {
@@ -132,7 +138,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
             .artifacts_dir
             .clone()
             .unwrap_or_else(|| root.join(".localci").join("artifacts").join(&plan.name)),
-        cache_dir: CacheStore::resolve_dir(args.cache_dir.as_deref(), &ctx.env, &ctx.cwd),
+        cache_dir: cache_dir(ctx, args, &repo),
     };
     let (tx, reporter) = crate::report::spawn(std::io::stdout(), ctx.color);
     let result = engine::run_job(backend, plan, options, tx, cancel).await;
@@ -286,6 +292,19 @@ fn parse_image_map(item: &str) -> Result<(String, String), Diagnostic> {
                 .with_hint("for example --image-map cimg/python:3.12=my/python:local"),
         ),
     }
+}
+
+/// `--cache-dir`, else `$LOCALCI_CACHE_DIR`, else the project's default (as `localci cache`
+/// resolves it, without asking git again).
+fn cache_dir(ctx: &Context, args: &Args, repo: &RepoInfo) -> PathBuf {
+    if let Some(dir) = &args.cache_dir {
+        return ctx.cwd.join(dir);
+    }
+    if let Some(dir) = ctx.env.get("LOCALCI_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return ctx.cwd.join(dir);
+    }
+    let (user, name) = repo.project_slug();
+    CacheStore::default_dir(&ctx.env, &format!("{user}/{name}"))
 }
 
 fn report_error(ctx: &Context, e: &EngineError) -> Outcome {

@@ -10,6 +10,7 @@ mod sequence;
 mod setup;
 mod signals;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,7 @@ pub use images::interpolate;
 pub use run_info::{LABEL_HOST, LABEL_JOB, LABEL_KEEP, RunInfo};
 pub use signals::cancel_on_signals;
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, ImageInfo};
 use crate::plan::JobPlan;
 use crate::report::{Event, Events};
 use crate::steps::{Settings, StepContext};
@@ -90,25 +91,31 @@ pub async fn run_job(
     let run = RunInfo::new(options.keep);
     let events = Events::new(tx, &plan.name);
     let started = Instant::now();
-    match leftovers::remove_stale(backend.as_ref(), &run).await {
-        Ok(0) => {}
-        Ok(n) => events.info(format!(
+    events.section("Spin up environment");
+    // Leftovers are removed while the images are checked.
+    let images = images::ensure(backend.as_ref(), &plan, options.progress, &events, &cancel);
+    let (removed, images) = tokio::join!(leftovers::remove_stale(backend.as_ref(), &run), images);
+    match removed? {
+        0 => {}
+        n => events.info(format!(
             "Removed {n} leftover container(s) of earlier runs that did not finish"
         )),
-        Err(e) => return Err(e.into()),
     }
+    let Some(images) = images? else {
+        events.info("Interrupted: stopping the job");
+        return Ok(JobStatus::Interrupted);
+    };
     let plan = Arc::new(plan);
     let mut created = Created::default();
-    let result = run_in_containers(
-        &backend,
-        &plan,
-        &options,
-        &run,
-        &events,
-        &cancel,
-        &mut created,
-    )
-    .await;
+    let job = Job {
+        backend: &backend,
+        plan: &plan,
+        options: &options,
+        run: &run,
+        events: &events,
+        cancel: &cancel,
+    };
+    let result = run_in_containers(&job, &images, &mut created).await;
     let status = match &result {
         Ok(Sequence::Passed) => Some(JobStatus::Passed),
         Ok(Sequence::Failed(_)) => Some(JobStatus::Failed),
@@ -139,25 +146,33 @@ pub async fn run_job(
     Ok(status.expect("set for every Ok result"))
 }
 
+/// What every phase of a run needs.
+struct Job<'a> {
+    backend: &'a Arc<dyn Backend>,
+    plan: &'a Arc<JobPlan>,
+    options: &'a EngineOptions,
+    run: &'a RunInfo,
+    events: &'a Events,
+    cancel: &'a CancellationToken,
+}
+
 async fn run_in_containers(
-    backend: &Arc<dyn Backend>,
-    plan: &Arc<JobPlan>,
-    options: &EngineOptions,
-    run: &RunInfo,
-    events: &Events,
-    cancel: &CancellationToken,
+    job: &Job<'_>,
+    images: &HashMap<String, ImageInfo>,
     created: &mut Created,
 ) -> Result<Sequence, EngineError> {
-    events.section("Spin up environment");
-    let Some(images) =
-        images::ensure(backend.as_ref(), plan, options.progress, events, cancel).await?
-    else {
-        return Ok(Sequence::Interrupted);
-    };
+    let Job {
+        backend,
+        plan,
+        options,
+        run,
+        events,
+        cancel,
+    } = *job;
     let socket = socket_mount(backend.as_ref(), options, events);
     let started = tokio::select! {
         () = cancel.cancelled() => None,
-        r = containers::start(backend.as_ref(), plan, run, &images, socket.as_ref(), created) => Some(r),
+        r = containers::start(backend.as_ref(), plan, run, images, socket.as_ref(), created) => Some(r),
     };
     let Some(started) = started else {
         return Ok(Sequence::Interrupted);

@@ -36,7 +36,8 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         ));
     };
     let target = ctx.facts.resolve(path.unwrap_or("."));
-    let prepared = collect(
+    // The target is checked in the container while git lists the files on the host.
+    let prepare = collect(
         ctx.backend.as_ref(),
         &ctx.primary,
         ExecSpec {
@@ -49,13 +50,14 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
             ],
             ..ExecSpec::default()
         },
-    )
-    .await?;
+    );
+    let (prepared, files, git_dirs) = tokio::join!(prepare, list_files(&root), git_dirs(&root));
+    let prepared = prepared?;
     if prepared.exit_code != 0 {
         let why = format!("{}{}", prepared.stdout, prepared.stderr);
         return Ok(StepOutcome::failed(why.trim().to_string()));
     }
-    let files = match list_files(&root).await {
+    let files = match files {
         Ok(files) => files,
         Err(e) => {
             return Ok(StepOutcome::failed(format!(
@@ -63,7 +65,7 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
             )));
         }
     };
-    let git_dirs = match git_dirs(&root).await {
+    let git_dirs = match git_dirs {
         Ok(dirs) => dirs,
         Err(e) => {
             return Ok(StepOutcome::failed(format!(

@@ -614,9 +614,9 @@ fn leftovers_of_dead_runs_are_removed_at_start() {
     assert_eq!(created.len(), 1);
     let p = Project::new(&config(&[job("build", BUSYBOX, "      - run: echo hi\n")]));
     p.pids.borrow_mut().push(dead_pid);
-    p.execute(&["build"])
-        .assert_code(0)
-        .assert_stdout("Removed 1 leftover container(s)");
+    // Any localci run on this host removes it (another test's run may come first), so the
+    // message is not asserted; that it is gone after this run is.
+    p.execute(&["build"]).assert_code(0);
     assert!(containers_of(dead_pid).is_empty());
 }
 
