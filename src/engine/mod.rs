@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 pub use images::interpolate;
@@ -24,7 +23,7 @@ pub use signals::cancel_on_signals;
 
 use crate::backend::{Backend, BackendError, ImageInfo};
 use crate::plan::JobPlan;
-use crate::report::{Event, Events};
+use crate::report::{Event, Events, Sink};
 use crate::steps::{Settings, StepContext};
 use containers::{Created, SocketMount};
 use sequence::Sequence;
@@ -80,16 +79,16 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Runs the job; emits events into `tx`; cleans up whatever happens.
+/// Runs the job; emits events into `sink`; cleans up whatever happens.
 pub async fn run_job(
     backend: Arc<dyn Backend>,
     plan: JobPlan,
     options: EngineOptions,
-    tx: UnboundedSender<Event>,
+    sink: Sink,
     cancel: CancellationToken,
 ) -> Result<JobStatus, EngineError> {
     let run = RunInfo::new(options.keep);
-    let events = Events::new(tx, &plan.name);
+    let events = Events::new(sink, &plan.name);
     let started = Instant::now();
     events.section("Spin up environment");
     // Leftovers are removed while the images are checked.

@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use super::*;
 use crate::backend::fake::{FakeBackend, Reply};
 use crate::backend::{LABEL, LABEL_PID, Labelled, ResourceKind, Stream};
@@ -90,11 +88,11 @@ async fn run_with(
     options: EngineOptions,
     cancel: CancellationToken,
 ) -> Ran {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = crate::report::channel();
     let dyn_backend: Arc<dyn Backend> = backend.clone();
     let status = run_job(dyn_backend, plan, options, tx, cancel).await;
     let mut events = Vec::new();
-    while let Ok(e) = rx.try_recv() {
+    while let Some(e) = rx.try_recv() {
         events.push(e);
     }
     Ran { status, events }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 pub use crate::backend::Stream;
 
@@ -77,17 +78,73 @@ pub enum Event {
     },
 }
 
+/// Output lines that may wait in the channel before producers are slowed down.
+const LINES_IN_FLIGHT: usize = 4096;
+
+/// The sending end of the event channel. Events keep their order in one channel; output
+/// lines also take a permit, returned when the reporter has read them, so a step that prints
+/// faster than the terminal shows is slowed down instead of filling memory.
+#[derive(Clone)]
+pub struct Sink {
+    tx: UnboundedSender<Event>,
+    lines: Arc<Semaphore>,
+}
+
+/// The receiving end, for the one reporter.
+pub struct Receiver {
+    rx: UnboundedReceiver<Event>,
+    lines: Arc<Semaphore>,
+}
+
+/// A new event channel.
+pub fn channel() -> (Sink, Receiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let lines = Arc::new(Semaphore::new(LINES_IN_FLIGHT));
+    (
+        Sink {
+            tx,
+            lines: lines.clone(),
+        },
+        Receiver { rx, lines },
+    )
+}
+
+impl Receiver {
+    /// The next event; `None` once every sink is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.rx.recv().await?;
+        Some(self.release(event))
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        let event = self.rx.try_recv().ok()?;
+        Some(self.release(event))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    fn release(&self, event: Event) -> Event {
+        if let Event::Output { .. } = event {
+            self.lines.add_permits(1);
+        }
+        event
+    }
+}
+
 /// A job's handle for sending events; cheap to clone.
 #[derive(Clone)]
 pub struct Events {
-    tx: UnboundedSender<Event>,
+    sink: Sink,
     job: Arc<str>,
 }
 
 impl Events {
-    pub fn new(tx: UnboundedSender<Event>, job: &str) -> Events {
+    pub fn new(sink: Sink, job: &str) -> Events {
         Events {
-            tx,
+            sink,
             job: Arc::from(job),
         }
     }
@@ -98,7 +155,7 @@ impl Events {
 
     /// Sends an event; a reporter that has gone away is not the job's problem.
     pub fn send(&self, event: Event) {
-        let _ = self.tx.send(event);
+        let _ = self.sink.tx.send(event);
     }
 
     pub fn section(&self, title: impl Into<String>) {
@@ -122,7 +179,12 @@ impl Events {
         });
     }
 
-    pub fn output(&self, step: usize, stream: Stream, line: String) {
+    /// Sends an output line, waiting while too many lines are unread.
+    pub async fn output(&self, step: usize, stream: Stream, line: String) {
+        if let Ok(permit) = self.sink.lines.acquire().await {
+            // Given back by the reporter when it reads the line.
+            permit.forget();
+        }
         self.send(Event::Output {
             job: self.job(),
             step,

@@ -6,28 +6,28 @@ mod event;
 mod lines;
 mod terminal;
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use event::{Event, Events, StepStatus, Stream};
+pub use event::{Event, Events, Receiver, Sink, StepStatus, Stream, channel};
 pub use lines::LineSplitter;
 pub use terminal::Terminal;
 
-/// Starts the reporter task writing to `out`. Drop every sender, then await the handle to be
+/// Starts the reporter task writing to `out`. Drop every sink, then await the handle to be
 /// sure everything was written.
-pub fn spawn<W: Write + Send + 'static>(
-    out: W,
-    color: bool,
-) -> (mpsc::UnboundedSender<Event>, JoinHandle<W>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+pub fn spawn<W: Write + Send + 'static>(out: W, color: bool) -> (Sink, JoinHandle<()>) {
+    let (sink, mut rx) = channel();
     let handle = tokio::spawn(async move {
-        let mut terminal = Terminal::new(out, color);
+        let mut terminal = Terminal::new(BufWriter::with_capacity(64 * 1024, out), color);
         while let Some(event) = rx.recv().await {
             terminal.handle(&event);
+            // Flush when caught up: a live view without a write per line under load.
+            if rx.is_empty() {
+                terminal.flush();
+            }
         }
-        terminal.into_inner()
+        terminal.flush();
     });
-    (tx, handle)
+    (sink, handle)
 }

@@ -14,6 +14,22 @@ pub struct Terminal<W: Write> {
     color: bool,
     /// Names of the background steps seen so far, by (job, step): their lines get a prefix.
     background: HashMap<(Arc<str>, usize), String>,
+    /// Short names of the steps started, by (job, step), for their closing line.
+    names: HashMap<(Arc<str>, usize), String>,
+}
+
+/// Step names in closing lines are cut to this many characters.
+const SHORT_NAME: usize = 60;
+
+/// The first line of a step name, cut to [`SHORT_NAME`] characters.
+fn short_name(name: &str) -> String {
+    let first = name.lines().next().unwrap_or_default();
+    if first.chars().count() > SHORT_NAME || name.lines().nth(1).is_some() {
+        let cut: String = first.chars().take(SHORT_NAME).collect();
+        format!("{cut}...")
+    } else {
+        first.to_string()
+    }
 }
 
 const BOLD: &str = "\x1b[1m";
@@ -29,6 +45,7 @@ impl<W: Write> Terminal<W> {
             out,
             color,
             background: HashMap::new(),
+            names: HashMap::new(),
         }
     }
 
@@ -44,13 +61,17 @@ impl<W: Write> Terminal<W> {
         }
     }
 
-    /// Writes one event; an unwritable stdout (a closed pipe) is ignored like `echo` would.
+    /// Writes one event (call [`Terminal::flush`] to show it); an unwritable stdout (a closed
+    /// pipe) is ignored, as `echo` would.
     pub fn handle(&mut self, event: &Event) {
         let text = self.render(event);
         if !text.is_empty() {
             let _ = self.out.write_all(text.as_bytes());
-            let _ = self.out.flush();
         }
+    }
+
+    pub fn flush(&mut self) {
+        let _ = self.out.flush();
     }
 
     fn render(&mut self, event: &Event) -> String {
@@ -70,6 +91,7 @@ impl<W: Write> Terminal<W> {
                 background,
             } => {
                 let mut s = self.paint(BOLD, &format!("====>> {name}"));
+                self.names.insert((job.clone(), *step), short_name(name));
                 if *background {
                     s.push_str(&self.paint(DIM, " (background)"));
                     self.background.insert((job.clone(), *step), name.clone());
@@ -93,9 +115,12 @@ impl<W: Write> Terminal<W> {
                 status,
                 duration,
             } => {
-                let who = match self.background.get(&(job.clone(), *step)) {
-                    Some(name) => format!("background step \"{name}\" "),
-                    None => String::new(),
+                let key = (job.clone(), *step);
+                let name = self.names.get(&key).cloned().unwrap_or_default();
+                let who = if self.background.contains_key(&key) {
+                    format!("background step \"{name}\" ")
+                } else {
+                    format!("\"{name}\" ")
                 };
                 let took = format_duration(*duration);
                 match status {
@@ -218,7 +243,7 @@ mod tests {
         let text = String::from_utf8(t.into_inner()).unwrap();
         assert_eq!(
             text,
-            "====>> make\n  #!/bin/sh -eo pipefail\n  make\nok\nExited with code exit status 2\n---> failed in 1.5s, exit code 2\n====>> server (background)\n[server] listening\nTask failed. Job \"build\" failed in 2s: step \"make\" failed\n"
+            "====>> make\n  #!/bin/sh -eo pipefail\n  make\nok\nExited with code exit status 2\n---> \"make\" failed in 1.5s, exit code 2\n====>> server (background)\n[server] listening\nTask failed. Job \"build\" failed in 2s: step \"make\" failed\n"
         );
     }
 }

@@ -47,13 +47,13 @@ pub async fn run(ctx: &StepContext, process: Process) -> Result<ProcessEnd> {
             Some(Some(chunk)) => {
                 let (stream, bytes) = chunk?;
                 for line in lines.push(stream, &bytes) {
-                    ctx.events.output(process.step, stream, line);
+                    ctx.events.output(process.step, stream, line).await;
                 }
             }
         }
     };
     for (stream, line) in lines.finish() {
-        ctx.events.output(process.step, stream, line);
+        ctx.events.output(process.step, stream, line).await;
     }
     match end {
         Some(early) => {

@@ -5,7 +5,6 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
@@ -37,7 +36,7 @@ fn plan(steps: &str, repo: RepoInfo) -> JobPlan {
 }
 
 async fn run(backend: &Arc<FakeBackend>, plan: JobPlan, dirs: &Path) -> (JobStatus, String) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = crate::report::channel();
     let options = EngineOptions {
         artifacts_dir: dirs.join("artifacts"),
         cache_dir: dirs.join("cache"),
@@ -48,7 +47,7 @@ async fn run(backend: &Arc<FakeBackend>, plan: JobPlan, dirs: &Path) -> (JobStat
         .await
         .unwrap();
     let mut text = String::new();
-    while let Ok(e) = rx.try_recv() {
+    while let Some(e) = rx.try_recv() {
         match e {
             Event::Info { text: t, .. } | Event::Warning { text: t, .. } => {
                 text.push_str(&format!("{t}\n"))
