@@ -79,6 +79,9 @@ pub struct State {
     pub others: Vec<Labelled>,
     exit_codes: HashMap<String, i64>,
     next: u64,
+    /// The container stops when an exec of this helper (`localci-step` ...) arrives, as when
+    /// a preserved entrypoint exits.
+    pub stop_on: Option<String>,
     /// What the setup reports.
     pub uid: u64,
     pub home: String,
@@ -254,11 +257,15 @@ impl Backend for FakeBackend {
             container: container.to_string(),
             spec,
         };
-        let running = self
-            .state()
-            .containers
-            .get(container)
-            .is_some_and(|c| c.running);
+        let mut state = self.state();
+        if state.stop_on.is_some()
+            && state.stop_on.as_deref() == call.helper()
+            && let Some(c) = state.containers.get_mut(container)
+        {
+            c.running = false;
+        }
+        let running = state.containers.get(container).is_some_and(|c| c.running);
+        drop(state);
         if !running {
             return async { Err(BackendError::Api("container is not running".into())) }.boxed();
         }

@@ -184,14 +184,18 @@ async fn run_in_containers(
         .get("BASH_ENV")
         .unwrap_or_default()
         .to_string();
-    let prepared = setup::prepare(
+    let prepared = match setup::prepare(
         backend.as_ref(),
         &primary,
         &plan.working_directory,
         &run_dir,
         &bash_env,
     )
-    .await?;
+    .await
+    {
+        Ok(prepared) => prepared,
+        Err(e) => return primary_gone(backend.as_ref(), &primary, e).await,
+    };
     created.shell = Some(prepared.facts.default_shell.clone());
     created.working_directory = Some(prepared.facts.working_directory.clone());
     for warning in &prepared.warnings {
@@ -221,12 +225,22 @@ async fn run_in_containers(
     };
     match sequence::run_steps(&ctx).await {
         Ok(sequence) => Ok(sequence),
-        Err(e) => match backend.container_running(&primary).await {
-            Ok(false) => Ok(Sequence::Failed(
-                "the primary container stopped (did its entrypoint exit?)".into(),
-            )),
-            _ => Err(e.into()),
-        },
+        Err(e) => primary_gone(backend.as_ref(), &primary, e.into()).await,
+    }
+}
+
+/// An error talking to the primary container fails the job when the container has stopped
+/// (CircleCI ends the job when a preserved entrypoint exits); otherwise it is the error.
+async fn primary_gone(
+    backend: &dyn Backend,
+    primary: &str,
+    error: EngineError,
+) -> Result<Sequence, EngineError> {
+    match backend.container_running(primary).await {
+        Ok(false) => Ok(Sequence::Failed(
+            "the primary container stopped (did its entrypoint exit?)".into(),
+        )),
+        _ => Err(error),
     }
 }
 

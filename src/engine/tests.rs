@@ -517,3 +517,25 @@ async fn setup_failure_is_an_environment_error_and_cleans_up() {
     }
     assert!(backend.state().containers.is_empty());
 }
+
+#[tokio::test]
+async fn a_primary_container_that_stops_fails_the_job() {
+    for helper in ["localci-setup", "localci-step"] {
+        let backend = Arc::new(FakeBackend::new(&["img"]));
+        backend.state().stop_on = Some(helper.to_string());
+        let ran = run(&backend, plan_for(&job("      - run: echo hi\n"), "build")).await;
+        assert_eq!(
+            *ran.status.as_ref().unwrap(),
+            JobStatus::Failed,
+            "stopped at {helper}"
+        );
+        let Some(Event::JobFinished { failure, .. }) = ran.events.last() else {
+            panic!("the job should finish")
+        };
+        assert_eq!(
+            failure.as_deref(),
+            Some("the primary container stopped (did its entrypoint exit?)")
+        );
+        assert!(backend.state().containers.is_empty());
+    }
+}
