@@ -567,6 +567,23 @@ fn preserve_entrypoint_label_runs_the_image_entrypoint() {
         .assert_code(0)
         .assert_stdout("entrypoint ran:")
         .assert_nothing_left();
+    // A preserved entrypoint that ends ends the job, as on CircleCI.
+    let stops = format!(
+        "version: 2\njobs:\n  stops:\n    docker:\n      - image: {PRESERVE}\n        command: [\"true\"]\n    steps:\n      - run: echo never\n"
+    );
+    p.write(".circleci/config.yml", &stops);
+    p.execute(&["stops"])
+        .assert_code(1)
+        .assert_stdout("the primary container stopped")
+        .assert_nothing_left();
+    p.write(
+        ".circleci/config.yml",
+        &config(&[job(
+            "replaced",
+            BUSYBOX,
+            "      - run: tr '\\0' ' ' < /proc/1/cmdline; echo\n",
+        )]),
+    );
     // Without the label, the image's entrypoint gives way to localci's keep-alive loop.
     p.execute(&["replaced"])
         .assert_code(0)
