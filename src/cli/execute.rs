@@ -118,10 +118,11 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Success;
         }
     };
-    if cancel.is_cancelled() {
-        return Outcome::Interrupted;
-    }
-    let backend = match connecting.await {
+    let connected = tokio::select! {
+        () = cancel.cancelled() => return Outcome::Interrupted,
+        connected = connecting => connected,
+    };
+    let backend = match connected {
         Ok(Ok(backend)) => Arc::new(backend),
         Ok(Err(e)) => return report_error(ctx, &EngineError::Backend(e)),
         Err(e) => {

@@ -94,7 +94,8 @@ impl<W: Write> Terminal<W> {
                 self.names.insert((job.clone(), *step), short_name(name));
                 if *background {
                     s.push_str(&self.paint(DIM, " (background)"));
-                    self.background.insert((job.clone(), *step), name.clone());
+                    self.background
+                        .insert((job.clone(), *step), short_name(name));
                 }
                 s.push('\n');
                 for line in header {
@@ -244,6 +245,16 @@ mod tests {
         assert_eq!(
             text,
             "====>> make\n  #!/bin/sh -eo pipefail\n  make\nok\nExited with code exit status 2\n---> \"make\" failed in 1.5s, exit code 2\n====>> server (background)\n[server] listening\nTask failed. Job \"build\" failed in 2s: step \"make\" failed\n"
+        );
+    }
+
+    #[test]
+    fn closing_lines_use_a_short_name() {
+        assert_eq!(short_name("make test"), "make test");
+        assert_eq!(short_name("echo a\necho b"), "echo a...");
+        assert_eq!(
+            short_name(&"x".repeat(70)),
+            format!("{}...", "x".repeat(60))
         );
     }
 }
