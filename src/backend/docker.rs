@@ -287,15 +287,17 @@ impl Backend for DockerBackend {
     fn exec_exit_code(&self, exec_id: &str) -> Fut<'_, i64> {
         let exec_id = exec_id.to_string();
         async move {
-            // The output can end a moment before the daemon marks the exec as finished.
-            for attempt in 0u64.. {
+            // The output can end a moment before the daemon marks the exec as finished (or
+            // long before, when the process closed its output and kept running).
+            let mut pause = Duration::from_millis(2);
+            loop {
                 let info = self.docker.inspect_exec(&exec_id).await.map_err(api)?;
                 if info.running != Some(true) {
                     return Ok(info.exit_code.unwrap_or(-1));
                 }
-                tokio::time::sleep(Duration::from_millis(2 + attempt.min(50))).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
-            unreachable!("the loop above only ends by returning")
         }
         .boxed()
     }

@@ -55,16 +55,30 @@ pub async fn run(ctx: &StepContext, process: Process) -> Result<ProcessEnd> {
     for (stream, line) in lines.finish() {
         ctx.events.output(process.step, stream, line).await;
     }
-    match end {
-        Some(early) => {
-            if let Some(pid_file) = &process.pid_file {
-                kill_group(ctx.backend.as_ref(), &ctx.primary, pid_file).await;
+    let end = match end {
+        Some(early) => early,
+        // The output has ended; the process may still run (it closed its output).
+        None => tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => ProcessEnd::Cancelled,
+            code = ctx.backend.exec_exit_code(&exec.id) => ProcessEnd::Exited(code?),
+            () = sleep_or_forever(process.no_output_timeout) => {
+                ProcessEnd::TimedOut(process.no_output_timeout.unwrap_or_default())
             }
-            Ok(early)
-        }
-        None => Ok(ProcessEnd::Exited(
-            ctx.backend.exec_exit_code(&exec.id).await?,
-        )),
+        },
+    };
+    if !matches!(end, ProcessEnd::Exited(_))
+        && let Some(pid_file) = &process.pid_file
+    {
+        kill_group(ctx.backend.as_ref(), &ctx.primary, pid_file).await;
+    }
+    Ok(end)
+}
+
+async fn sleep_or_forever(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
     }
 }
 

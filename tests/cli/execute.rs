@@ -499,13 +499,15 @@ fn when_background_and_reruns() {
 #[test]
 fn no_output_timeout_stops_a_silent_step() {
     require_docker!();
-    let steps = "      - run: {name: silent, command: 'echo start; sleep 30', no_output_timeout: 1s}\n      - run: {command: 'ps | grep -c \"[s]leep 30\" || true', when: on_fail}\n";
+    // The second step closes its output and goes on running: silence all the same.
+    let steps = "      - run: {name: silent, command: 'echo start; sleep 30', no_output_timeout: 1s}\n      - run: {name: closed, command: 'exec >/dev/null 2>&1; sleep 31', no_output_timeout: 1s, when: always}\n      - run: {command: 'ps | grep -c \"[s]leep 3[01]\" || true', when: on_fail}\n";
     let p = Project::new(&config(&[job("build", BUSYBOX, steps)]));
     let started = Instant::now();
     let run = p.execute(&["build"]);
     run.assert_code(1)
         .assert_stdout("start\n")
         .assert_stdout("Too long with no output (exceeded 1s): context deadline exceeded")
+        .assert_stdout("---> \"closed\" failed in 1")
         .assert_nothing_left();
     assert!(
         run.stdout.contains("\n0\n"),
