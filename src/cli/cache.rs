@@ -109,7 +109,7 @@ fn prune(store: &CacheStore, older_than: Duration) -> std::io::Result<()> {
     eprintln!(
         "pruned {} older than {}",
         count_and_size(&removed),
-        store::format_age(older_than)
+        store::format_duration(older_than)
     );
     Ok(())
 }

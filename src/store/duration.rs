@@ -50,6 +50,23 @@ pub fn format_age(age: Duration) -> String {
     format!("{}{unit}", secs / size)
 }
 
+/// A duration in the form [`parse_duration`] reads, without weeks: `7d`, `1d12h`, `30m`, `0s`.
+pub fn format_duration(duration: Duration) -> String {
+    let mut secs = duration.as_secs();
+    let mut out = String::new();
+    for &(unit, size) in &UNITS[1..] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if out.is_empty() {
+        "0s".to_string()
+    } else {
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +87,14 @@ mod tests {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.starts_with("invalid duration"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn durations_print_as_they_parse() {
+        for text in ["7d", "1d12h", "30m", "0s", "14d", "1h1m1s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+        assert_eq!(format_duration(parse_duration("1w").unwrap()), "7d");
     }
 
     #[test]

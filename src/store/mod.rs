@@ -8,7 +8,10 @@ pub mod cache;
 mod duration;
 mod hashing;
 pub mod junit;
+mod read_ahead;
 mod trailer;
+mod writer;
 
 pub use cache::{CacheEntry, CacheStore, CacheWriter, SaveOutcome};
-pub use duration::{format_age, parse_duration};
+pub use duration::{format_age, format_duration, parse_duration};
+pub use read_ahead::{ReadAhead, read_ahead};

@@ -1,3 +1,5 @@
+//! Tests of rendering: every action, Go error wording and positions, the length limit.
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 

@@ -207,3 +207,16 @@ fn the_default_dir_is_per_project() {
 fn path_str(path: &Path) -> String {
     path.display().to_string()
 }
+
+#[test]
+fn ls_warns_about_damaged_files_and_still_lists_the_rest() {
+    let p = Project::new();
+    p.save("good", b"1", 0);
+    let junk = p.caches().join(format!("{}.tar.zst", "b".repeat(64)));
+    std::fs::write(&junk, "half a cache").unwrap();
+    p.with_dir(&["ls"])
+        .assert()
+        .success()
+        .stdout(contains("good "))
+        .stderr(contains("warning: damaged cache entry").and(contains(path_str(&junk))));
+}

@@ -1,7 +1,10 @@
+//! Tests of the cache store: lookups, immutability, atomic publication, damage, pruning.
+
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Barrier};
 
 use super::*;
+use crate::store::writer::MULTITHREAD_FROM;
 
 fn store() -> (tempfile::TempDir, CacheStore) {
     let dir = tempfile::tempdir().unwrap();

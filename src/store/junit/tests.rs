@@ -1,3 +1,5 @@
+//! Tests of JUnit summaries on reports written the way pytest, jest-junit and surefire write them.
+
 use std::fs;
 
 use super::*;
