@@ -2,6 +2,8 @@
 //! its arguments into library calls and returns an [`Outcome`]; nothing here does the work.
 
 mod cache;
+mod compile;
+mod execute;
 mod process;
 mod validate;
 
@@ -42,6 +44,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Compile a 2.1 config to 2.0 offline (like `circleci config process`) and print it.
     Process(process::Args),
+    /// Run one job of the config in Docker: checkout, run steps, caches, services.
+    Execute(execute::Args),
     /// List, remove and prune the local caches that `save_cache` stores.
     Cache(cache::Args),
 }
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Process(args) => process::run(&ctx, &args),
+        Command::Execute(args) => execute::run(&ctx, &args),
         Command::Cache(args) => cache::run(&ctx, &args),
     }
 }

@@ -1,0 +1,33 @@
+//! Run output: steps and the engine emit [`Event`]s into a channel; ONE reporter task consumes
+//! them and writes text, so lines are never interleaved mid-line. Nothing else prints run
+//! output.
+
+mod event;
+mod lines;
+mod terminal;
+
+use std::io::{BufWriter, Write};
+
+use tokio::task::JoinHandle;
+
+pub use event::{Event, Events, Receiver, Sink, StepStatus, Stream, channel};
+pub use lines::LineSplitter;
+pub use terminal::Terminal;
+
+/// Starts the reporter task writing to `out`. Drop every sink, then await the handle to be
+/// sure everything was written.
+pub fn spawn<W: Write + Send + 'static>(out: W, color: bool) -> (Sink, JoinHandle<()>) {
+    let (sink, mut rx) = channel();
+    let handle = tokio::spawn(async move {
+        let mut terminal = Terminal::new(BufWriter::with_capacity(64 * 1024, out), color);
+        while let Some(event) = rx.recv().await {
+            terminal.handle(&event);
+            // Flush when caught up: a live view without a write per line under load.
+            if rx.is_empty() {
+                terminal.flush();
+            }
+        }
+        terminal.flush();
+    });
+    (sink, handle)
+}
