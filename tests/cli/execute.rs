@@ -847,3 +847,53 @@ fn steps_without_a_local_counterpart_say_what_they_do() {
         .assert_stdout("host=unix:///var/run/docker.sock\nhas-socket\n")
         .assert_nothing_left();
 }
+
+#[test]
+fn version_2_1_configs_are_compiled_then_run() {
+    require_docker!();
+    let p = Project::new(&format!(
+        r#"version: 2.1
+parameters:
+  greeting: {{type: string, default: hello}}
+executors:
+  bb:
+    docker: [{{image: {BUSYBOX}}}]
+    environment: {{FROM_EXECUTOR: "1.10"}}
+commands:
+  greet:
+    parameters:
+      who: {{type: string}}
+    steps:
+      - run: echo "<< pipeline.parameters.greeting >> << parameters.who >> $FROM_EXECUTOR"
+jobs:
+  hello:
+    executor: bb
+    parameters:
+      who: {{type: string, default: world}}
+    steps:
+      - greet: {{who: << parameters.who >>}}
+      - run: echo "job=$CIRCLE_JOB"
+  lonely:
+    executor: bb
+    steps:
+      - run: echo not in any workflow
+workflows:
+  main:
+    jobs:
+      - hello: {{name: hello-you, who: you}}
+"#
+    ));
+    p.execute(&["hello-you", "--pipeline-param", "greeting=hi"])
+        .assert_code(0)
+        .assert_stdout("\nhi you 1.10\n")
+        .assert_stdout("\njob=hello-you\n")
+        .assert_nothing_left();
+    // A job that no workflow invokes still runs, with its defaults.
+    p.execute(&["hello"])
+        .assert_code(0)
+        .assert_stdout("\nhello world 1.10\n");
+    p.execute(&["lonely"]).assert_code(0);
+    p.execute(&["hello-you", "--pipeline-param", "nope=1"])
+        .assert_code(2)
+        .assert_stderr("nope");
+}
