@@ -79,7 +79,10 @@ fn docker_with_images(images: &[&str]) -> bool {
         "Docker or the image(s) {} are not available; build them with `bash tests/images/build.sh`",
         missing.join(", ")
     );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: {why}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true: {why}"
+    );
     eprintln!("skipping: {why}");
     false
 }
@@ -235,18 +238,23 @@ fn busybox_build_job_passes() {
         return;
     }
     let repo = SampleRepo::new("busybox-basics");
-    repo.execute("build", &[])
-        .assert_code(0)
-        .assert_shows("hello from ./hello.sh, running as root in /root/project")
-        .assert_shows("LEVEL=step (step beats job beats image)")
-        .assert_shows("GREETING=hello (from the job)")
-        .assert_shows("FROM_IMAGE=yes (from the image entry)")
-        .assert_shows("CIRCLE_JOB=build CI=true CIRCLECI=true")
-        .assert_shows("LEVEL=inline (set in the command itself wins)")
-        .assert_shows("ONLY_HERE='' cwd=/root/project")
-        .assert_shows("shell: /bin/sh")
-        .assert_shows("always step ran in job build")
-        .assert_hides("on_fail step ran in job build");
+    // `-e` stands in for project variables: below the job's `environment`.
+    repo.execute(
+        "build",
+        &["-e", "PROJECT_TOKEN=abc123", "-e", "GREETING=from-cli"],
+    )
+    .assert_code(0)
+    .assert_shows("hello from ./hello.sh, running as root in /root/project")
+    .assert_shows("LEVEL=step (step beats job beats image)")
+    .assert_shows("GREETING=hello (from the job)")
+    .assert_shows("FROM_IMAGE=yes (from the image entry)")
+    .assert_shows("CIRCLE_JOB=build CI=true CIRCLECI=true")
+    .assert_shows("PROJECT_TOKEN=abc123 (-e and --env-file")
+    .assert_shows("LEVEL=inline (set in the command itself wins)")
+    .assert_shows("ONLY_HERE='' cwd=/root/project")
+    .assert_shows("shell: /bin/sh")
+    .assert_shows("always step ran in job build")
+    .assert_hides("on_fail step ran in job build");
 }
 
 #[test]
