@@ -252,7 +252,7 @@ fn busybox_build_job_passes() {
     .assert_shows("PROJECT_TOKEN=abc123 (-e and --env-file")
     .assert_shows("LEVEL=inline (set in the command itself wins)")
     .assert_shows("ONLY_HERE='' cwd=/root/project")
-    .assert_shows("shell: /bin/sh")
+    .assert_shows("/bin/sh is busybox, BASH_VERSION=''")
     .assert_shows("always step ran in job build")
     .assert_hides("on_fail step ran in job build");
 }
