@@ -48,10 +48,12 @@ impl RepoInfo {
         if let Some(url) = &self.remote_url {
             let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
             let mut parts = trimmed.rsplit(['/', ':']);
-            if let (Some(repo), Some(user)) = (parts.next(), parts.next()) {
-                if !repo.is_empty() && !user.is_empty() && !user.contains('@') {
-                    return (user.to_string(), repo.to_string());
-                }
+            if let (Some(repo), Some(user)) = (parts.next(), parts.next())
+                && !repo.is_empty()
+                && !user.is_empty()
+                && !user.contains('@')
+            {
+                return (user.to_string(), repo.to_string());
             }
         }
         let folder = self.root.as_deref().and_then(Path::file_name).map_or_else(

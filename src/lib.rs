@@ -11,11 +11,19 @@
 //! Everything before the engine is synchronous, pure and Docker-free. `diagnostic` is the one
 //! error type for config problems; `exit` maps outcomes to exit codes.
 
+pub mod backend;
 pub mod cli;
+pub mod config;
 pub mod diagnostic;
+pub mod engine;
 pub mod exit;
 pub mod git;
 pub mod load;
+pub mod plan;
+pub mod report;
 pub mod source;
+pub mod steps;
+pub mod store;
+pub mod template;
 pub mod validate;
 pub mod yaml;

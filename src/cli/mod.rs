@@ -1,6 +1,8 @@
 //! Command-line definitions (clap) and dispatch. Each subcommand is a thin module that turns
 //! its arguments into library calls and returns an [`Outcome`]; nothing here does the work.
 
+mod cache;
+mod execute;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -38,6 +40,10 @@ pub enum ColorChoice {
 pub enum Command {
     /// Check a config offline: YAML, schema and semantic rules; every problem with file:line:col.
     Validate(validate::Args),
+    /// Run one job of the config in Docker: checkout, run steps, caches, services.
+    Execute(execute::Args),
+    /// List, remove and prune the local caches that `save_cache` stores.
+    Cache(cache::Args),
 }
 
 /// What the commands may know about the process they run in. Environment variables are read
@@ -68,5 +74,7 @@ pub fn run(cli: Cli) -> Outcome {
     let ctx = Context::from_process(cli.color);
     match cli.command {
         Command::Validate(args) => validate::run(&ctx, &args),
+        Command::Execute(args) => execute::run(&ctx, &args),
+        Command::Cache(args) => cache::run(&ctx, &args),
     }
 }

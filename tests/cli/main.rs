@@ -1,4 +1,4 @@
-//! The one integration-test binary: each area of localci has its own module here, and every
-//! test runs the real `localci` binary.
+//! One integration-test binary: each module runs the real `localci` binary in a temp dir.
 
+mod cache;
 mod samples;

@@ -1,0 +1,442 @@
+//! The Docker Engine API behind [`Backend`], through bollard. The only file that imports
+//! bollard. Connects once (honouring `DOCKER_HOST`: unix socket or tcp), negotiates the API
+//! version before any clone, and raises the request timeout for tar uploads, which only get
+//! their response after the whole body is sent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::stream::{self, BoxStream};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
+
+use super::{
+    Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo,
+    Labelled, PullProgress, ResourceKind, Result, Stream,
+};
+
+/// Where the daemon listens when `DOCKER_HOST` is not set.
+#[cfg(unix)]
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+#[cfg(windows)]
+const DEFAULT_HOST: &str = "npipe:////./pipe/docker_engine";
+
+/// How long a tar upload may take before the request is abandoned.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+/// A connection to one Docker daemon.
+#[derive(Clone)]
+pub struct DockerBackend {
+    docker: Docker,
+    host: String,
+}
+
+impl DockerBackend {
+    /// Connects to `DOCKER_HOST` (from `env`) or the platform default, and checks that the
+    /// daemon answers.
+    pub async fn connect(env: &BTreeMap<String, String>) -> Result<DockerBackend> {
+        let host = env
+            .get("DOCKER_HOST")
+            .filter(|h| !h.is_empty())
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let unreachable = |reason: String| BackendError::Unreachable {
+            host: host.clone(),
+            reason,
+        };
+        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
+        let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable("no answer within 15s".into()))?
+            .map_err(|e| unreachable(reason(&e)))?;
+        Ok(DockerBackend { docker, host })
+    }
+}
+
+/// A short reason for a connection failure, without Rust debug output.
+fn reason(e: &DockerError) -> String {
+    let text = e.to_string();
+    if text.contains("No such file") || text.contains("os error 2") {
+        "the socket does not exist".into()
+    } else if text.contains("Connection refused") || text.contains("os error 111") {
+        "connection refused".into()
+    } else if text.contains("Permission denied") || text.contains("os error 13") {
+        "permission denied (is your user in the `docker` group?)".into()
+    } else {
+        text
+    }
+}
+
+fn api(e: DockerError) -> BackendError {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => BackendError::NotFound(message),
+        DockerError::DockerResponseServerError { message, .. } => BackendError::Api(message),
+        DockerError::DockerStreamError { error } => BackendError::Api(error),
+        other => BackendError::Api(other.to_string()),
+    }
+}
+
+/// `repo[:tag]` or `repo@digest` into the `fromImage`/`tag` pair the API wants.
+fn split_reference(image: &str) -> (String, Option<String>) {
+    if image.contains('@') {
+        return (image.to_string(), None);
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (
+            image[..last_slash + i].to_string(),
+            Some(image[last_slash + i + 1..].to_string()),
+        ),
+        None => (image.to_string(), Some("latest".to_string())),
+    }
+}
+
+fn label_filter(label: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![label.to_string()])])
+}
+
+fn sorted(labels: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    labels.unwrap_or_default().into_iter().collect()
+}
+
+impl Backend for DockerBackend {
+    fn host(&self) -> String {
+        self.host.clone()
+    }
+
+    fn inspect_image(&self, image: &str) -> Fut<'_, Option<ImageInfo>> {
+        let image = image.to_string();
+        async move {
+            match self.docker.inspect_image(&image).await {
+                Ok(info) => {
+                    let config = info.config.unwrap_or_default();
+                    Ok(Some(ImageInfo {
+                        labels: sorted(config.labels),
+                        user: config.user.filter(|u| !u.is_empty()),
+                    }))
+                }
+                Err(e) => match api(e) {
+                    BackendError::NotFound(_) => Ok(None),
+                    other => Err(other),
+                },
+            }
+        }
+        .boxed()
+    }
+
+    fn pull_image(
+        &self,
+        image: &str,
+        credentials: Option<Credentials>,
+    ) -> BoxStream<'static, Result<PullProgress>> {
+        let (from, tag) = split_reference(image);
+        let mut options = CreateImageOptionsBuilder::default().from_image(&from);
+        if let Some(tag) = &tag {
+            options = options.tag(tag);
+        }
+        let credentials = credentials.map(|c| DockerCredentials {
+            username: Some(c.username),
+            password: Some(c.password),
+            ..DockerCredentials::default()
+        });
+        self.docker
+            .create_image(Some(options.build()), None, credentials)
+            .map(|item| {
+                let info = item.map_err(api)?;
+                if let Some(detail) = info.error_detail {
+                    return Err(BackendError::Api(detail.message.unwrap_or_default()));
+                }
+                let detail = info.progress_detail.unwrap_or_default();
+                Ok(PullProgress {
+                    layer: info.id,
+                    status: info.status.unwrap_or_default(),
+                    current: detail.current.and_then(|c| u64::try_from(c).ok()),
+                    total: detail.total.and_then(|t| u64::try_from(t).ok()),
+                })
+            })
+            .boxed()
+    }
+
+    fn create_container(&self, spec: ContainerSpec) -> Fut<'_, String> {
+        async move {
+            let options = spec
+                .name
+                .as_deref()
+                .map(|n| CreateContainerOptionsBuilder::default().name(n).build());
+            let non_empty = |v: Vec<String>| (!v.is_empty()).then_some(v);
+            let body = ContainerCreateBody {
+                image: Some(spec.image),
+                entrypoint: spec.entrypoint,
+                cmd: spec.cmd,
+                env: non_empty(spec.env),
+                user: spec.user,
+                labels: Some(spec.labels.into_iter().collect()),
+                host_config: Some(HostConfig {
+                    init: spec.init.then_some(true),
+                    network_mode: spec.network_mode,
+                    extra_hosts: non_empty(spec.extra_hosts),
+                    binds: non_empty(spec.binds),
+                    group_add: non_empty(spec.group_add),
+                    ..HostConfig::default()
+                }),
+                ..ContainerCreateBody::default()
+            };
+            let created = self
+                .docker
+                .create_container(options, body)
+                .await
+                .map_err(api)?;
+            Ok(created.id)
+        }
+        .boxed()
+    }
+
+    fn start_container(&self, id: &str) -> Fut<'_, ()> {
+        let id = id.to_string();
+        async move { self.docker.start_container(&id, None).await.map_err(api) }.boxed()
+    }
+
+    fn container_running(&self, id: &str) -> Fut<'_, bool> {
+        let id = id.to_string();
+        async move {
+            let info = self
+                .docker
+                .inspect_container(&id, None)
+                .await
+                .map_err(api)?;
+            Ok(info.state.and_then(|s| s.running).unwrap_or(false))
+        }
+        .boxed()
+    }
+
+    fn remove_container(&self, id: &str) -> Fut<'_, ()> {
+        let id = id.to_string();
+        async move {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match self.docker.remove_container(&id, Some(options)).await {
+                Ok(()) => Ok(()),
+                Err(e) => match api(e) {
+                    BackendError::NotFound(_) => Ok(()),
+                    other => Err(other),
+                },
+            }
+        }
+        .boxed()
+    }
+
+    fn exec(&self, container: &str, spec: ExecSpec) -> Fut<'_, Exec> {
+        let container = container.to_string();
+        async move {
+            let created = self
+                .docker
+                .create_exec(
+                    &container,
+                    CreateExecOptions {
+                        cmd: Some(spec.cmd),
+                        env: Some(spec.env),
+                        user: spec.user,
+                        working_dir: spec.working_dir,
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        tty: Some(false),
+                        ..CreateExecOptions::default()
+                    },
+                )
+                .await
+                .map_err(api)?;
+            let started = self
+                .docker
+                .start_exec(&created.id, Some(StartExecOptions::default()))
+                .await
+                .map_err(api)?;
+            let StartExecResults::Attached { output, .. } = started else {
+                return Err(BackendError::Api("the exec started detached".into()));
+            };
+            let output = output
+                .map(|chunk| match chunk.map_err(api)? {
+                    LogOutput::StdErr { message } => Ok((Stream::Stderr, message)),
+                    LogOutput::StdOut { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdIn { message } => Ok((Stream::Stdout, message)),
+                })
+                .boxed();
+            Ok(Exec {
+                id: created.id,
+                output,
+            })
+        }
+        .boxed()
+    }
+
+    fn exec_exit_code(&self, exec_id: &str) -> Fut<'_, i64> {
+        let exec_id = exec_id.to_string();
+        async move {
+            // The output can end a moment before the daemon marks the exec as finished.
+            for attempt in 0u64.. {
+                let info = self.docker.inspect_exec(&exec_id).await.map_err(api)?;
+                if info.running != Some(true) {
+                    return Ok(info.exit_code.unwrap_or(-1));
+                }
+                tokio::time::sleep(Duration::from_millis(2 + attempt.min(50))).await;
+            }
+            unreachable!("the loop above only ends by returning")
+        }
+        .boxed()
+    }
+
+    fn upload(&self, container: &str, dir: &str, tar: ByteStream) -> Fut<'_, ()> {
+        let container = container.to_string();
+        let options = UploadToContainerOptionsBuilder::default().path(dir).build();
+        async move {
+            self.docker
+                .clone()
+                .with_timeout(UPLOAD_TIMEOUT)
+                .upload_to_container(&container, Some(options), bollard::body_try_stream(tar))
+                .await
+                .map_err(api)
+        }
+        .boxed()
+    }
+
+    fn download(&self, container: &str, path: &str) -> Fut<'_, ByteStream> {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut body = self
+            .docker
+            .clone()
+            .with_timeout(UPLOAD_TIMEOUT)
+            .download_from_container(container, Some(options))
+            .boxed();
+        async move {
+            // A missing path arrives as the first item of the stream.
+            let first = match body.next().await {
+                None => return Ok(stream::empty().boxed()),
+                Some(first) => first.map_err(api)?,
+            };
+            let rest = body.map_err(|e| std::io::Error::other(api(e).to_string()));
+            Ok(stream::once(async move { Ok(first) }).chain(rest).boxed())
+        }
+        .boxed()
+    }
+
+    fn list_labelled(&self, label: &str) -> Fut<'_, Vec<Labelled>> {
+        let filters = label_filter(label);
+        async move {
+            let containers = self
+                .docker
+                .list_containers(Some(
+                    ListContainersOptionsBuilder::default()
+                        .all(true)
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(api)?;
+            let networks = self
+                .docker
+                .list_networks(Some(
+                    ListNetworksOptionsBuilder::default()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(api)?;
+            let volumes = self
+                .docker
+                .list_volumes(Some(
+                    ListVolumesOptionsBuilder::default()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(api)?;
+            let mut found: Vec<Labelled> = containers
+                .into_iter()
+                .filter_map(|c| {
+                    Some(Labelled {
+                        kind: ResourceKind::Container,
+                        id: c.id?,
+                        labels: sorted(c.labels),
+                    })
+                })
+                .collect();
+            found.extend(networks.into_iter().filter_map(|n| {
+                Some(Labelled {
+                    kind: ResourceKind::Network,
+                    id: n.id?,
+                    labels: sorted(n.labels),
+                })
+            }));
+            found.extend(
+                volumes
+                    .volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| Labelled {
+                        kind: ResourceKind::Volume,
+                        id: v.name,
+                        labels: v.labels.into_iter().collect(),
+                    }),
+            );
+            Ok(found)
+        }
+        .boxed()
+    }
+
+    fn remove(&self, resource: &Labelled) -> Fut<'_, ()> {
+        let resource = resource.clone();
+        async move {
+            let result = match resource.kind {
+                ResourceKind::Container => return self.remove_container(&resource.id).await,
+                ResourceKind::Network => self.docker.remove_network(&resource.id).await,
+                ResourceKind::Volume => {
+                    let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+                    self.docker.remove_volume(&resource.id, Some(options)).await
+                }
+            };
+            match result.map_err(api) {
+                Ok(()) | Err(BackendError::NotFound(_)) => Ok(()),
+                Err(other) => Err(other),
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_into_repo_and_tag() {
+        assert_eq!(
+            split_reference("cimg/python:3.12"),
+            ("cimg/python".into(), Some("3.12".into()))
+        );
+        assert_eq!(
+            split_reference("localhost:5000/app"),
+            ("localhost:5000/app".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            split_reference("redis@sha256:abc"),
+            ("redis@sha256:abc".into(), None)
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! An in-memory [`Backend`] for fast engine and step tests. Containers are records; files
+//! uploaded to any container land in one shared in-memory file system; execs are answered by
+//! a handler, by default a tiny "shell" that understands localci's helper scripts and a few
+//! commands in step scripts (`echo`, `echo ... >&2`, `exit N`, `sleep S`, `printenv NAME`,
+//! `hang`). Test-only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::Notify;
+
+use super::{
+    Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo,
+    LABEL, Labelled, PullProgress, ResourceKind, Result, Stream,
+};
+
+/// A container the fake created.
+#[derive(Clone, Debug)]
+pub struct FakeContainer {
+    pub spec: ContainerSpec,
+    pub running: bool,
+}
+
+/// One exec the engine asked for.
+#[derive(Clone, Debug)]
+pub struct ExecCall {
+    pub container: String,
+    pub spec: ExecSpec,
+}
+
+impl ExecCall {
+    /// The helper name (`localci-step`, `localci-setup` ...) of a `sh -c SCRIPT NAME ...` call.
+    pub fn helper(&self) -> Option<&str> {
+        self.spec.cmd.get(3).map(String::as_str)
+    }
+
+    /// The script of a `localci-step` call.
+    pub fn step_script(&self) -> Option<&str> {
+        (self.helper() == Some("localci-step")).then(|| self.spec.cmd[6].as_str())
+    }
+
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.spec
+            .env
+            .iter()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+}
+
+/// What an exec prints and how it ends.
+#[derive(Clone, Debug, Default)]
+pub struct Reply {
+    pub output: Vec<(Stream, String)>,
+    pub exit_code: i64,
+    pub delay: Duration,
+    /// Never ends on its own (until killed).
+    pub hang: bool,
+}
+
+type Handler = Box<dyn Fn(&ExecCall, &State) -> Option<Reply> + Send + Sync>;
+
+#[derive(Default)]
+pub struct State {
+    pub images: BTreeMap<String, ImageInfo>,
+    pub pullable: BTreeSet<String>,
+    pub pulled: Vec<String>,
+    pub containers: BTreeMap<String, FakeContainer>,
+    pub removed: Vec<String>,
+    pub execs: Vec<ExecCall>,
+    pub uploads: Vec<(String, String, Vec<u8>)>,
+    /// The shared file system: absolute path -> content (directories are implied).
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Other labelled resources (leftovers of "earlier runs").
+    pub others: Vec<Labelled>,
+    exit_codes: HashMap<String, i64>,
+    next: u64,
+    /// What the setup reports.
+    pub uid: u64,
+    pub home: String,
+}
+
+pub struct FakeBackend {
+    state: Mutex<State>,
+    handler: Handler,
+    kill: Arc<Notify>,
+}
+
+impl FakeBackend {
+    /// A backend with the given local images and the default shell.
+    pub fn new(images: &[&str]) -> FakeBackend {
+        FakeBackend::with_handler(images, |_, _| None)
+    }
+
+    /// `handler` answers execs first; `None` falls back to the default shell.
+    pub fn with_handler(
+        images: &[&str],
+        handler: impl Fn(&ExecCall, &State) -> Option<Reply> + Send + Sync + 'static,
+    ) -> FakeBackend {
+        let state = State {
+            images: images
+                .iter()
+                .map(|i| (i.to_string(), ImageInfo::default()))
+                .collect(),
+            home: "/root".into(),
+            ..State::default()
+        };
+        FakeBackend {
+            state: Mutex::new(state),
+            handler: Box::new(handler),
+            kill: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .expect("tests do not panic while holding it")
+    }
+
+    fn reply(&self, call: &ExecCall) -> Reply {
+        let state = self.state();
+        if let Some(reply) = (self.handler)(call, &state) {
+            return reply;
+        }
+        default_reply(call, &state)
+    }
+}
+
+fn out(text: &str) -> Reply {
+    Reply {
+        output: vec![(Stream::Stdout, text.to_string())],
+        ..Reply::default()
+    }
+}
+
+/// The default shell: localci's helpers, and a few commands in step scripts.
+fn default_reply(call: &ExecCall, state: &State) -> Reply {
+    match call.helper() {
+        Some("localci-setup") => {
+            let wd = call.spec.cmd[4].replacen('~', &state.home, 1);
+            out(&format!(
+                "uid={}\ngid={}\nhome={}\nwd={wd}\nshell=/bin/sh\n",
+                state.uid, state.uid, state.home
+            ))
+        }
+        Some("localci-step") => run_script(call.step_script().unwrap_or_default(), call),
+        _ => Reply::default(),
+    }
+}
+
+fn run_script(script: &str, call: &ExecCall) -> Reply {
+    let mut reply = Reply::default();
+    for line in script.lines().map(str::trim) {
+        if let Some(text) = line.strip_prefix("echo ") {
+            match text.strip_suffix(" >&2") {
+                Some(err) => reply.output.push((Stream::Stderr, format!("{err}\n"))),
+                None => reply.output.push((Stream::Stdout, format!("{text}\n"))),
+            }
+        } else if let Some(name) = line.strip_prefix("printenv ") {
+            let value = call.env(name).unwrap_or_default();
+            reply.output.push((Stream::Stdout, format!("{value}\n")));
+        } else if let Some(secs) = line.strip_prefix("sleep ") {
+            reply.delay += Duration::from_secs_f64(secs.parse().unwrap_or(0.0));
+        } else if line == "hang" {
+            reply.hang = true;
+            return reply;
+        } else if let Some(code) = line.strip_prefix("exit ") {
+            reply.exit_code = code.parse().unwrap_or(1);
+            return reply;
+        }
+    }
+    reply
+}
+
+impl Backend for FakeBackend {
+    fn host(&self) -> String {
+        "fake://".into()
+    }
+
+    fn inspect_image(&self, image: &str) -> Fut<'_, Option<ImageInfo>> {
+        let found = self.state().images.get(image).cloned();
+        async move { Ok(found) }.boxed()
+    }
+
+    fn pull_image(
+        &self,
+        image: &str,
+        _credentials: Option<Credentials>,
+    ) -> BoxStream<'static, Result<PullProgress>> {
+        let mut state = self.state();
+        if state.pullable.contains(image) {
+            state.images.insert(image.to_string(), ImageInfo::default());
+            state.pulled.push(image.to_string());
+            let progress = PullProgress {
+                layer: Some("abc".into()),
+                status: "Pull complete".into(),
+                current: Some(1),
+                total: Some(1),
+            };
+            stream::iter([Ok(progress)]).boxed()
+        } else {
+            let e = BackendError::Api(format!("pull access denied for {image}"));
+            stream::iter([Err(e)]).boxed()
+        }
+    }
+
+    fn create_container(&self, spec: ContainerSpec) -> Fut<'_, String> {
+        let mut state = self.state();
+        state.next += 1;
+        let id = format!("{:064x}", state.next);
+        state.containers.insert(
+            id.clone(),
+            FakeContainer {
+                spec,
+                running: false,
+            },
+        );
+        async move { Ok(id) }.boxed()
+    }
+
+    fn start_container(&self, id: &str) -> Fut<'_, ()> {
+        let result = match self.state().containers.get_mut(id) {
+            Some(c) => {
+                c.running = true;
+                Ok(())
+            }
+            None => Err(BackendError::NotFound(format!("no container {id}"))),
+        };
+        async move { result }.boxed()
+    }
+
+    fn container_running(&self, id: &str) -> Fut<'_, bool> {
+        let running = self.state().containers.get(id).is_some_and(|c| c.running);
+        async move { Ok(running) }.boxed()
+    }
+
+    fn remove_container(&self, id: &str) -> Fut<'_, ()> {
+        let mut state = self.state();
+        if state.containers.remove(id).is_some() {
+            state.removed.push(id.to_string());
+        }
+        state.others.retain(|o| o.id != id);
+        self.kill.notify_waiters();
+        async { Ok(()) }.boxed()
+    }
+
+    fn exec(&self, container: &str, spec: ExecSpec) -> Fut<'_, Exec> {
+        let call = ExecCall {
+            container: container.to_string(),
+            spec,
+        };
+        let running = self
+            .state()
+            .containers
+            .get(container)
+            .is_some_and(|c| c.running);
+        if !running {
+            return async { Err(BackendError::Api("container is not running".into())) }.boxed();
+        }
+        let reply = self.reply(&call);
+        let killing = call.helper() == Some("localci-kill");
+        let mut state = self.state();
+        state.execs.push(call);
+        state.next += 1;
+        let id = format!("exec-{}", state.next);
+        state
+            .exit_codes
+            .insert(id.clone(), if reply.hang { 137 } else { reply.exit_code });
+        drop(state);
+        if killing {
+            self.kill.notify_waiters();
+        }
+        let kill = self.kill.clone();
+        let chunks = stream::iter(
+            reply
+                .output
+                .into_iter()
+                .map(|(s, text)| Ok((s, Bytes::from(text)))),
+        );
+        let ending = async move {
+            if reply.hang {
+                kill.notified().await;
+            } else {
+                tokio::time::sleep(reply.delay).await;
+            }
+        };
+        let output = chunks
+            .chain(stream::once(ending).filter_map(|()| async { None }))
+            .boxed();
+        async move { Ok(Exec { id, output }) }.boxed()
+    }
+
+    fn exec_exit_code(&self, exec_id: &str) -> Fut<'_, i64> {
+        let code = self.state().exit_codes.get(exec_id).copied().unwrap_or(-1);
+        async move { Ok(code) }.boxed()
+    }
+
+    fn upload(&self, container: &str, dir: &str, tar: ByteStream) -> Fut<'_, ()> {
+        let (container, dir) = (container.to_string(), dir.to_string());
+        async move {
+            let chunks: Vec<std::io::Result<Bytes>> = tar.collect().await;
+            let mut data = Vec::new();
+            for chunk in chunks {
+                data.extend_from_slice(&chunk.map_err(|e| BackendError::Api(e.to_string()))?);
+            }
+            let mut archive = tar::Archive::new(&data[..]);
+            let mut files = Vec::new();
+            for entry in archive
+                .entries()
+                .map_err(|e| BackendError::Api(e.to_string()))?
+            {
+                let mut entry = entry.map_err(|e| BackendError::Api(e.to_string()))?;
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let path = entry.path().map_err(|e| BackendError::Api(e.to_string()))?;
+                let full = format!("{}/{}", dir.trim_end_matches('/'), path.to_string_lossy());
+                let mut content = Vec::new();
+                entry
+                    .read_to_end(&mut content)
+                    .map_err(|e| BackendError::Api(e.to_string()))?;
+                files.push((full, content));
+            }
+            let mut state = self.state();
+            state.files.extend(files);
+            state.uploads.push((container, dir, data));
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn download(&self, _container: &str, path: &str) -> Fut<'_, ByteStream> {
+        let path = path.trim_end_matches('/').to_string();
+        let state = self.state();
+        let base = path.rsplit('/').next().unwrap_or_default().to_string();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut found = false;
+        for (file, content) in &state.files {
+            let name = if *file == path {
+                base.clone()
+            } else if let Some(rest) = file.strip_prefix(&format!("{path}/")) {
+                format!("{base}/{rest}")
+            } else {
+                continue;
+            };
+            found = true;
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, name, &content[..])
+                .expect("writing to memory");
+        }
+        drop(state);
+        let data = builder.into_inner().expect("writing to memory");
+        async move {
+            if !found {
+                return Err(BackendError::NotFound(format!(
+                    "Could not find the file {path}"
+                )));
+            }
+            Ok(stream::once(async move { Ok(Bytes::from(data)) }).boxed())
+        }
+        .boxed()
+    }
+
+    fn list_labelled(&self, label: &str) -> Fut<'_, Vec<Labelled>> {
+        let state = self.state();
+        let mut found: Vec<Labelled> = state
+            .containers
+            .iter()
+            .filter(|(_, c)| {
+                c.spec.labels.contains_key(label)
+                    || label == LABEL && c.spec.labels.contains_key(LABEL)
+            })
+            .map(|(id, c)| Labelled {
+                kind: ResourceKind::Container,
+                id: id.clone(),
+                labels: c.spec.labels.clone(),
+            })
+            .collect();
+        found.extend(
+            state
+                .others
+                .iter()
+                .filter(|o| o.labels.contains_key(label))
+                .cloned(),
+        );
+        async move { Ok(found) }.boxed()
+    }
+
+    fn remove(&self, resource: &Labelled) -> Fut<'_, ()> {
+        self.remove_container(&resource.id)
+    }
+}

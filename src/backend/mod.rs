@@ -1,0 +1,157 @@
+//! What the engine needs from a container engine, as a small trait: containers, execs with
+//! streamed output, tar streams in and out, images, and labelled leftovers. `docker.rs` is the
+//! Docker Engine API implementation (the only file that imports bollard); `fake.rs` is an
+//! in-memory stand-in for fast engine and step tests. No CircleCI semantics here.
+
+pub mod docker;
+#[cfg(test)]
+pub(crate) mod fake;
+
+use std::collections::BTreeMap;
+use std::io;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+
+/// Label on everything localci creates.
+pub const LABEL: &str = "localci";
+/// Label holding the run's id.
+pub const LABEL_RUN: &str = "localci.run";
+/// Label holding the pid of the localci process that created the resource.
+pub const LABEL_PID: &str = "localci.pid";
+
+/// Infrastructure failures (exit 3 territory), never a failed step.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot reach the Docker daemon at {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Api(String),
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+/// A future a backend returns.
+pub type Fut<'a, T> = BoxFuture<'a, Result<T>>;
+/// A tar (or any byte) stream.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// What the engine reads from an image.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImageInfo {
+    pub labels: BTreeMap<String, String>,
+    pub user: Option<String>,
+}
+
+/// Registry credentials for a pull.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// One progress report of a pull.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PullProgress {
+    /// The layer id, when the report is about one layer.
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// A container to create.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub name: Option<String>,
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `container:<id>` to join another container's network namespace.
+    pub network_mode: Option<String>,
+    /// `host:ip` entries.
+    pub extra_hosts: Vec<String>,
+    /// `host-path:container-path` (only the Docker socket, with `--docker-socket`).
+    pub binds: Vec<String>,
+    pub group_add: Vec<String>,
+    /// Run a tiny init as PID 1 so signals and zombies are handled.
+    pub init: bool,
+}
+
+/// A process to start in a running container.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+}
+
+/// Which stream a chunk of output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A started exec: its output until the process ends, then ask for its exit code.
+pub struct Exec {
+    pub id: String,
+    pub output: BoxStream<'static, Result<(Stream, Bytes)>>,
+}
+
+/// Kinds of resources localci labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceKind {
+    Container,
+    Network,
+    Volume,
+}
+
+/// A labelled resource found on the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Labelled {
+    pub kind: ResourceKind,
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The container engine, as the engine and steps use it.
+pub trait Backend: Send + Sync {
+    /// A short description of where the engine is (`unix:///var/run/docker.sock`).
+    fn host(&self) -> String;
+    /// `None` when the image is not present locally.
+    fn inspect_image(&self, image: &str) -> Fut<'_, Option<ImageInfo>>;
+    /// Pulls an image; the stream ends when the pull is complete.
+    fn pull_image(
+        &self,
+        image: &str,
+        credentials: Option<Credentials>,
+    ) -> BoxStream<'static, Result<PullProgress>>;
+    /// Creates a container and returns its id.
+    fn create_container(&self, spec: ContainerSpec) -> Fut<'_, String>;
+    fn start_container(&self, id: &str) -> Fut<'_, ()>;
+    fn container_running(&self, id: &str) -> Fut<'_, bool>;
+    /// Kills and removes a container with its anonymous volumes.
+    fn remove_container(&self, id: &str) -> Fut<'_, ()>;
+    /// Starts a process and attaches to its output.
+    fn exec(&self, container: &str, spec: ExecSpec) -> Fut<'_, Exec>;
+    /// The exit code of a finished exec.
+    fn exec_exit_code(&self, exec_id: &str) -> Fut<'_, i64>;
+    /// Extracts a tar stream into `dir`, which must exist.
+    fn upload(&self, container: &str, dir: &str, tar: ByteStream) -> Fut<'_, ()>;
+    /// A tar stream of `path` (a file or a directory, under its base name).
+    /// [`BackendError::NotFound`] when the path does not exist.
+    fn download(&self, container: &str, path: &str) -> Fut<'_, ByteStream>;
+    /// Everything carrying `label` (any value).
+    fn list_labelled(&self, label: &str) -> Fut<'_, Vec<Labelled>>;
+    fn remove(&self, resource: &Labelled) -> Fut<'_, ()>;
+}

@@ -1,0 +1,164 @@
+//! `localci cache ls | rm | prune`: look at and clean the local cache store that `execute`
+//! fills with `save_cache`. Thin: the store does the work, this module prints.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::Context;
+use crate::exit::Outcome;
+use crate::store::{self, CacheEntry, CacheStore};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The cache directory [default: $LOCALCI_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/localci/<user>/<repo>/caches, else ~/.cache/localci/<user>/<repo>/caches]
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// List the caches, newest first: key, size on disk, age.
+    Ls,
+    /// Remove every cache whose key starts with KEY-PREFIX.
+    Rm {
+        #[arg(value_name = "KEY-PREFIX")]
+        prefix: String,
+    },
+    /// Remove the caches created longer ago than AGE (such as 7d, 12h, 30m, 1d12h).
+    Prune {
+        #[arg(long, value_name = "AGE", value_parser = store::parse_duration)]
+        older_than: Duration,
+    },
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Outcome {
+    let dir = CacheStore::resolve_dir(args.cache_dir.as_deref(), &ctx.env, &ctx.cwd);
+    if let Action::Rm { prefix } = &args.action
+        && prefix.is_empty()
+    {
+        eprintln!("error: the key prefix is empty, which would remove every cache");
+        eprintln!("hint: to remove them all, use `localci cache prune --older-than 0s`");
+        return Outcome::Invalid;
+    }
+    if !dir.is_dir() {
+        eprintln!("no caches in {}", dir.display());
+        return Outcome::Success;
+    }
+    let result = CacheStore::open(&dir).and_then(|store| match &args.action {
+        Action::Ls => list(&store),
+        Action::Rm { prefix } => remove(&store, prefix),
+        Action::Prune { older_than } => prune(&store, *older_than),
+    });
+    match result {
+        Ok(()) => Outcome::Success,
+        Err(e) => {
+            eprintln!("error: cache directory {}: {e}", dir.display());
+            Outcome::Environment
+        }
+    }
+}
+
+fn list(store: &CacheStore) -> std::io::Result<()> {
+    let entries = store.list()?;
+    for damaged in store.damaged()? {
+        eprintln!("warning: {}", damaged.reason);
+    }
+    if entries.is_empty() {
+        eprintln!("no caches in {}", store.dir().display());
+        return Ok(());
+    }
+    let now = SystemTime::now();
+    let width = entries
+        .iter()
+        .map(|e| e.key.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(3);
+    println!("{:<width$}  {:>10}  {:>4}", "KEY", "SIZE", "AGE");
+    for e in &entries {
+        println!(
+            "{:<width$}  {:>10}  {:>4}",
+            e.key,
+            format_size(e.size),
+            age(now, e)
+        );
+    }
+    eprintln!("{} in {}", count_and_size(&entries), store.dir().display());
+    Ok(())
+}
+
+fn remove(store: &CacheStore, prefix: &str) -> std::io::Result<()> {
+    let removed = store.remove_prefix(prefix)?;
+    if removed.is_empty() {
+        eprintln!(
+            "no cache key starts with {prefix:?} in {}",
+            store.dir().display()
+        );
+    }
+    report_removed(&removed);
+    Ok(())
+}
+
+fn prune(store: &CacheStore, older_than: Duration) -> std::io::Result<()> {
+    let removed = store.prune_older_than(older_than)?;
+    report_removed(&removed);
+    eprintln!(
+        "pruned {} older than {}",
+        count_and_size(&removed),
+        store::format_age(older_than)
+    );
+    Ok(())
+}
+
+fn report_removed(removed: &[CacheEntry]) {
+    for e in removed {
+        println!("removed {} ({})", e.key, format_size(e.size));
+    }
+}
+
+fn age(now: SystemTime, entry: &CacheEntry) -> String {
+    store::format_age(now.duration_since(entry.created).unwrap_or_default())
+}
+
+fn count_and_size(entries: &[CacheEntry]) -> String {
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    let noun = if entries.len() == 1 {
+        "cache"
+    } else {
+        "caches"
+    };
+    format!("{} {noun}, {}", entries.len(), format_size(total))
+}
+
+/// `512 B`, `1.5 KiB`, `12.3 MiB`, `1.0 GiB`.
+fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(format_size(0), "0 B");
+        assert_eq!(format_size(1023), "1023 B");
+        assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(format_size(12_900_000), "12.3 MiB");
+        assert_eq!(format_size(1 << 30), "1.0 GiB");
+    }
+}

@@ -1,0 +1,363 @@
+//! `localci execute <job>`: load, validate, compile (2.1), plan one job, then run it in Docker
+//! through the engine, with one reporter printing its events. Turns every way this can end
+//! into an [`Outcome`]: 0 passed, 1 failed, 2 invalid config or usage, 3 Docker unreachable
+//! or an image missing, 130 interrupted.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Context;
+use crate::backend::BackendError;
+use crate::backend::docker::DockerBackend;
+use crate::diagnostic::{self, Diagnostic};
+use crate::engine::{self, EngineError, EngineOptions, JobStatus};
+use crate::exit::Outcome;
+use crate::git::RepoInfo;
+use crate::plan::{Plan, PlanOptions};
+use crate::source::{FileId, Sources};
+use crate::store::CacheStore;
+use crate::yaml::Node;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The job to run: a job of the (processed) config, or a named invocation of a workflow.
+    #[arg(value_name = "JOB")]
+    pub job: String,
+
+    /// The config file [default: .circleci/config.yml of the current repository]
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A variable for the job, like a project variable: KEY=VALUE, or KEY to pass on the value
+    /// from your environment. Repeatable; wins over --env-file.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// A file of KEY=VALUE lines (# comments, optional `export`, optional quotes), read as
+    /// project variables. Repeatable.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// The branch the job believes it runs on (CIRCLE_BRANCH, {{ .Branch }}) [default: the
+    /// repository's current branch]
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+
+    /// Keep the containers after the job, and print how to open a shell in the primary one.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Run image TO wherever the config names image FROM (exact match). Repeatable.
+    #[arg(long = "image-map", value_name = "FROM=TO")]
+    pub image_map: Vec<String>,
+
+    /// Where caches are stored [default: $LOCALCI_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/localci/<user>/<repo>/caches, else ~/.cache/localci/<user>/<repo>/caches]
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Where store_artifacts and store_test_results copy files [default:
+    /// .localci/artifacts/<job> in the repository]
+    #[arg(long = "artifacts-dir", value_name = "DIR")]
+    pub artifacts_dir: Option<PathBuf>,
+
+    /// Mount the host's Docker socket into the primary container, so `setup_remote_docker`
+    /// gives the job a Docker engine (the host's).
+    #[arg(long = "docker-socket")]
+    pub docker_socket: bool,
+
+    /// CIRCLE_NODE_INDEX of this run (0-based).
+    #[arg(long = "node-index", value_name = "N", default_value_t = 0)]
+    pub node_index: u32,
+
+    /// CIRCLE_NODE_TOTAL of this run.
+    #[arg(long = "node-total", value_name = "M", default_value_t = 1)]
+    pub node_total: u32,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Outcome {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Outcome::Environment;
+        }
+    };
+    runtime.block_on(execute(ctx, args))
+}
+
+async fn execute(ctx: &Context, args: &Args) -> Outcome {
+    // First of all, so that a Ctrl-C at any later point is ours to handle.
+    let cancel = match engine::cancel_on_signals() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("error: cannot handle Ctrl-C: {e}");
+            return Outcome::Environment;
+        }
+    };
+    let mut sources = Sources::new();
+    let repo = RepoInfo::discover(&ctx.cwd);
+    let planned = match plan_job(ctx, args, &repo, &mut sources) {
+        Ok(plan) => plan,
+        Err(mut diags) => {
+            diagnostic::sort(&mut diags);
+            eprint!("{}", diagnostic::render_human(&sources, &diags, ctx.color));
+            return Outcome::Invalid;
+        }
+    };
+    let plan = match planned {
+        Plan::Run(plan) => *plan,
+        Plan::Nothing(why) => {
+            println!("{why}");
+            return Outcome::Success;
+        }
+    };
+    if cancel.is_cancelled() {
+        return Outcome::Interrupted;
+    }
+    let backend = match DockerBackend::connect(&ctx.env).await {
+        Ok(backend) => Arc::new(backend),
+        Err(e) => return report_error(ctx, &EngineError::Backend(e)),
+    };
+    let root = repo.root.clone().unwrap_or_else(|| ctx.cwd.clone());
+    let options = EngineOptions {
+        keep: args.keep,
+        docker_socket: args.docker_socket,
+        progress: std::io::stderr().is_terminal(),
+        artifacts_dir: args
+            .artifacts_dir
+            .clone()
+            .unwrap_or_else(|| root.join(".localci").join("artifacts").join(&plan.name)),
+        cache_dir: CacheStore::resolve_dir(args.cache_dir.as_deref(), &ctx.env, &ctx.cwd),
+    };
+    let (tx, reporter) = crate::report::spawn(std::io::stdout(), ctx.color);
+    let result = engine::run_job(backend, plan, options, tx, cancel).await;
+    let _ = reporter.await;
+    match result {
+        Ok(JobStatus::Passed) => Outcome::Success,
+        Ok(JobStatus::Failed) => Outcome::JobFailed,
+        Ok(JobStatus::Interrupted) => Outcome::Interrupted,
+        Err(e) => report_error(ctx, &e),
+    }
+}
+
+/// Load -> parse -> validate -> process (2.1) -> typed config -> plan.
+fn plan_job(
+    ctx: &Context,
+    args: &Args,
+    repo: &RepoInfo,
+    sources: &mut Sources,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let path = crate::load::find_config(args.config.as_deref(), &ctx.cwd).map_err(|d| vec![d])?;
+    let file = crate::load::load(sources, &path).map_err(|d| vec![d])?;
+    let node = crate::yaml::parse(sources.get(file), file).map_err(|d| vec![d])?;
+    let diags =
+        crate::validate::validate(sources, file, &node, &crate::validate::Options::default());
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    let processed = if crate::config::is_version_2_1(&node) {
+        process_config(sources, file, &node, ctx, args)?
+    } else {
+        node
+    };
+    let config = crate::config::parse(&processed)?;
+    let mut project_env = Vec::new();
+    for env_file in &args.env_file {
+        project_env.extend(read_env_file(&ctx.cwd.join(env_file)).map_err(|d| vec![d])?);
+    }
+    for item in &args.env {
+        project_env.push(parse_env_arg(item, ctx).map_err(|d| vec![d])?);
+    }
+    let image_map = args
+        .image_map
+        .iter()
+        .map(|m| parse_image_map(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|d| vec![d])?;
+    let options = PlanOptions {
+        repo: repo.clone(),
+        branch: args.branch.clone(),
+        node_index: args.node_index,
+        node_total: args.node_total,
+        project_env,
+        image_map,
+        bash_env: engine::bash_env_path(engine::now_unix()),
+    };
+    crate::plan::plan(&config, &args.job, &options).map_err(|d| vec![d])
+}
+
+/// Compiles a version 2.1 config to its 2.0 form (the `process` stage).
+fn process_config(
+    sources: &mut Sources,
+    file: FileId,
+    node: &Node,
+    ctx: &Context,
+    args: &Args,
+) -> Result<Node, Vec<Diagnostic>> {
+    let _ = (sources, ctx, args);
+    let span = node.get("version").map_or(node.span, |v| v.span);
+    let _ = file;
+    Err(vec![
+        Diagnostic::error(span, "this build of localci cannot compile version 2.1 configs yet")
+            .with_hint("compile it with `circleci config process config.yml > processed.yml`, then run `localci execute -c processed.yml <job>`"),
+    ])
+}
+
+/// `-e KEY=VALUE`, or `-e KEY` taking the value from the caller's environment.
+fn parse_env_arg(item: &str, ctx: &Context) -> Result<(String, String), Diagnostic> {
+    if let Some((key, value)) = item.split_once('=') {
+        if valid_name(key) {
+            return Ok((key.to_string(), value.to_string()));
+        }
+    } else if valid_name(item) {
+        return match ctx.env.get(item) {
+            Some(value) => Ok((item.to_string(), value.clone())),
+            None => Err(Diagnostic::bare(format!(
+                "-e {item}: {item} is not set in your environment"
+            ))
+            .with_hint(format!(
+                "export {item}=... first, or pass the value: -e {item}=VALUE"
+            ))),
+        };
+    }
+    Err(
+        Diagnostic::bare(format!("-e {item}: not a variable assignment"))
+            .with_hint("write -e NAME=VALUE, or -e NAME to pass on NAME from your environment"),
+    )
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Reads `KEY=VALUE` lines; `#` comments, blank lines, `export ` and matching quotes allowed.
+fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, Diagnostic> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::bare(format!("cannot read the env file {}: {e}", path.display()))
+            .with_hint("check the path given to --env-file")
+    })?;
+    let mut vars = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let parsed = line
+            .split_once('=')
+            .filter(|(k, _)| valid_name(k.trim()))
+            .map(|(k, v)| (k.trim().to_string(), unquote(v.trim()).to_string()));
+        match parsed {
+            Some(pair) => vars.push(pair),
+            None => {
+                return Err(Diagnostic::bare(format!(
+                    "{}:{}: `{line}` is not NAME=VALUE",
+                    path.display(),
+                    n + 1
+                ))
+                .with_hint("env files hold one NAME=VALUE per line; # starts a comment"));
+            }
+        }
+    }
+    Ok(vars)
+}
+
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
+}
+
+fn parse_image_map(item: &str) -> Result<(String, String), Diagnostic> {
+    match item.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((from.into(), to.into())),
+        _ => Err(
+            Diagnostic::bare(format!("--image-map {item}: expected FROM=TO"))
+                .with_hint("for example --image-map cimg/python:3.12=my/python:local"),
+        ),
+    }
+}
+
+fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
+    let d = match e {
+        EngineError::Backend(BackendError::Unreachable { .. }) => Diagnostic::bare(e.to_string())
+            .with_hint("start Docker, or point DOCKER_HOST at a running engine (unix:///path/to/docker.sock or tcp://host:2375)"),
+        EngineError::Image { image, mapped_from, .. } => {
+            let original = mapped_from.as_deref().unwrap_or(image);
+            Diagnostic::bare(e.to_string()).with_hint(format!(
+                "pull or build it yourself (docker pull {image}), or run a local image in its place: --image-map {original}=<local image>"
+            ))
+        }
+        EngineError::Setup(_) => Diagnostic::bare(e.to_string()),
+        EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),
+    };
+    eprint!(
+        "{}",
+        diagnostic::render_human(&Sources::new(), &[d], ctx.color)
+    );
+    Outcome::Environment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context {
+            cwd: PathBuf::from("."),
+            color: false,
+            env: [("TOKEN".to_string(), "secret".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn env_args() {
+        assert_eq!(
+            parse_env_arg("A=b=c", &ctx()).unwrap(),
+            ("A".into(), "b=c".into())
+        );
+        assert_eq!(
+            parse_env_arg("TOKEN", &ctx()).unwrap(),
+            ("TOKEN".into(), "secret".into())
+        );
+        assert!(
+            parse_env_arg("MISSING", &ctx())
+                .unwrap_err()
+                .message
+                .contains("not set")
+        );
+        assert!(parse_env_arg("1X=2", &ctx()).is_err());
+    }
+
+    #[test]
+    fn env_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "# c\n\nexport A=1\nB=\"two words\"\nC='x'\n").unwrap();
+        assert_eq!(
+            read_env_file(&path).unwrap(),
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x".into())
+            ]
+        );
+        std::fs::write(&path, "A=1\nnope\n").unwrap();
+        assert!(
+            read_env_file(&path)
+                .unwrap_err()
+                .message
+                .ends_with(":2: `nope` is not NAME=VALUE")
+        );
+    }
+}

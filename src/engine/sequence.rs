@@ -1,0 +1,122 @@
+//! Runs a job's steps in order with CircleCI's rules: after the first failure, `on_success`
+//! steps are skipped while `on_fail` and `always` steps run; background steps start and the
+//! job moves on (their failure does not fail the job, and they stop with the job).
+
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
+
+use crate::backend::Result;
+use crate::config::{Step, StepKind, When};
+use crate::report::Event;
+use crate::steps::{self, StepContext, StepOutcome};
+
+/// How the steps went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sequence {
+    Passed,
+    /// The first failure, described for the summary.
+    Failed(String),
+    Interrupted,
+}
+
+pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
+    let mut failure: Option<String> = None;
+    let mut background: Vec<JoinHandle<()>> = Vec::new();
+    let steps = ctx.plan.steps.clone();
+    let mut result = Ok(Sequence::Passed);
+    for (index, step) in steps.iter().enumerate() {
+        if ctx.cancel.is_cancelled() {
+            result = Ok(Sequence::Interrupted);
+            break;
+        }
+        let name = step.display_name();
+        if let Some(reason) = skip_reason(step.when, failure.is_some()) {
+            ctx.events.send(Event::StepSkipped {
+                job: ctx.events.job(),
+                step: index,
+                name,
+                reason: reason.into(),
+            });
+            continue;
+        }
+        let is_background = matches!(&step.kind, StepKind::Run(r) if r.background);
+        ctx.events.send(Event::StepStarted {
+            job: ctx.events.job(),
+            step: index,
+            name: name.clone(),
+            header: steps::header(ctx, step),
+            background: is_background,
+        });
+        if is_background {
+            background.push(spawn_background(ctx.clone(), index, step.clone()));
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = match steps::execute(ctx, index, step).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let Some(status) = outcome.status() else {
+            result = Ok(Sequence::Interrupted);
+            break;
+        };
+        ctx.events.send(Event::StepFinished {
+            job: ctx.events.job(),
+            step: index,
+            status,
+            duration: started.elapsed(),
+        });
+        if let StepOutcome::Failed { exit_code, reason } = &outcome
+            && failure.is_none()
+        {
+            failure = Some(describe(&name, *exit_code, reason.as_deref()));
+        }
+    }
+    // CircleCI tears the container down when the foreground steps end, killing whatever
+    // background steps still run.
+    for task in background {
+        task.abort();
+    }
+    match (result, failure) {
+        (Ok(Sequence::Passed), Some(why)) => Ok(Sequence::Failed(why)),
+        (other, _) => other,
+    }
+}
+
+fn skip_reason(when: When, failing: bool) -> Option<&'static str> {
+    match (when, failing) {
+        (When::OnSuccess, true) => Some("an earlier step failed"),
+        (When::OnFail, false) => Some("runs only when an earlier step failed (when: on_fail)"),
+        _ => None,
+    }
+}
+
+fn describe(name: &str, exit_code: Option<i64>, reason: Option<&str>) -> String {
+    match (exit_code, reason) {
+        (Some(code), _) => format!("step \"{name}\" exited with code {code}"),
+        (None, Some(reason)) => format!("step \"{name}\" failed: {reason}"),
+        (None, None) => format!("step \"{name}\" failed"),
+    }
+}
+
+fn spawn_background(ctx: StepContext, index: usize, step: Step) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let status = match steps::execute(&ctx, index, &step).await {
+            Ok(outcome) => outcome.status(),
+            Err(e) => StepOutcome::failed(e.to_string()).status(),
+        };
+        if let Some(status) = status {
+            ctx.events.send(Event::StepFinished {
+                job: ctx.events.job(),
+                step: index,
+                status,
+                duration: started.elapsed(),
+            });
+        }
+    })
+}

@@ -1,0 +1,127 @@
+//! What a step can use while it runs: the backend, the plan, the primary container and the
+//! facts learnt about it, the event sender and the cancellation token. Cheap to clone, so a
+//! background step can own one.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::plan::JobPlan;
+use crate::report::Events;
+
+/// What localci learnt about the primary container before the first step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts {
+    pub uid: u64,
+    pub gid: u64,
+    pub home: String,
+    /// `/bin/bash` when the image has it, else `/bin/sh`.
+    pub default_shell: String,
+    /// The job's `working_directory`, absolute, `~` expanded.
+    pub working_directory: String,
+}
+
+impl Facts {
+    /// A path as CircleCI reads it in a step: `~` is the home folder, relative paths are
+    /// relative to `base` (the working directory unless said otherwise).
+    pub fn resolve_from(&self, base: &str, path: &str) -> String {
+        let joined = if path == "~" {
+            self.home.clone()
+        } else if let Some(rest) = path.strip_prefix("~/") {
+            format!("{}/{rest}", self.home.trim_end_matches('/'))
+        } else if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("{}/{path}", base.trim_end_matches('/'))
+        };
+        normalize(&joined)
+    }
+
+    /// [`Facts::resolve_from`] the job's working directory.
+    pub fn resolve(&self, path: &str) -> String {
+        self.resolve_from(&self.working_directory, path)
+    }
+}
+
+/// Removes `.` and empty components and applies `..` lexically (`/a/./b/../c` -> `/a/c`).
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Host-side settings of the run.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Where `store_artifacts` and `store_test_results` copy to (`.localci/artifacts/<job>`).
+    pub artifacts_dir: PathBuf,
+    /// The local cache store.
+    pub cache_dir: PathBuf,
+    /// `--docker-socket`: the host socket is mounted in the primary container at this path.
+    pub docker_socket: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct StepContext {
+    pub backend: Arc<dyn Backend>,
+    pub plan: Arc<JobPlan>,
+    pub events: Events,
+    pub cancel: CancellationToken,
+    /// The primary container's id.
+    pub primary: String,
+    pub facts: Arc<Facts>,
+    pub settings: Arc<Settings>,
+    /// A folder in the primary container for step scripts and pid files.
+    pub run_dir: String,
+    /// Variables set by steps for later steps (`DOCKER_HOST` after `setup_remote_docker`),
+    /// at the level of the built-in variables.
+    pub extra_env: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl StepContext {
+    /// The environment a step's processes get, as `KEY=VALUE`.
+    pub fn step_env(&self, step_env: &[(String, String)]) -> Vec<String> {
+        let mut layers = self.plan.environment.clone();
+        let extra = self
+            .extra_env
+            .lock()
+            .expect("no step panics while holding it");
+        layers.builtin.extend(extra.iter().cloned());
+        layers
+            .for_step(step_env)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_like_circleci() {
+        let facts = Facts {
+            uid: 0,
+            gid: 0,
+            home: "/home/circleci".into(),
+            default_shell: "/bin/bash".into(),
+            working_directory: "/home/circleci/project".into(),
+        };
+        assert_eq!(facts.resolve("."), "/home/circleci/project");
+        assert_eq!(facts.resolve("sub/../x"), "/home/circleci/project/x");
+        assert_eq!(facts.resolve("~/.cache/pip"), "/home/circleci/.cache/pip");
+        assert_eq!(facts.resolve("~"), "/home/circleci");
+        assert_eq!(facts.resolve("/tmp/a/"), "/tmp/a");
+    }
+}

@@ -1,0 +1,83 @@
+//! One module per kind of step. Each runs its step in the primary container through the
+//! backend and returns a [`StepOutcome`]: a failed step is data, only infrastructure failures
+//! are errors. Output goes out as events; nothing here prints.
+
+pub mod artifacts;
+pub mod cache;
+pub mod checkout;
+pub mod context;
+pub mod notices;
+pub mod process;
+pub mod run;
+pub mod tarball;
+
+pub use context::{Facts, Settings, StepContext};
+
+use crate::backend::Result;
+use crate::config::{Step, StepKind};
+use crate::report::StepStatus;
+
+/// How a step ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    Passed {
+        exit_code: Option<i64>,
+    },
+    Failed {
+        exit_code: Option<i64>,
+        reason: Option<String>,
+    },
+    /// Ctrl-C while it ran.
+    Cancelled,
+}
+
+impl StepOutcome {
+    pub fn failed(reason: impl Into<String>) -> StepOutcome {
+        StepOutcome::Failed {
+            exit_code: None,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// The status the reporter shows (`None` for a cancelled step).
+    pub fn status(&self) -> Option<StepStatus> {
+        match self {
+            StepOutcome::Passed { exit_code } => Some(StepStatus::Passed {
+                exit_code: *exit_code,
+            }),
+            StepOutcome::Failed { exit_code, reason } => Some(StepStatus::Failed {
+                exit_code: *exit_code,
+                reason: reason.clone(),
+            }),
+            StepOutcome::Cancelled => None,
+        }
+    }
+}
+
+/// Lines shown under the step's title.
+pub fn header(ctx: &StepContext, step: &Step) -> Vec<String> {
+    match &step.kind {
+        StepKind::Run(r) => run::header(ctx, r),
+        _ => Vec::new(),
+    }
+}
+
+/// Runs one step.
+pub async fn execute(ctx: &StepContext, index: usize, step: &Step) -> Result<StepOutcome> {
+    match &step.kind {
+        StepKind::Run(r) => run::run(ctx, index, r).await,
+        StepKind::Checkout { path, .. } => checkout::run(ctx, path.as_deref()).await,
+        StepKind::AddSshKeys { fingerprints } => Ok(notices::add_ssh_keys(ctx, fingerprints)),
+        StepKind::SetupRemoteDocker { version } => {
+            Ok(notices::setup_remote_docker(ctx, version.as_deref()))
+        }
+        StepKind::PersistToWorkspace { .. } => Ok(notices::workspace(ctx, "persist_to_workspace")),
+        StepKind::AttachWorkspace { .. } => Ok(notices::workspace(ctx, "attach_workspace")),
+        StepKind::SaveCache { key, paths } => cache::save(ctx, key, paths).await,
+        StepKind::RestoreCache { keys } => cache::restore(ctx, keys).await,
+        StepKind::StoreArtifacts { path, destination } => {
+            artifacts::store_artifacts(ctx, path, destination.as_deref()).await
+        }
+        StepKind::StoreTestResults { path } => artifacts::store_test_results(ctx, path).await,
+    }
+}

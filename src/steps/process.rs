@@ -1,0 +1,124 @@
+//! Running one process in the primary container for a step: output streamed to the reporter
+//! line by line, `no_output_timeout`, cancellation, and killing the process group when either
+//! ends it early. The exec API cannot signal a process, so the wrapper records its pid (it is
+//! the leader of its own process group) and a second exec kills that group.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::context::StepContext;
+use crate::backend::{Backend, ExecSpec, Result};
+use crate::report::LineSplitter;
+
+/// How a step's process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessEnd {
+    Exited(i64),
+    /// No output for this long; the process was killed.
+    TimedOut(Duration),
+    /// Ctrl-C; the process was killed.
+    Cancelled,
+}
+
+/// A process to run for step `step`.
+pub struct Process {
+    pub step: usize,
+    pub spec: ExecSpec,
+    pub no_output_timeout: Option<Duration>,
+    /// The file the process writes its pid to, for killing it.
+    pub pid_file: Option<String>,
+}
+
+/// Runs `process`, streaming its output as events of its step.
+pub async fn run(ctx: &StepContext, process: Process) -> Result<ProcessEnd> {
+    let exec = ctx.backend.exec(&ctx.primary, process.spec).await?;
+    let mut output = exec.output;
+    let mut lines = LineSplitter::default();
+    let end = loop {
+        let next = tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => break Some(ProcessEnd::Cancelled),
+            next = next_within(&mut output, process.no_output_timeout) => next,
+        };
+        match next {
+            None => break process.no_output_timeout.map(ProcessEnd::TimedOut),
+            Some(None) => break None,
+            Some(Some(chunk)) => {
+                let (stream, bytes) = chunk?;
+                for line in lines.push(stream, &bytes) {
+                    ctx.events.output(process.step, stream, line);
+                }
+            }
+        }
+    };
+    for (stream, line) in lines.finish() {
+        ctx.events.output(process.step, stream, line);
+    }
+    match end {
+        Some(early) => {
+            if let Some(pid_file) = &process.pid_file {
+                kill_group(ctx.backend.as_ref(), &ctx.primary, pid_file).await;
+            }
+            Ok(early)
+        }
+        None => Ok(ProcessEnd::Exited(
+            ctx.backend.exec_exit_code(&exec.id).await?,
+        )),
+    }
+}
+
+/// The next item, or `None` when `limit` passed without one.
+async fn next_within<S: futures_util::Stream + Unpin>(
+    stream: &mut S,
+    limit: Option<Duration>,
+) -> Option<Option<S::Item>> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, stream.next()).await.ok(),
+        None => Some(stream.next().await),
+    }
+}
+
+/// Kills the process group whose leader wrote `pid_file`. Best effort: the container may be
+/// gone already, and the job is ending that step either way.
+pub async fn kill_group(backend: &dyn Backend, container: &str, pid_file: &str) {
+    let spec = ExecSpec {
+        cmd: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            r#"p=$(cat "$1" 2>/dev/null) && [ -n "$p" ] && { kill -KILL -"$p" 2>/dev/null || kill -KILL "$p"; }; true"#.into(),
+            "localci-kill".into(),
+            pid_file.into(),
+        ],
+        user: Some("0".into()),
+        ..ExecSpec::default()
+    };
+    let _ = collect(backend, container, spec).await;
+}
+
+/// Output and exit code of a short helper process (not shown to the user).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i64,
+}
+
+/// Runs a helper process to completion and collects its output.
+pub async fn collect(backend: &dyn Backend, container: &str, spec: ExecSpec) -> Result<Collected> {
+    let exec = backend.exec(container, spec).await?;
+    let mut output = exec.output;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    while let Some(chunk) = output.next().await {
+        let (stream, bytes) = chunk?;
+        match stream {
+            crate::backend::Stream::Stdout => stdout.extend_from_slice(&bytes),
+            crate::backend::Stream::Stderr => stderr.extend_from_slice(&bytes),
+        }
+    }
+    Ok(Collected {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        exit_code: backend.exec_exit_code(&exec.id).await?,
+    })
+}

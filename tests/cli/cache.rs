@@ -1,0 +1,209 @@
+//! `localci cache ls | rm | prune` against stores filled through the library.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::time::{Duration, SystemTime};
+
+use assert_cmd::Command;
+use localci::store::{CacheStore, SaveOutcome};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+/// A temp dir holding a cache dir, with a builder for `localci cache ...` runs in it.
+struct Project {
+    root: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Self {
+        Project {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn caches(&self) -> PathBuf {
+        self.root.path().join("caches")
+    }
+
+    fn save(&self, key: &str, data: &[u8], age_secs: u64) {
+        let store = CacheStore::open(&self.caches()).unwrap();
+        let mut w = store.writer(key).unwrap();
+        w.write_all(data).unwrap();
+        let created = SystemTime::now() - Duration::from_secs(age_secs);
+        assert!(matches!(
+            w.commit_at(created).unwrap(),
+            SaveOutcome::Saved(_)
+        ));
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let store = CacheStore::open(&self.caches()).unwrap();
+        store.list().unwrap().into_iter().map(|e| e.key).collect()
+    }
+
+    /// `localci cache <args>` in the project root, with no cache variables from the caller.
+    fn cache(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("localci").unwrap();
+        cmd.current_dir(self.root.path())
+            .env_remove("LOCALCI_CACHE_DIR")
+            .env("XDG_CACHE_HOME", self.root.path().join("xdg"))
+            .arg("cache")
+            .args(args);
+        cmd
+    }
+
+    fn with_dir(&self, args: &[&str]) -> Command {
+        let mut cmd = self.cache(args);
+        cmd.arg("--cache-dir").arg(self.caches());
+        cmd
+    }
+}
+
+#[test]
+fn ls_lists_newest_first_with_size_and_age() {
+    let p = Project::new();
+    p.save("v1-deps-old", b"aaaa", 3 * 86_400);
+    p.save("v1-deps-new", &[7u8; 5000], 2 * 3600);
+    p.save("v2-build", b"b", 90);
+    let out = p.with_dir(&["ls"]).assert().success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[0].starts_with("KEY"), "{stdout}");
+    assert!(
+        lines[1].starts_with("v2-build") && lines[1].ends_with("1m"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("v1-deps-new") && lines[2].ends_with("2h"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("v1-deps-old") && lines[3].ends_with("3d"),
+        "{stdout}"
+    );
+    assert!(lines[2].contains(" B "), "sizes are shown: {stdout}");
+    out.stderr(contains("3 caches"));
+}
+
+#[test]
+fn the_cache_dir_flag_may_come_before_the_action() {
+    let p = Project::new();
+    p.save("k", b"x", 0);
+    p.cache(&[])
+        .arg("--cache-dir")
+        .arg(p.caches())
+        .arg("ls")
+        .assert()
+        .success()
+        .stdout(contains("k "));
+}
+
+#[test]
+fn ls_of_a_missing_dir_says_so_without_creating_it() {
+    let p = Project::new();
+    p.with_dir(&["ls"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(contains("no caches in"));
+    assert!(!p.caches().exists());
+}
+
+#[test]
+fn rm_removes_by_prefix() {
+    let p = Project::new();
+    p.save("v1-deps-a", b"1", 20);
+    p.save("v1-deps-b", b"2", 10);
+    p.save("v2-deps", b"3", 5);
+    p.with_dir(&["rm", "v1-"])
+        .assert()
+        .success()
+        .stdout(contains("removed v1-deps-a").and(contains("removed v1-deps-b")));
+    assert_eq!(p.keys(), vec!["v2-deps"]);
+    p.with_dir(&["rm", "v9"])
+        .assert()
+        .success()
+        .stderr(contains("no cache key starts with \"v9\""));
+}
+
+#[test]
+fn rm_refuses_an_empty_prefix() {
+    let p = Project::new();
+    p.save("k", b"1", 0);
+    p.with_dir(&["rm", ""])
+        .assert()
+        .code(2)
+        .stderr(contains("prune --older-than 0s"));
+    assert_eq!(p.keys(), vec!["k"]);
+}
+
+#[test]
+fn prune_removes_only_older_caches() {
+    let p = Project::new();
+    p.save("old", b"1", 8 * 86_400);
+    p.save("recent", b"2", 86_400);
+    p.with_dir(&["prune", "--older-than", "7d"])
+        .assert()
+        .success()
+        .stdout(predicates::str::is_match(r"^removed old \(\d+ B\)\n$").unwrap())
+        .stderr(contains("pruned 1 cache"));
+    assert_eq!(p.keys(), vec!["recent"]);
+}
+
+#[test]
+fn prune_rejects_a_bad_duration() {
+    let p = Project::new();
+    p.with_dir(&["prune", "--older-than", "7x"])
+        .assert()
+        .code(2)
+        .stderr(contains("invalid duration \"7x\""));
+    p.with_dir(&["prune"])
+        .assert()
+        .code(2)
+        .stderr(contains("--older-than"));
+}
+
+#[test]
+fn the_environment_variable_names_the_dir() {
+    let p = Project::new();
+    p.save("from-env", b"1", 0);
+    p.cache(&["ls"])
+        .env("LOCALCI_CACHE_DIR", p.caches())
+        .assert()
+        .success()
+        .stdout(contains("from-env"));
+}
+
+#[test]
+fn the_default_dir_is_per_project() {
+    let p = Project::new();
+    let git = |args: &[&str]| {
+        let ok = StdCommand::new("git")
+            .arg("-C")
+            .arg(p.root.path())
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["remote", "add", "origin", "git@github.com:acme/widget.git"]);
+    let dir = p.root.path().join("xdg/localci/acme/widget/caches");
+    let store = CacheStore::open(&dir).unwrap();
+    let mut w = store.writer("per-project").unwrap();
+    w.write_all(b"x").unwrap();
+    w.commit().unwrap();
+    p.cache(&["ls"])
+        .assert()
+        .success()
+        .stdout(contains("per-project"))
+        .stderr(contains(path_str(&dir)));
+}
+
+fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
