@@ -280,17 +280,22 @@ fn flask_build_job_passes_and_hits_its_cache_the_second_time() {
     let map = ["--image-map", PYTHON_IMAGE_MAP];
     repo.execute("build", &map)
         .assert_code(0)
+        .assert_shows("No cache is found for key: v1-pip-")
         .assert_shows("no cached .venv in /root/project: fresh install")
         .assert_shows("rated at 10.00/10")
-        .assert_shows("5 passed");
+        .assert_shows("5 passed")
+        .assert_shows("Stored cache v1-pip-")
+        .assert_shows("Test results: 5 passed, 0 failed");
     assert!(
         repo.root().join(".localci/artifacts/build").is_dir(),
         "store_artifacts copied nothing to .localci/artifacts/build"
     );
     repo.execute("build", &map)
         .assert_code(0)
+        .assert_shows("Found a cache created")
         .assert_shows("using the cached .venv (python3")
-        .assert_shows("5 passed");
+        .assert_shows("5 passed")
+        .assert_shows("Skipping cache generation, cache already exists for key: v1-pip-");
 }
 
 #[test]
@@ -314,6 +319,7 @@ fn flask_failing_job_exits_1() {
     repo.execute("failing", &["--image-map", PYTHON_IMAGE_MAP])
         .assert_code(1)
         .assert_shows("1 failed, 1 passed")
+        .assert_shows("failed: demo_failures.test_known_bug::test_greeting_is_localised")
         .assert_shows("on_fail step ran in job failing")
         .assert_hides("skipped step ran in job failing");
 }
