@@ -81,3 +81,6 @@ pub async fn execute(ctx: &StepContext, index: usize, step: &Step) -> Result<Ste
         StepKind::StoreTestResults { path } => artifacts::store_test_results(ctx, path).await,
     }
 }
+
+#[cfg(test)]
+mod tests;

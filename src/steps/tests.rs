@@ -1,0 +1,248 @@
+//! Step tests on the in-memory backend: what checkout sends, what the cache steps store and
+//! restore, what the artifact steps copy out.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::backend::fake::FakeBackend;
+use crate::engine::{EngineOptions, JobStatus, bash_env_path, run_job};
+use crate::git::RepoInfo;
+use crate::plan::{JobPlan, Plan, PlanOptions};
+use crate::report::Event;
+use crate::source::{Source, Sources};
+use crate::store::CacheStore;
+
+fn plan(steps: &str, repo: RepoInfo) -> JobPlan {
+    let yaml =
+        format!("version: 2\njobs:\n  build:\n    docker: [{{image: img}}]\n    steps:\n{steps}");
+    let mut sources = Sources::new();
+    let id = sources.add(Source::new("t.yml", yaml));
+    let node = crate::yaml::parse(sources.get(id), id).unwrap();
+    let config = crate::config::parse(&node).unwrap();
+    let options = PlanOptions {
+        repo,
+        node_total: 1,
+        bash_env: bash_env_path(1),
+        ..PlanOptions::default()
+    };
+    match crate::plan::plan(&config, "build", &options).unwrap() {
+        Plan::Run(p) => *p,
+        Plan::Nothing(_) => unreachable!("a build job"),
+    }
+}
+
+async fn run(backend: &Arc<FakeBackend>, plan: JobPlan, dirs: &Path) -> (JobStatus, String) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let options = EngineOptions {
+        artifacts_dir: dirs.join("artifacts"),
+        cache_dir: dirs.join("cache"),
+        ..EngineOptions::default()
+    };
+    let dyn_backend: Arc<dyn Backend> = backend.clone();
+    let status = run_job(dyn_backend, plan, options, tx, CancellationToken::new())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while let Ok(e) = rx.try_recv() {
+        match e {
+            Event::Info { text: t, .. } | Event::Warning { text: t, .. } => {
+                text.push_str(&format!("{t}\n"))
+            }
+            Event::StepFinished { status, .. } => text.push_str(&format!("{status:?}\n")),
+            _ => {}
+        }
+    }
+    (status, text)
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+#[tokio::test]
+async fn checkout_sends_what_git_would_with_the_container_users_ownership() {
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    git(root, &["init", "-q", "-b", "main"]);
+    std::fs::write(root.join(".gitignore"), "*.log\n").unwrap();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(root.join("src/tracked.txt"), "t").unwrap();
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "x"]);
+    std::fs::write(root.join("untracked.txt"), "u").unwrap();
+    std::fs::write(root.join("debug.log"), "ignored").unwrap();
+    std::fs::create_dir_all(root.join(".localci/artifacts")).unwrap();
+    std::fs::write(root.join(".localci/artifacts/a"), "own output").unwrap();
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    backend.state().uid = 3434;
+    let dirs = tempfile::tempdir().unwrap();
+    let (status, _) = run(
+        &backend,
+        plan("      - checkout\n", RepoInfo::discover(root)),
+        dirs.path(),
+    )
+    .await;
+    assert_eq!(status, JobStatus::Passed);
+    let state = backend.state();
+    let (_, dir, data) = state.uploads.last().expect("checkout uploads");
+    assert_eq!(dir, "/root/project");
+    let mut archive = tar::Archive::new(&data[..]);
+    let mut names = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        assert_eq!(
+            (entry.header().uid().unwrap(), entry.header().gid().unwrap()),
+            (3434, 3434)
+        );
+        names.push(entry.path().unwrap().to_string_lossy().into_owned());
+    }
+    for expected in [
+        ".gitignore",
+        "src",
+        "src/tracked.txt",
+        "untracked.txt",
+        ".git",
+        ".git/HEAD",
+    ] {
+        assert!(
+            names.iter().any(|n| n.trim_end_matches('/') == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n.ends_with(".log")),
+        "ignored files are not sent"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with(".localci")),
+        "localci's own output is not sent"
+    );
+}
+
+#[tokio::test]
+async fn checkout_outside_a_repository_fails_the_step() {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let dirs = tempfile::tempdir().unwrap();
+    let (status, text) = run(
+        &backend,
+        plan("      - checkout\n", RepoInfo::default()),
+        dirs.path(),
+    )
+    .await;
+    assert_eq!(status, JobStatus::Failed);
+    assert!(text.contains("checkout needs a git repository"), "{text}");
+}
+
+#[tokio::test]
+async fn save_then_restore_puts_files_back_at_their_absolute_paths() {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    {
+        let mut state = backend.state();
+        state
+            .files
+            .insert("/root/project/lock".into(), b"v1".to_vec());
+        state
+            .files
+            .insert("/root/.cache/demo/a.txt".into(), b"cached".to_vec());
+    }
+    let dirs = tempfile::tempdir().unwrap();
+    let save = "      - save_cache: {key: 'deps-{{ checksum \"lock\" }}', paths: [~/.cache/demo, missing]}\n";
+    let (status, text) = run(&backend, plan(save, RepoInfo::default()), dirs.path()).await;
+    assert_eq!(status, JobStatus::Passed, "{text}");
+    let key = format!("deps-{}", crate::template::checksum(b"v1"));
+    assert!(text.contains(&format!("Stored cache {key}")), "{text}");
+    assert!(
+        text.contains("/root/project/missing does not exist"),
+        "{text}"
+    );
+    let store = CacheStore::open(&dirs.path().join("cache")).unwrap();
+    let entry = store.get(&key).unwrap().expect("saved");
+    let mut tar = Vec::new();
+    store.reader(&entry).unwrap().read_to_end(&mut tar).unwrap();
+    let names: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["pax_global_header", "root/.cache/demo/a.txt"]);
+
+    // A second save of the same key is skipped; a restore by prefix brings the file back.
+    let (_, text) = run(&backend, plan(save, RepoInfo::default()), dirs.path()).await;
+    assert!(
+        text.contains("Skipping cache generation, cache already exists"),
+        "{text}"
+    );
+    backend.state().files.remove("/root/.cache/demo/a.txt");
+    let restore = "      - restore_cache: {keys: [nope-, deps-]}\n";
+    let (status, text) = run(&backend, plan(restore, RepoInfo::default()), dirs.path()).await;
+    assert_eq!(status, JobStatus::Passed);
+    assert!(text.contains("No cache is found for key: nope-"), "{text}");
+    assert_eq!(
+        backend
+            .state()
+            .files
+            .get("/root/.cache/demo/a.txt")
+            .map(Vec::as_slice),
+        Some(&b"cached"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_missing_checksum_file_fails_save_and_is_a_miss_for_restore() {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let dirs = tempfile::tempdir().unwrap();
+    let save = "      - save_cache: {key: 'k-{{ checksum \"nope.lock\" }}', paths: [x]}\n";
+    let (status, text) = run(&backend, plan(save, RepoInfo::default()), dirs.path()).await;
+    assert_eq!(status, JobStatus::Failed);
+    assert!(
+        text.contains("error computing cache key: template: cacheKey:1:5: executing")
+            && text.contains(
+                "error calling checksum: open /root/project/nope.lock: no such file or directory"
+            ),
+        "{text}"
+    );
+    let restore = "      - restore_cache: {key: 'k-{{ checksum \"nope.lock\" }}'}\n";
+    let (status, text) = run(&backend, plan(restore, RepoInfo::default()), dirs.path()).await;
+    assert_eq!(status, JobStatus::Passed);
+    assert!(text.contains("No cache was restored"), "{text}");
+}
+
+#[tokio::test]
+async fn artifacts_are_copied_to_the_host_and_never_fail_the_job() {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    backend
+        .state()
+        .files
+        .insert("/root/project/out/a/b.txt".into(), b"art".to_vec());
+    let dirs = tempfile::tempdir().unwrap();
+    let steps = "      - store_artifacts: {path: out}\n      - store_artifacts: {path: out, destination: renamed}\n      - store_test_results: {path: nothing-here}\n";
+    let (status, text) = run(&backend, plan(steps, RepoInfo::default()), dirs.path()).await;
+    assert_eq!(status, JobStatus::Passed, "{text}");
+    let artifacts = dirs.path().join("artifacts");
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("out/a/b.txt")).unwrap(),
+        "art"
+    );
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("renamed/a/b.txt")).unwrap(),
+        "art"
+    );
+    assert!(
+        text.contains("/root/project/nothing-here does not exist"),
+        "{text}"
+    );
+}

@@ -1,0 +1,801 @@
+//! `localci execute` against the real Docker daemon, with the local test images only
+//! (`bash tests/images/build.sh`). Each test runs in its own temporary git repository; a guard
+//! removes every container the run's process created (set LOCALCI_KEEP_TEST_CONTAINERS=1 to
+//! keep them). Without Docker these tests fail in CI (`CI=true`) and are skipped elsewhere.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const BUSYBOX: &str = "localci-test/busybox:latest";
+const DEBIAN: &str = "localci-test/debian:bookworm";
+const PRESERVE: &str = "localci-test/preserve:latest";
+
+/// Whether Docker and the test images are usable. In CI their absence fails the test.
+fn docker_ready() -> bool {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let out = Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", BUSYBOX, DEBIAN, PRESERVE])
+            .output()
+            .map_err(|e| format!("cannot run `docker`: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "Docker or the test images are not available ({}); build them with `bash tests/images/build.sh`",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    });
+    match ready {
+        Ok(()) => true,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("Docker tests must run in CI: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping a Docker test: {why}");
+            false
+        }
+    }
+}
+
+macro_rules! require_docker {
+    () => {
+        if !docker_ready() {
+            return;
+        }
+    };
+}
+
+/// Ids of the containers a localci process created (by its pid label).
+fn containers_of(pid: u32) -> Vec<String> {
+    docker_lines(&["ps", "-aq", "--filter", &format!("label=localci.pid={pid}")])
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A temporary git repository with a config, and the localci runs made in it.
+struct Project {
+    dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    /// Pids of the localci processes started here, for cleanup.
+    pids: RefCell<Vec<u32>>,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    pid: u32,
+}
+
+impl Run {
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    #[track_caller]
+    fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn assert_stdout(&self, text: &str) -> &Run {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn assert_stderr(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn assert_nothing_left(&self) -> &Run {
+        assert_eq!(
+            containers_of(self.pid),
+            Vec::<String>::new(),
+            "containers left behind"
+        );
+        self
+    }
+}
+
+impl Project {
+    fn new(config: &str) -> Project {
+        let project = Project {
+            dir: tempfile::tempdir().unwrap(),
+            cache: tempfile::tempdir().unwrap(),
+            pids: RefCell::new(Vec::new()),
+        };
+        project.git(&["init", "-q", "-b", "main"]);
+        project.write(".circleci/config.yml", config);
+        project.commit();
+        project
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) -> &Project {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    fn git(&self, args: &[&str]) {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(["-c", "user.email=test@localci", "-c", "user.name=test"])
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    fn commit(&self) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", "commit"]);
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_localci"));
+        cmd.current_dir(self.path())
+            .arg("execute")
+            .args(args)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .env_remove("LOCALCI_CACHE_DIR")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    fn execute(&self, args: &[&str]) -> Run {
+        self.execute_with(args, &[])
+    }
+
+    fn execute_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().expect("localci starts");
+        let pid = child.id();
+        self.pids.borrow_mut().push(pid);
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            pid,
+        }
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("localci starts");
+        self.pids.borrow_mut().push(child.id());
+        child
+    }
+
+    fn artifacts(&self) -> PathBuf {
+        self.path().join(".localci/artifacts")
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if std::env::var("LOCALCI_KEEP_TEST_CONTAINERS").is_ok_and(|v| v == "1") {
+            return;
+        }
+        for pid in self.pids.borrow().iter() {
+            let ids = containers_of(*pid);
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = Command::new("docker").args(&args).output();
+            }
+        }
+    }
+}
+
+fn job(name: &str, image: &str, steps: &str) -> String {
+    format!("  {name}:\n    docker:\n      - image: {image}\n    steps:\n{steps}")
+}
+
+fn config(jobs: &[String]) -> String {
+    format!("version: 2\njobs:\n{}", jobs.concat())
+}
+
+#[test]
+fn exit_codes_for_passing_and_failing_jobs() {
+    require_docker!();
+    let p = Project::new(&config(&[
+        job("good", BUSYBOX, "      - run: echo all good\n"),
+        job(
+            "bad",
+            BUSYBOX,
+            "      - run: {name: Break, command: 'echo broken >&2; exit 7'}\n",
+        ),
+    ]));
+    p.execute(&["good"])
+        .assert_code(0)
+        .assert_stdout("====>> echo all good")
+        .assert_stdout("\nall good\n")
+        .assert_stdout("Success!")
+        .assert_nothing_left();
+    p.execute(&["bad"])
+        .assert_code(1)
+        .assert_stdout("====>> Break")
+        .assert_stdout("broken")
+        .assert_stdout("Exited with code exit status 7")
+        .assert_stdout("Task failed")
+        .assert_nothing_left();
+}
+
+#[test]
+fn invalid_configs_and_usage_exit_2_without_docker() {
+    let p = Project::new(&config(&[
+        job("build", BUSYBOX, "      - checkout\n"),
+        "  mac:\n    machine: {image: ubuntu-2204:current}\n    steps: [checkout]\n".to_string(),
+    ]));
+    p.execute(&["deploy"])
+        .assert_code(2)
+        .assert_stderr("no job named `deploy` in the config")
+        .assert_stderr("the jobs are: build, mac");
+    p.execute(&["mac"])
+        .assert_code(2)
+        .assert_stderr("uses the `machine` executor")
+        .assert_stderr("docker");
+    p.execute(&["build", "-e", "1BAD=x"])
+        .assert_code(2)
+        .assert_stderr("not a variable assignment");
+    p.execute(&["build", "-e", "LOCALCI_SURELY_UNSET_VAR"])
+        .assert_code(2)
+        .assert_stderr("is not set in your environment");
+    p.write(
+        ".circleci/config.yml",
+        "version: 2\njobs:\n  build:\n    docker: [{image: x}]\n    steps:\n      - frobnicate\n",
+    );
+    p.execute(&["build"])
+        .assert_code(2)
+        .assert_stderr("unknown step `frobnicate`")
+        .assert_stderr("config.yml:6:9");
+}
+
+#[test]
+fn an_unreachable_daemon_exits_3() {
+    let p = Project::new(&config(&[job("build", BUSYBOX, "      - run: echo hi\n")]));
+    p.execute_with(&["build"], &[("DOCKER_HOST", "unix:///nonexistent.sock")])
+        .assert_code(3)
+        .assert_stderr("cannot reach the Docker daemon at unix:///nonexistent.sock")
+        .assert_stderr("DOCKER_HOST");
+}
+
+#[test]
+fn a_missing_image_exits_3_and_image_map_replaces_it() {
+    require_docker!();
+    let p = Project::new(&config(&[job(
+        "build",
+        "localci-test/no-such-image:1",
+        "      - run: echo mapped\n",
+    )]));
+    p.execute(&["build"])
+        .assert_code(3)
+        .assert_stderr("cannot use image localci-test/no-such-image:1")
+        .assert_stderr("--image-map localci-test/no-such-image:1=")
+        .assert_nothing_left();
+    let map = format!("localci-test/no-such-image:1={BUSYBOX}");
+    p.execute(&["build", "--image-map", &map])
+        .assert_code(0)
+        .assert_stdout(&format!(
+            "Using local image {BUSYBOX} (in place of localci-test/no-such-image:1)"
+        ))
+        .assert_stdout("\nmapped\n");
+}
+
+#[test]
+fn environment_precedence() {
+    require_docker!();
+    let steps = r#"      - run:
+          name: show
+          command: |
+            for v in FROM_FILE FROM_E FROM_CALLER BOTH CIRCLE_BRANCH CIRCLE_JOB CI CIRCLECI \
+                     CIRCLE_WORKING_DIRECTORY CIRCLE_NODE_INDEX CIRCLE_NODE_TOTAL VERSION \
+                     STEP_WINS IMAGE_ENV; do
+              eval "echo $v=\${$v-unset}"
+            done
+            echo 'export FROM_BASH_ENV=carried' >> "$BASH_ENV"
+          environment:
+            STEP_WINS: step
+      - run: echo "FROM_BASH_ENV=$FROM_BASH_ENV SHELL_ENV=$([ "$CIRCLE_SHELL_ENV" = "$BASH_ENV" ] && echo same)"
+"#;
+    let yaml = format!(
+        "version: 2\njobs:\n  build:\n    docker:\n      - image: {DEBIAN}\n        environment: {{IMAGE_ENV: image, STEP_WINS: image}}\n    environment:\n      VERSION: 1.10\n      STEP_WINS: job\n      CIRCLE_BRANCH: from-job\n    steps:\n{steps}"
+    );
+    let p = Project::new(&yaml);
+    p.write("vars.env", "FROM_FILE=file\nBOTH=file\n");
+    let run = p.execute_with(
+        &[
+            "build",
+            "--env-file",
+            "vars.env",
+            "-e",
+            "FROM_E=e",
+            "-e",
+            "BOTH=e",
+            "-e",
+            "FROM_CALLER",
+            "--node-index",
+            "1",
+            "--node-total",
+            "3",
+        ],
+        &[("FROM_CALLER", "caller")],
+    );
+    run.assert_code(0);
+    for expected in [
+        "FROM_FILE=file",
+        "FROM_E=e",
+        "FROM_CALLER=caller",
+        "BOTH=e",
+        "CIRCLE_BRANCH=from-job",
+        "CIRCLE_JOB=build",
+        "CI=true",
+        "CIRCLECI=true",
+        "CIRCLE_WORKING_DIRECTORY=~/project",
+        "CIRCLE_NODE_INDEX=1",
+        "CIRCLE_NODE_TOTAL=3",
+        "VERSION=1.10",
+        "STEP_WINS=step",
+        "IMAGE_ENV=image",
+        "FROM_BASH_ENV=carried SHELL_ENV=same",
+    ] {
+        assert!(
+            run.lines().contains(&expected),
+            "missing line {expected:?} in\n{}",
+            run.stdout
+        );
+    }
+    // A project variable does not beat a built-in, and --branch changes the built-in.
+    let run = p.execute(&["build", "-e", "CIRCLE_JOB=nope", "--branch", "feature/x"]);
+    run.assert_code(0)
+        .assert_stdout("CIRCLE_JOB=build\n")
+        .assert_stdout("CIRCLE_BRANCH=from-job\n");
+}
+
+#[test]
+fn checkout_sends_tracked_and_untracked_files_but_not_ignored_ones() {
+    require_docker!();
+    let steps = r#"      - checkout
+      - checkout: {path: copy}
+      - run: |
+          ls -A
+          test ! -e build/out.o && echo "ignored file absent"
+          test ! -e copy/build/out.o && echo "ignored file absent in path"
+          cat src/main.txt untracked.txt copy/src/main.txt
+          stat -c 'owner=%U' src/main.txt
+          git log --format='log=%s'
+          git status --porcelain --untracked-files=all | sed 's/^/status=/'
+          readlink link.txt | sed 's/^/link=/'
+"#;
+    let yaml = format!(
+        "version: 2\njobs:\n  build:\n    docker:\n      - image: {DEBIAN}\n        user: circleci\n    steps:\n{steps}"
+    );
+    let p = Project::new(&yaml);
+    p.write(".gitignore", "build/\n")
+        .write("src/main.txt", "tracked\n")
+        .write("build/old.o", "x");
+    std::os::unix::fs::symlink("src/main.txt", p.path().join("link.txt")).unwrap();
+    p.commit();
+    p.write("untracked.txt", "untracked\n")
+        .write("build/out.o", "ignored\n");
+    let run = p.execute(&["build"]);
+    run.assert_code(0)
+        .assert_stdout("ignored file absent\n")
+        .assert_stdout("ignored file absent in path\n")
+        .assert_stdout("tracked\nuntracked\ntracked\n")
+        .assert_stdout("owner=circleci\n")
+        .assert_stdout("log=commit\n")
+        .assert_stdout("status=?? untracked.txt\n")
+        .assert_stdout("link=src/main.txt\n")
+        .assert_nothing_left();
+    assert!(
+        !run.stdout.contains("status= M"),
+        "the copy must match the index:\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn checkout_refuses_a_non_empty_folder_that_is_not_a_repository() {
+    require_docker!();
+    let p = Project::new(&config(&[job(
+        "build",
+        BUSYBOX,
+        "      - run: mkdir -p ~/project && touch ~/project/file\n      - checkout\n",
+    )]));
+    p.execute(&["build"])
+        .assert_code(1)
+        .assert_stdout("is not empty and not a git repository")
+        .assert_nothing_left();
+}
+
+#[test]
+fn when_background_and_reruns() {
+    require_docker!();
+    let steps = r#"      - run:
+          name: server
+          background: true
+          command: echo serving; sleep 0.3; echo giving up; exit 9
+      - run: sleep 1
+      - run:
+          name: flaky
+          command: n=$(cat /tmp/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/count; echo "try $n"; [ $n -ge 3 ]
+          max_auto_reruns: 3
+          auto_rerun_delay: 1s
+      - run: {name: fails, command: exit 4}
+      - run: {name: skipped-after-failure, command: echo should-not-run}
+      - run: {name: cleanup, command: echo on-fail-ran, when: on_fail}
+      - run: {name: always, command: echo always-ran, when: always}
+"#;
+    let p = Project::new(&config(&[job("build", BUSYBOX, steps)]));
+    let run = p.execute(&["build"]);
+    run.assert_code(1)
+        .assert_stdout("[server] serving")
+        .assert_stdout("[server] giving up")
+        .assert_stdout("background step \"server\" failed")
+        .assert_stdout("try 1\n")
+        .assert_stdout("Rerunning the step (attempt 2 of 4) after 1s")
+        .assert_stdout("try 3\n")
+        .assert_stdout("====>> skipped-after-failure (skipped: an earlier step failed)")
+        .assert_stdout("on-fail-ran\n")
+        .assert_stdout("always-ran\n")
+        .assert_stdout("step \"fails\" exited with code 4")
+        .assert_nothing_left();
+    assert!(!run.stdout.contains("should-not-run\n"));
+    assert!(!run.stdout.contains("try 4"));
+}
+
+#[test]
+fn no_output_timeout_stops_a_silent_step() {
+    require_docker!();
+    let steps = "      - run: {name: silent, command: 'echo start; sleep 30', no_output_timeout: 1s}\n      - run: {command: 'ps | grep -c \"[s]leep 30\" || true', when: on_fail}\n";
+    let p = Project::new(&config(&[job("build", BUSYBOX, steps)]));
+    let started = Instant::now();
+    let run = p.execute(&["build"]);
+    run.assert_code(1)
+        .assert_stdout("start\n")
+        .assert_stdout("Too long with no output (exceeded 1s): context deadline exceeded")
+        .assert_nothing_left();
+    assert!(
+        run.stdout.contains("\n0\n"),
+        "the silent step's processes were killed:\n{}",
+        run.stdout
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_service_answers_on_localhost_and_on_its_name() {
+    require_docker!();
+    let yaml = format!(
+        r#"version: 2
+jobs:
+  build:
+    docker:
+      - image: {BUSYBOX}
+      - image: {BUSYBOX}
+        name: pingsvc
+        command: ["sh", "-c", "while true; do echo pong | nc -l -p 7777; done"]
+    steps:
+      - run: |
+          for host in localhost pingsvc; do
+            out=""
+            i=0
+            while [ $i -lt 100 ] && [ -z "$out" ]; do
+              out=$(nc $host 7777 </dev/null 2>/dev/null || true)
+              i=$((i+1)); [ -n "$out" ] || sleep 0.1
+            done
+            echo "$host says $out"
+          done
+"#
+    );
+    let p = Project::new(&yaml);
+    p.execute(&["build"])
+        .assert_code(0)
+        .assert_stdout("localhost says pong\n")
+        .assert_stdout("pingsvc says pong\n")
+        .assert_nothing_left();
+}
+
+#[test]
+fn preserve_entrypoint_label_runs_the_image_entrypoint() {
+    require_docker!();
+    let p = Project::new(&config(&[
+        job(
+            "preserved",
+            PRESERVE,
+            "      - run: cat /tmp/localci-entrypoint-ran\n",
+        ),
+        job(
+            "replaced",
+            BUSYBOX,
+            "      - run: tr '\\0' ' ' < /proc/1/cmdline; echo\n",
+        ),
+    ]));
+    p.execute(&["preserved"])
+        .assert_code(0)
+        .assert_stdout("entrypoint ran:")
+        .assert_nothing_left();
+    // Without the label, the image's entrypoint gives way to localci's keep-alive loop.
+    p.execute(&["replaced"])
+        .assert_code(0)
+        .assert_stdout("while :; do sleep 3600")
+        .assert_nothing_left();
+}
+
+#[test]
+fn keep_leaves_the_containers_and_says_how_to_enter() {
+    require_docker!();
+    let p = Project::new(&config(&[job(
+        "build",
+        BUSYBOX,
+        "      - run: echo kept\n",
+    )]));
+    let run = p.execute(&["build", "--keep"]);
+    run.assert_code(0)
+        .assert_stdout("docker exec -it -w /root/project ");
+    let kept = containers_of(run.pid);
+    assert_eq!(kept.len(), 1, "the primary container is kept");
+    let running = docker_lines(&["inspect", "--format", "{{.State.Running}}", &kept[0]]);
+    assert_eq!(running, vec!["true"]);
+    // A later run does not treat kept containers as leftovers.
+    p.execute(&["build"]).assert_code(0);
+    assert_eq!(containers_of(run.pid), kept);
+}
+
+#[test]
+fn leftovers_of_dead_runs_are_removed_at_start() {
+    require_docker!();
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let created = docker_lines(&[
+        "create",
+        "--label",
+        "localci=1",
+        "--label",
+        &format!("localci.pid={dead_pid}"),
+        "--label",
+        &format!("localci.host={}", host.trim()),
+        BUSYBOX,
+        "true",
+    ]);
+    assert_eq!(created.len(), 1);
+    let p = Project::new(&config(&[job("build", BUSYBOX, "      - run: echo hi\n")]));
+    p.pids.borrow_mut().push(dead_pid);
+    p.execute(&["build"])
+        .assert_code(0)
+        .assert_stdout("Removed 1 leftover container(s)");
+    assert!(containers_of(dead_pid).is_empty());
+}
+
+#[test]
+fn ctrl_c_during_a_step_removes_everything_and_exits_130() {
+    require_docker!();
+    let yaml = format!(
+        "version: 2\njobs:\n  build:\n    docker:\n      - image: {BUSYBOX}\n      - image: {BUSYBOX}\n        command: [sleep, '300']\n    steps:\n      - run: {{name: long, command: 'echo started; sleep 300'}}\n      - run: {{name: always, command: echo never, when: always}}\n"
+    );
+    let p = Project::new(&yaml);
+    let mut child = p.spawn(&["build"]);
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line == "started" {
+            break;
+        }
+    }
+    assert!(seen.contains("started"), "the step never started:\n{seen}");
+    assert_eq!(containers_of(pid).len(), 2);
+    // SAFETY: sending SIGINT to our own child process.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "localci did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !rest.iter().any(|l| l == "never"),
+        "always steps do not run after Ctrl-C"
+    );
+    assert_eq!(containers_of(pid), Vec::<String>::new());
+}
+
+fn cache_job(name: &str, restore: &[&str], save_key: Option<&str>) -> String {
+    let mut steps = String::new();
+    if !restore.is_empty() {
+        steps.push_str("      - restore_cache:\n          keys:\n");
+        for key in restore {
+            steps.push_str(&format!("            - {key}\n"));
+        }
+    }
+    steps.push_str("      - run: 'cat ~/.cache/demo/value 2>/dev/null || echo none; mkdir -p ~/.cache/demo; echo \"$VALUE\" > ~/.cache/demo/value'\n");
+    if let Some(key) = save_key {
+        steps.push_str(&format!(
+            "      - save_cache:\n          key: {key}\n          paths: [~/.cache/demo]\n"
+        ));
+    }
+    format!(
+        "  {name}:\n    docker:\n      - image: {DEBIAN}\n        user: circleci\n    steps:\n      - checkout\n{steps}"
+    )
+}
+
+#[test]
+fn caches_miss_then_hit_and_keys_are_immutable() {
+    require_docker!();
+    let key = "'v1-{{ checksum \"lock.txt\" }}'";
+    let p = Project::new(&config(&[cache_job("build", &[key], Some(key))]));
+    p.write("lock.txt", "deps 1\n");
+    p.commit();
+    let first = p.execute(&["build", "-e", "VALUE=first"]);
+    first
+        .assert_code(0)
+        .assert_stdout("No cache is found for key: v1-")
+        .assert_stdout("\nnone\n")
+        .assert_stdout("Stored cache v1-")
+        .assert_nothing_left();
+    let second = p.execute(&["build", "-e", "VALUE=second"]);
+    second
+        .assert_code(0)
+        .assert_stdout("Found a cache created")
+        .assert_stdout("\nfirst\n")
+        .assert_stdout("Skipping cache generation, cache already exists for key: v1-");
+    let third = p.execute(&["build", "-e", "VALUE=third"]);
+    third.assert_code(0).assert_stdout("\nfirst\n");
+    // A changed checksum file is a new key: a miss.
+    p.write("lock.txt", "deps 2\n");
+    p.execute(&["build", "-e", "VALUE=x"])
+        .assert_code(0)
+        .assert_stdout("\nnone\n");
+}
+
+#[test]
+fn restore_tries_keys_in_order_as_prefixes_and_takes_the_newest() {
+    require_docker!();
+    let save = "'v1-{{ .Environment.KEY }}'";
+    let p = Project::new(&config(&[
+        cache_job("save", &[], Some(save)),
+        cache_job(
+            "restore",
+            &[
+                "'v1-{{ .Environment.FIRST }}'",
+                "'v1-{{ .Environment.SECOND }}'",
+            ],
+            None,
+        ),
+    ]));
+    for (key, value) in [
+        ("apple-old", "apple-old"),
+        ("apple-new", "apple-new"),
+        ("banana", "banana"),
+    ] {
+        p.execute(&[
+            "save",
+            "-e",
+            &format!("KEY={key}"),
+            "-e",
+            &format!("VALUE={value}"),
+        ])
+        .assert_code(0);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let run = |first: &str, second: &str| {
+        p.execute(&[
+            "restore",
+            "-e",
+            &format!("FIRST={first}"),
+            "-e",
+            &format!("SECOND={second}"),
+            "-e",
+            "VALUE=x",
+        ])
+    };
+    run("apple", "banana")
+        .assert_code(0)
+        .assert_stdout("\napple-new\n");
+    run("banana", "apple")
+        .assert_code(0)
+        .assert_stdout("\nbanana\n");
+    run("cherry", "apple-o")
+        .assert_code(0)
+        .assert_stdout("No cache is found for key: v1-cherry")
+        .assert_stdout("\napple-old\n");
+    run("cherry", "durian")
+        .assert_code(0)
+        .assert_stdout("Warning: No cache was restored")
+        .assert_stdout("\nnone\n");
+}
+
+#[test]
+fn artifacts_and_test_results_are_copied_out_and_summarised() {
+    require_docker!();
+    let steps = r#"      - run: |
+          mkdir -p results/unit out/sub
+          echo '<testsuite><testcase classname="calc" name="adds"/><testcase classname="calc" name="divides"><failure message="boom"/></testcase><testcase classname="calc" name="later"><skipped/></testcase></testsuite>' > results/unit/junit.xml
+          echo report > out/sub/report.txt
+          exit 1
+      - store_test_results: {path: results}
+      - store_artifacts: {path: out, destination: reports}
+      - store_artifacts: {path: /nonexistent}
+"#;
+    let p = Project::new(&config(&[job("build", BUSYBOX, steps)]));
+    p.execute(&["build"])
+        .assert_code(1)
+        .assert_stdout("Test results: 1 passed, 1 failed, 0 errors, 1 skipped (1 file(s))")
+        .assert_stdout("failed: calc::divides")
+        .assert_stdout("/nonexistent does not exist; nothing was stored")
+        .assert_nothing_left();
+    let artifacts = p.artifacts().join("build");
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("reports/sub/report.txt")).unwrap(),
+        "report\n"
+    );
+    assert!(
+        artifacts
+            .join("test-results/results/unit/junit.xml")
+            .is_file()
+    );
+}
