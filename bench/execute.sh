@@ -13,8 +13,10 @@
 #   memory    peak RSS of localci (/usr/bin/time -v) while saving and restoring
 #             a 1 GB cache (target: < 64 MB)
 #
-# The time of one step is measured as the difference between a job with the
-# step and the same job without it, so container start-up is not counted.
+# The trivial job is timed whole (wall time, hyperfine). For checkout and the
+# caches, the time of the step is the duration localci prints for it
+# (`---> passed in 1.234s`), median of RUNS runs after a warm-up, so container
+# start-up is not counted; baselines are timed with hyperfine.
 #
 # Usage: bench/execute.sh [--check] [trivial|checkout|cache|memory ...]
 #   Without names, runs all sections. Each section prints one line per figure:
@@ -176,7 +178,8 @@ localci_cmd() {
     local repo=$1 job=$2
     shift 2
     printf 'cd %q && %q --color=never execute %q' "$repo" "$LOCALCI" "$job"
-    printf ' %q' "$@"
+    local arg
+    for arg in "$@"; do printf ' %q' "$arg"; done
 }
 
 # --- (a) trivial job -------------------------------------------------------
@@ -215,30 +218,19 @@ BIG_REPO=
 make_big_repo() {
     [ -n "$BIG_REPO" ] && return 0
     BIG_REPO=$WORK/big-repo
-    log "generating $DATA_FILES files of $DATA_FILE_BYTES bytes in $BIG_REPO (git commit included)"
+    log "generating $DATA_FILES files of $DATA_FILE_BYTES bytes in $BIG_REPO (and a packed .git)"
     mkdir -p "$BIG_REPO/.circleci"
     generate "$BIG_REPO/data" "$DATA_FILES" "$DATA_FILE_BYTES"
     cat >"$BIG_REPO/.circleci/config.yml" <<EOF
 version: 2
 jobs:
-  noop:
-    docker:
-      - image: $IMAGE
-    steps:
-      - run: "true"
-  checkout:
-    docker:
-      - image: $IMAGE
-    steps:
-      - checkout
-      - run: "true"
   checkout-save:
     docker:
       - image: $IMAGE
     steps:
       - checkout
-      - run: "true"
       - save_cache:
+          name: Save data
           key: bench-data
           paths:
             - ~/project/data
@@ -247,56 +239,108 @@ jobs:
       - image: $IMAGE
     steps:
       - restore_cache:
+          name: Restore data
           key: bench-data
-      - run: "true"
 EOF
     commit_repo "$BIG_REPO"
+    # A cloned repository is packed; 10,000 loose objects would be an unusual .git.
+    git -C "$BIG_REPO" gc --quiet
+}
+
+# run_job REPO JOB OUT [ARGS...]: localci execute, output kept in OUT; must pass.
+run_job() {
+    local repo=$1 job=$2 out=$3
+    shift 3
+    (cd "$repo" && "$LOCALCI" --color=never execute "$job" "$@") >"$out" 2>&1 ||
+        { tail -n 30 "$out" >&2; die "localci execute $job failed (output above)"; }
+}
+
+# median_step STEP FILE...: median of the durations localci printed for STEP
+# (`====>> STEP` ... `---> passed in 1.234s`), one per file.
+median_step() {
+    python3 - "$@" <<'PY'
+import re, statistics, sys
+UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+def duration(step, path):
+    current = None
+    for line in open(path, errors="replace"):
+        line = line.rstrip("\n")
+        if line.startswith("====>> "):
+            current = line[len("====>> "):]
+        elif current == step and line.startswith("---> "):
+            text = line.split(" in ", 1)[1].split(",")[0]
+            return sum(float(n) * UNIT[u] for n, u in re.findall(r"([0-9.]+)(ms|h|m|s)", text))
+    sys.exit("no duration for step %r in %s" % (step, path))
+step, paths = sys.argv[1], sys.argv[2:]
+print(statistics.median(duration(step, p) for p in paths))
+PY
+}
+
+# The runs of (b) and (c) are shared: each run of checkout-save gives a
+# checkout duration and a save_cache duration (into an empty cache dir).
+SAVE_RUNS_DONE=0
+run_save_jobs() {
+    [ "$SAVE_RUNS_DONE" -eq 1 ] && return 0
+    make_big_repo
+    log "localci: 1 + $RUNS runs of a job with checkout and save_cache of $DATA_FILES files"
+    local i
+    for i in $(seq 0 "$RUNS"); do
+        rm -rf "$WORK/cache"
+        run_job "$BIG_REPO" checkout-save "$WORK/save-$i.txt" --cache-dir "$WORK/cache"
+    done
+    SAVE_RUNS_DONE=1
+}
+
+# timed_outputs PREFIX: the output files of the timed runs (not the warm-up, 0).
+timed_outputs() {
+    local i
+    for i in $(seq 1 "$RUNS"); do printf '%s\n' "$WORK/$1-$i.txt"; done
 }
 
 bytes_of() { du -sb "$1" | cut -f1; }
 
 # --- (b) checkout throughput -----------------------------------------------
 bench_checkout() {
-    make_big_repo
-    local ctr=localci-bench-$$-checkout bytes m
+    run_save_jobs
+    local ctr=localci-bench-$$-checkout bytes m files ours base
     start_container "$ctr"
     # Both sides send the same tree: the files and .git.
     bytes=$(bytes_of "$BIG_REPO")
-    log "checkout: $(calc "round($bytes / 1e6, 1)") MB, localci checkout vs tar | docker cp"
-    bench true "$(localci_cmd "$BIG_REPO" checkout)" \
-        true "$(localci_cmd "$BIG_REPO" noop)" \
-        "docker exec $ctr sh -c 'rm -rf /root/project && mkdir -p /root/project'" \
+    log "checkout baseline: tar -c . | docker cp - (hyperfine)"
+    bench "docker exec $ctr sh -c 'rm -rf /root/project && mkdir -p /root/project'" \
         "cd $BIG_REPO && tar -c . | docker cp - $ctr:/root/project"
     mapfile -t m < <(medians)
-    local ours base
-    ours=$(calc "$bytes / 1e6 / max(${m[0]} - ${m[1]}, 1e-3)")
-    base=$(calc "$bytes / 1e6 / ${m[2]}")
+    mapfile -t files < <(timed_outputs save)
+    ours=$(calc "$bytes / 1e6 / $(median_step "Checkout code" "${files[@]}")")
+    base=$(calc "$bytes / 1e6 / ${m[0]}")
     report "checkout of $DATA_FILES files, $(calc "round($bytes / 1e6)") MB with .git (throughput)" \
         "$ours" "$base" MB/s min 0.8
 }
 
 # --- (c) cache save and restore --------------------------------------------
 bench_cache() {
-    make_big_repo
-    local ctr=localci-bench-$$-cache cache=$WORK/cache base=$WORK/baseline.tar.zst m
+    run_save_jobs
+    local ctr=localci-bench-$$-cache archive=$WORK/baseline.tar.zst m files i
     start_container "$ctr"
     (cd "$BIG_REPO" && tar -c data) | docker exec -i "$ctr" sh -c \
         'mkdir -p /root/project && tar -x -C /root/project'
-    log "cache save: localci save_cache vs docker exec tar -c | zstd"
-    bench "rm -rf $cache" "$(localci_cmd "$BIG_REPO" checkout-save --cache-dir "$cache")" \
-        true "$(localci_cmd "$BIG_REPO" checkout --cache-dir "$cache")" \
-        "rm -f $base" "docker exec $ctr tar -c -C / root/project/data | zstd -q -T0 -o $base"
+    log "cache save baseline: docker exec tar -c | zstd (hyperfine)"
+    bench "rm -f $archive" "docker exec $ctr tar -c -C / root/project/data | zstd -q -T0 -o $archive"
     mapfile -t m < <(medians)
+    mapfile -t files < <(timed_outputs save)
     report "cache save of $DATA_FILES files / 100 MB" \
-        "$(calc "max(${m[0]} - ${m[1]}, 1e-3)")" "${m[2]}" s max 1.5
+        "$(median_step "Save data" "${files[@]}")" "${m[0]}" s max 1.5
 
-    log "cache restore: localci restore_cache vs zstd -dc | docker cp"
-    bench true "$(localci_cmd "$BIG_REPO" restore --cache-dir "$cache")" \
-        true "$(localci_cmd "$BIG_REPO" noop --cache-dir "$cache")" \
-        "docker exec $ctr rm -rf /root/project/data" "zstd -q -dc $base | docker cp - $ctr:/"
+    log "localci: 1 + $RUNS runs of a job with restore_cache of $DATA_FILES files"
+    for i in $(seq 0 "$RUNS"); do
+        run_job "$BIG_REPO" restore "$WORK/restore-$i.txt" --cache-dir "$WORK/cache"
+    done
+    log "cache restore baseline: zstd -dc | docker cp - (hyperfine)"
+    bench "docker exec $ctr rm -rf /root/project/data" "zstd -q -dc $archive | docker cp - $ctr:/"
     mapfile -t m < <(medians)
+    mapfile -t files < <(timed_outputs restore)
     report "cache restore of $DATA_FILES files / 100 MB" \
-        "$(calc "max(${m[0]} - ${m[1]}, 1e-3)")" "${m[2]}" s max 1.5
+        "$(median_step "Restore data" "${files[@]}")" "${m[0]}" s max 1.5
 }
 
 # --- (d) peak memory with a 1 GB cache -------------------------------------
