@@ -108,7 +108,7 @@ log "work dir $WORK, $RUNS runs per command, localci $($LOCALCI --version)"
 commit_repo() {
     git -C "$1" init -q -b main
     git -C "$1" add -A
-    git -C "$1" -c user.name=bench -c user.email=bench@localci.invalid \
+    git -C "$1" -c user.name=bench -c user.email=bench@localci.invalid -c gc.auto=0 \
         -c commit.gpgsign=false commit -q -m bench
 }
 
