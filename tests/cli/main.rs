@@ -3,4 +3,5 @@
 mod cache;
 mod execute;
 mod process;
+mod samples;
 mod validate;

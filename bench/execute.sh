@@ -1,0 +1,422 @@
+#!/usr/bin/env bash
+# Benchmarks of `localci execute` (issue 4), each side by side with a plain
+# Docker baseline in the same run, on the local image localci-test/busybox:latest.
+#
+#   trivial   a job with checkout of a small repo + two `run` steps, against
+#             `docker run --rm IMAGE sh -c '...'` running the same commands
+#             (hyperfine; target: localci <= 2x the baseline's wall time)
+#   checkout  `checkout` of a generated repo of 10,000 files / 100 MB, against
+#             `tar -c . | docker cp - CONTAINER:DIR` (throughput; target >= 80%)
+#   cache     save_cache and restore_cache of those 10,000 files / 100 MB, against
+#             `docker exec CONTAINER tar -c | zstd` and `zstd -dc | docker cp -`
+#             (target: each within 1.5x)
+#   memory    peak RSS of localci (/usr/bin/time -v) while saving and restoring
+#             a 1 GB cache (target: < 64 MB)
+#
+# The trivial job is timed whole (wall time, hyperfine). For checkout and the
+# caches, the time of the step is the duration localci prints for it
+# (`---> passed in 1.234s`), median of RUNS runs after a warm-up, so container
+# start-up is not counted; baselines are timed with hyperfine.
+#
+# Usage: bench/execute.sh [--check] [trivial|checkout|cache|memory ...]
+#   Without names, runs all sections. Each section prints one line per figure:
+#     <name>: localci X, baseline Y, ratio Z (target ...) ok|MISSED
+#   --check   exit 1 when a target is missed (default: report only)
+#
+# Environment:
+#   LOCALCI   the localci binary (default: a release build, built if missing,
+#             in ${CARGO_TARGET_DIR:-target}/release/localci)
+#   RUNS      timed runs per command (default 5; one warm-up run is added)
+#   TMPDIR    where the generated repos and caches go (about 3 GB for memory)
+set -euo pipefail
+
+IMAGE=localci-test/busybox:latest
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=${RUNS:-5}
+CHECK=0
+MISSED=0
+
+SCRIPT_NAME=${0##*/}
+log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() { printf '%s: ERROR: %s\n' "$SCRIPT_NAME" "$*" >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+SECTIONS=()
+for arg in "$@"; do
+    case $arg in
+        --check) CHECK=1 ;;
+        -h | --help) usage; exit 0 ;;
+        trivial | checkout | cache | memory) SECTIONS+=("$arg") ;;
+        *) usage >&2; die "unknown argument: $arg" ;;
+    esac
+done
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(trivial checkout cache memory)
+
+# --- cleanup: only what this script created --------------------------------
+WORK=
+CONTAINERS=()
+cleanup() {
+    local c
+    for c in "${CONTAINERS[@]+"${CONTAINERS[@]}"}"; do
+        docker rm -f "$c" >/dev/null 2>&1 || true
+    done
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- prerequisites ---------------------------------------------------------
+need_tool() { # need_tool COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing $2 (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" \
+            >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null 2>&1 &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                    --no-install-recommends "$2" >/dev/null 2>&1; } ||
+            die "apt-get install $2 failed"
+    fi
+    command -v "$1" >/dev/null 2>&1 || die "$1 is required (Debian package $2)"
+}
+
+need_tool docker docker.io
+need_tool git git
+need_tool python3 python3
+need_tool hyperfine hyperfine
+need_tool zstd zstd
+[ -x /usr/bin/time ] || need_tool /usr/bin/time time
+docker info >/dev/null 2>&1 || die "the Docker daemon is not reachable ('docker info' fails)"
+docker image inspect "$IMAGE" >/dev/null 2>&1 ||
+    die "image $IMAGE is missing; build it with: bash tests/images/build.sh busybox"
+
+if [ -z "${LOCALCI:-}" ]; then
+    LOCALCI=${CARGO_TARGET_DIR:-$ROOT/target}/release/localci
+    log "building $LOCALCI (cargo build --release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin localci) || die "cargo build failed"
+fi
+[ -x "$LOCALCI" ] || die "LOCALCI=$LOCALCI is not an executable"
+LOCALCI=$(cd "$(dirname "$LOCALCI")" && pwd)/$(basename "$LOCALCI")
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/localci-bench.XXXXXX")
+log "work dir $WORK, $RUNS runs per command, localci $($LOCALCI --version)"
+
+# --- helpers ---------------------------------------------------------------
+# commit_repo DIR: git repository with everything in DIR committed.
+commit_repo() {
+    git -C "$1" init -q -b main
+    git -C "$1" add -A
+    git -C "$1" -c user.name=bench -c user.email=bench@localci.invalid -c gc.auto=0 \
+        -c commit.gpgsign=false commit -q -m bench
+}
+
+# start_container NAME: a long-running busybox container for the baselines.
+start_container() {
+    CONTAINERS+=("$1")
+    docker run -d --name "$1" --entrypoint /bin/sh "$IMAGE" -c 'sleep 86400' >/dev/null
+}
+
+# generate DIR FILES BYTES_EACH: deterministic incompressible files in DIR/dNN/.
+generate() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import os, random, sys
+root, files, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(4)
+for i in range(files):
+    d = os.path.join(root, "d%02d" % (i % 100))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%05d.bin" % i), "wb") as f:
+        f.write(rng.randbytes(size))
+PY
+}
+
+# medians: medians (seconds) from the hyperfine JSON in $WORK/hf.json,
+# in the order of the commands.
+medians() {
+    python3 -c '
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print(r["median"])' "$WORK/hf.json"
+}
+
+# bench PREPARE1 CMD1 [PREPARE2 CMD2 ...]: hyperfine, one prepare per command.
+bench() {
+    local args=()
+    while [ $# -gt 0 ]; do
+        args+=(--prepare "$1" "$2")
+        shift 2
+    done
+    hyperfine --style none --warmup 1 --runs "$RUNS" --export-json "$WORK/hf.json" \
+        "${args[@]}" >"$WORK/hyperfine.log" 2>&1 ||
+        { cat "$WORK/hyperfine.log" >&2; die "hyperfine failed (a command exited non-zero)"; }
+}
+
+# report NAME LOCALCI_VALUE BASELINE_VALUE UNIT KIND TARGET
+#   KIND=max: ratio localci/baseline must be <= TARGET; KIND=min: >= TARGET.
+report() {
+    local name=$1 ours=$2 base=$3 unit=$4 kind=$5 target=$6 line
+    line=$(python3 -c '
+import sys
+name, ours, base, unit, kind, target = sys.argv[1:]
+ours, base, target = float(ours), float(base), float(target)
+ratio = ours / base if base > 0 else float("inf")
+ok = ratio <= target if kind == "max" else ratio >= target
+sign = "<=" if kind == "max" else ">="
+print("%s: localci %.3g %s, baseline %.3g %s, ratio %.2f (target %s %.2f) %s"
+      % (name, ours, unit, base, unit, ratio, sign, target, "ok" if ok else "MISSED"))
+' "$name" "$ours" "$base" "$unit" "$kind" "$target")
+    printf '%s\n' "$line"
+    case $line in *MISSED) MISSED=$((MISSED + 1)) ;; esac
+}
+
+calc() { python3 -c "print($1)"; }
+
+# localci_cmd REPO JOB [ARGS...]: the shell command hyperfine runs.
+localci_cmd() {
+    local repo=$1 job=$2
+    shift 2
+    printf 'cd %q && %q --color=never execute %q' "$repo" "$LOCALCI" "$job"
+    local arg
+    for arg in "$@"; do printf ' %q' "$arg"; done
+}
+
+# --- (a) trivial job -------------------------------------------------------
+# shellcheck disable=SC2016 # expanded in the container
+STEP1='echo "step one in $(pwd)"'
+STEP2='ls -la'
+bench_trivial() {
+    local repo=$WORK/trivial
+    mkdir -p "$repo/.circleci" "$repo/src"
+    printf '# trivial\n' >"$repo/README.md"
+    printf 'echo hi\n' >"$repo/src/hello.sh"
+    cat >"$repo/.circleci/config.yml" <<EOF
+version: 2
+jobs:
+  trivial:
+    docker:
+      - image: $IMAGE
+    steps:
+      - checkout
+      - run: $STEP1
+      - run: $STEP2
+EOF
+    commit_repo "$repo"
+    log "trivial: localci execute trivial vs docker run --rm"
+    bench true "$(localci_cmd "$repo" trivial)" \
+        true "docker run --rm $IMAGE sh -c 'mkdir -p ~/project && cd ~/project && $STEP1 && $STEP2'"
+    local m
+    mapfile -t m < <(medians)
+    report "trivial job (checkout + 2 run steps)" "${m[0]}" "${m[1]}" s max 2.0
+}
+
+# --- shared 10,000 files / 100 MB repo for checkout and cache --------------
+DATA_FILES=10000
+DATA_FILE_BYTES=10240
+BIG_REPO=
+make_big_repo() {
+    [ -n "$BIG_REPO" ] && return 0
+    BIG_REPO=$WORK/big-repo
+    log "generating $DATA_FILES files of $DATA_FILE_BYTES bytes in $BIG_REPO (and a packed .git)"
+    mkdir -p "$BIG_REPO/.circleci"
+    generate "$BIG_REPO/data" "$DATA_FILES" "$DATA_FILE_BYTES"
+    cat >"$BIG_REPO/.circleci/config.yml" <<EOF
+version: 2
+jobs:
+  checkout-save:
+    docker:
+      - image: $IMAGE
+    steps:
+      - checkout
+      - save_cache:
+          name: Save data
+          key: bench-data
+          paths:
+            - ~/project/data
+  restore:
+    docker:
+      - image: $IMAGE
+    steps:
+      - restore_cache:
+          name: Restore data
+          key: bench-data
+EOF
+    commit_repo "$BIG_REPO"
+    # A cloned repository is packed; 10,000 loose objects would be an unusual .git.
+    git -C "$BIG_REPO" gc --quiet
+}
+
+# run_job REPO JOB OUT [ARGS...]: localci execute, output kept in OUT; must pass.
+run_job() {
+    local repo=$1 job=$2 out=$3
+    shift 3
+    (cd "$repo" && "$LOCALCI" --color=never execute "$job" "$@") >"$out" 2>&1 ||
+        { tail -n 30 "$out" >&2; die "localci execute $job failed (output above)"; }
+}
+
+# median_step STEP FILE...: median of the durations localci printed for STEP
+# (`====>> STEP` ... `---> passed in 1.234s`), one per file.
+median_step() {
+    python3 - "$@" <<'PY'
+import re, statistics, sys
+UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+def duration(step, path):
+    current = None
+    for line in open(path, errors="replace"):
+        line = line.rstrip("\n")
+        if line.startswith("====>> "):
+            current = line[len("====>> "):]
+        elif current == step and line.startswith("---> "):
+            text = line.split(" in ", 1)[1].split(",")[0]
+            return sum(float(n) * UNIT[u] for n, u in re.findall(r"([0-9.]+)(ms|h|m|s)", text))
+    sys.exit("no duration for step %r in %s" % (step, path))
+step, paths = sys.argv[1], sys.argv[2:]
+print(statistics.median(duration(step, p) for p in paths))
+PY
+}
+
+# The runs of (b) and (c) are shared: each run of checkout-save gives a
+# checkout duration and a save_cache duration (into an empty cache dir).
+SAVE_RUNS_DONE=0
+run_save_jobs() {
+    [ "$SAVE_RUNS_DONE" -eq 1 ] && return 0
+    make_big_repo
+    log "localci: 1 + $RUNS runs of a job with checkout and save_cache of $DATA_FILES files"
+    local i
+    for i in $(seq 0 "$RUNS"); do
+        rm -rf "$WORK/cache"
+        run_job "$BIG_REPO" checkout-save "$WORK/save-$i.txt" --cache-dir "$WORK/cache"
+    done
+    SAVE_RUNS_DONE=1
+}
+
+# timed_outputs PREFIX: the output files of the timed runs (not the warm-up, 0).
+timed_outputs() {
+    local i
+    for i in $(seq 1 "$RUNS"); do printf '%s\n' "$WORK/$1-$i.txt"; done
+}
+
+bytes_of() { du -sb "$1" | cut -f1; }
+
+# --- (b) checkout throughput -----------------------------------------------
+bench_checkout() {
+    run_save_jobs
+    local ctr=localci-bench-$$-checkout bytes m files ours base
+    start_container "$ctr"
+    # Both sides send the same tree: the files and .git.
+    bytes=$(bytes_of "$BIG_REPO")
+    log "checkout baseline: tar -c . | docker cp - (hyperfine)"
+    bench "docker exec $ctr sh -c 'rm -rf /root/project && mkdir -p /root/project'" \
+        "cd $BIG_REPO && tar -c . | docker cp - $ctr:/root/project"
+    mapfile -t m < <(medians)
+    mapfile -t files < <(timed_outputs save)
+    ours=$(calc "$bytes / 1e6 / $(median_step "Checkout code" "${files[@]}")")
+    base=$(calc "$bytes / 1e6 / ${m[0]}")
+    report "checkout of $DATA_FILES files, $(calc "round($bytes / 1e6)") MB with .git (throughput)" \
+        "$ours" "$base" MB/s min 0.8
+}
+
+# --- (c) cache save and restore --------------------------------------------
+bench_cache() {
+    run_save_jobs
+    local ctr=localci-bench-$$-cache archive=$WORK/baseline.tar.zst m files i
+    start_container "$ctr"
+    (cd "$BIG_REPO" && tar -c data) | docker exec -i "$ctr" sh -c \
+        'mkdir -p /root/project && tar -x -C /root/project'
+    log "cache save baseline: docker exec tar -c | zstd (hyperfine)"
+    bench "rm -f $archive" "docker exec $ctr tar -c -C / root/project/data | zstd -q -T0 -o $archive"
+    mapfile -t m < <(medians)
+    mapfile -t files < <(timed_outputs save)
+    report "cache save of $DATA_FILES files / 100 MB" \
+        "$(median_step "Save data" "${files[@]}")" "${m[0]}" s max 1.5
+
+    log "localci: 1 + $RUNS runs of a job with restore_cache of $DATA_FILES files"
+    for i in $(seq 0 "$RUNS"); do
+        run_job "$BIG_REPO" restore "$WORK/restore-$i.txt" --cache-dir "$WORK/cache"
+    done
+    log "cache restore baseline: zstd -dc | docker cp - (hyperfine)"
+    bench "docker exec $ctr rm -rf /root/project/data" "zstd -q -dc $archive | docker cp - $ctr:/"
+    mapfile -t m < <(medians)
+    mapfile -t files < <(timed_outputs restore)
+    report "cache restore of $DATA_FILES files / 100 MB" \
+        "$(median_step "Restore data" "${files[@]}")" "${m[0]}" s max 1.5
+}
+
+# --- (d) peak memory with a 1 GB cache -------------------------------------
+# max_rss_mb CMD...: peak RSS (MB) of CMD and its children, by /usr/bin/time -v.
+max_rss_mb() {
+    /usr/bin/time -v -o "$WORK/time.txt" "$@" >"$WORK/out.txt" 2>&1 ||
+        { cat "$WORK/out.txt" >&2; die "failed: $*"; }
+    awk -F': ' '/Maximum resident set size/ { printf "%.1f\n", $2 / 1024 }' "$WORK/time.txt"
+}
+
+bench_memory() {
+    local repo=$WORK/memory cache=$WORK/memory-cache ctr=localci-bench-$$-memory archive=$WORK/big.tar.zst
+    mkdir -p "$repo/.circleci"
+    # 16 x 64 MiB of random data: zstd cannot shrink it, so 1 GiB goes through.
+    cat >"$repo/.circleci/config.yml" <<EOF
+version: 2
+jobs:
+  save-1g:
+    docker:
+      - image: $IMAGE
+    steps:
+      - run:
+          name: Generate 1 GiB
+          command: |
+            mkdir -p ~/big
+            for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
+              head -c 67108864 /dev/urandom > ~/big/part\$i
+            done
+      - save_cache:
+          key: bench-1g
+          paths:
+            - ~/big
+  restore-1g:
+    docker:
+      - image: $IMAGE
+    steps:
+      - restore_cache:
+          key: bench-1g
+      - run: du -sm ~/big
+EOF
+    commit_repo "$repo"
+    start_container "$ctr"
+    docker exec "$ctr" sh -c 'mkdir -p /root/big && for i in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15;
+        do head -c 67108864 /dev/urandom > /root/big/part$i; done'
+
+    log "memory: saving a 1 GiB cache"
+    local ours base
+    ours=$(cd "$repo" && max_rss_mb "$LOCALCI" --color=never execute save-1g --cache-dir "$cache")
+    base=$(max_rss_mb sh -c "docker exec $ctr tar -c -C / root/big | zstd -q -T0 -o $archive")
+    report_memory "peak memory, save of a 1 GiB cache" "$ours" "$base"
+
+    log "memory: restoring a 1 GiB cache"
+    docker exec "$ctr" rm -rf /root/big
+    ours=$(cd "$repo" && max_rss_mb "$LOCALCI" --color=never execute restore-1g --cache-dir "$cache")
+    base=$(max_rss_mb sh -c "zstd -q -dc $archive | docker cp - $ctr:/")
+    report_memory "peak memory, restore of a 1 GiB cache" "$ours" "$base"
+}
+
+# report_memory NAME LOCALCI_MB BASELINE_MB: the target is absolute (< 64 MB).
+report_memory() {
+    local line
+    line=$(python3 -c '
+import sys
+name, ours, base = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+print("%s: localci %.1f MB, baseline %.1f MB, ratio %.2f (target localci < 64 MB) %s"
+      % (name, ours, base, ours / base, "ok" if ours < 64 else "MISSED"))
+' "$1" "$2" "$3")
+    printf '%s\n' "$line"
+    case $line in *MISSED) MISSED=$((MISSED + 1)) ;; esac
+}
+
+for section in "${SECTIONS[@]}"; do
+    "bench_$section"
+done
+
+if [ "$MISSED" -gt 0 ]; then
+    log "$MISSED target(s) missed"
+    [ "$CHECK" -eq 0 ] || exit 1
+fi
