@@ -64,6 +64,40 @@ fn every_sample_config_validates() {
     }
 }
 
+#[test]
+fn every_sample_config_processes_and_the_output_revalidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = sample_configs();
+    configs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".circleci/config.yml"));
+    for config in configs {
+        let processed = dir.path().join("processed.yml");
+        let output = localci()
+            .args(["--color=never", "process", "--config"])
+            .arg(&config)
+            .arg("-o")
+            .arg(&processed)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "`localci process --config {}` failed:\n{}",
+            config.display(),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        let output = localci()
+            .args(["--color=never", "validate", "--strict", "--config"])
+            .arg(&processed)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success() && output.stderr.is_empty(),
+            "the processed form of {} does not re-validate:\n{}",
+            config.display(),
+            String::from_utf8_lossy(&output.stderr),
+        );
+    }
+}
+
 /// True when Docker answers and has every image. Otherwise prints why and returns false, or
 /// panics under `CI=true`, where a skipped Docker test would hide a broken setup.
 fn docker_with_images(images: &[&str]) -> bool {
