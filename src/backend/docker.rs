@@ -160,9 +160,12 @@ impl Backend for DockerBackend {
                     return Err(BackendError::Api(detail.message.unwrap_or_default()));
                 }
                 let detail = info.progress_detail.unwrap_or_default();
+                let status = info.status.unwrap_or_default();
+                // `<tag>: Pulling from <repo>` carries the tag in `id`: it is not a layer.
+                let layer = info.id.filter(|_| !status.starts_with("Pulling from"));
                 Ok(PullProgress {
-                    layer: info.id,
-                    status: info.status.unwrap_or_default(),
+                    layer,
+                    status,
                     current: detail.current.and_then(|c| u64::try_from(c).ok()),
                     total: detail.total.and_then(|t| u64::try_from(t).ok()),
                 })

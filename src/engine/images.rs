@@ -1,25 +1,23 @@
 //! Makes every image of the job available: a local image is used as is; a missing one is
 //! pulled (with `auth` credentials, `$VAR` expanded from the project variables as CircleCI
-//! does there alone) with one progress line per layer on a terminal.
+//! does there alone), its layers' progress sent as events for the reporter to draw.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::EngineError;
-use crate::backend::{Backend, BackendError, Credentials, ImageInfo, PullProgress};
+use crate::backend::{Backend, BackendError, Credentials, ImageInfo};
 use crate::config::format_duration;
 use crate::plan::{ImagePlan, JobPlan};
-use crate::report::Events;
+use crate::report::{Event, Events};
 
 /// Inspects (and pulls when needed) every image; `None` when cancelled.
 pub async fn ensure(
     backend: &dyn Backend,
     plan: &JobPlan,
-    progress: bool,
     events: &Events,
     cancel: &CancellationToken,
 ) -> Result<Option<HashMap<String, ImageInfo>>, EngineError> {
@@ -41,21 +39,27 @@ pub async fn ensure(
             None => {
                 events.info(format!("Pulling image {}{mapped}", image.image));
                 let started = Instant::now();
+                let credentials = credentials(image, &vars);
                 let pulled = tokio::select! {
-                    () = cancel.cancelled() => return Ok(None),
-                    pulled = pull(backend, image, &vars, progress) => pulled,
+                    () = cancel.cancelled() => None,
+                    pulled = pull(backend, image, credentials, events) => Some(pulled),
                 };
-                pulled.map_err(|e| image_error(image, &e))?;
+                events.send(Event::PullEnded {
+                    job: events.job(),
+                    image: image.image.clone(),
+                });
+                let Some(pulled) = pulled else {
+                    return Ok(None);
+                };
+                pulled.map_err(|e| image_error(image, &vars, &e))?;
                 events.info(format!(
                     "Pulled {} in {}",
                     image.image,
                     format_duration(started.elapsed())
                 ));
                 backend.inspect_image(&image.image).await?.ok_or_else(|| {
-                    image_error(
-                        image,
-                        &BackendError::NotFound("not found after the pull".into()),
-                    )
+                    let e = BackendError::NotFound("not found after the pull".into());
+                    image_error(image, &vars, &e)
                 })?
             }
         };
@@ -64,86 +68,67 @@ pub async fn ensure(
     Ok(Some(found))
 }
 
-fn image_error(image: &ImagePlan, e: &BackendError) -> EngineError {
+fn image_error(
+    image: &ImagePlan,
+    vars: &BTreeMap<String, String>,
+    e: &BackendError,
+) -> EngineError {
+    let mut unset = Vec::new();
+    if let Some(auth) = &image.auth {
+        expand(&auth.username, vars, &mut unset);
+        expand(&auth.password, vars, &mut unset);
+    }
+    let mut seen = std::collections::HashSet::new();
+    unset.retain(|name| seen.insert(name.clone()));
     EngineError::Image {
         image: image.image.clone(),
         mapped_from: image.mapped_from.clone(),
         reason: e.to_string(),
+        with_auth: image.auth.is_some(),
+        unset,
     }
 }
 
+/// The image's `auth`, its `$VAR`s expanded.
+fn credentials(image: &ImagePlan, vars: &BTreeMap<String, String>) -> Option<Credentials> {
+    image.auth.as_ref().map(|a| Credentials {
+        username: interpolate(&a.username, vars),
+        password: interpolate(&a.password, vars),
+    })
+}
+
+/// Pulls one image, sending each layer's progress.
 async fn pull(
     backend: &dyn Backend,
     image: &ImagePlan,
-    vars: &BTreeMap<String, String>,
-    progress: bool,
+    credentials: Option<Credentials>,
+    events: &Events,
 ) -> Result<(), BackendError> {
-    let credentials = image.auth.as_ref().map(|a| Credentials {
-        username: interpolate(&a.username, vars),
-        password: interpolate(&a.password, vars),
-    });
-    let mut bars = Bars::new(progress);
     let mut stream = backend.pull_image(&image.image, credentials);
     while let Some(item) = stream.next().await {
-        bars.update(&item?);
+        let progress = item?;
+        // Lines without a layer ("Digest: ...", "Status: ...") say nothing the summary won't.
+        if let Some(layer) = progress.layer {
+            events.send(Event::LayerProgress {
+                job: events.job(),
+                image: image.image.clone(),
+                layer,
+                status: progress.status,
+                current: progress.current,
+                total: progress.total,
+            });
+        }
     }
-    bars.finish();
     Ok(())
-}
-
-/// One progress bar per layer, on stderr; drawn only when stderr is a terminal.
-struct Bars {
-    multi: MultiProgress,
-    layers: HashMap<String, ProgressBar>,
-}
-
-impl Bars {
-    fn new(visible: bool) -> Bars {
-        let target = if visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        Bars {
-            multi: MultiProgress::with_draw_target(target),
-            layers: HashMap::new(),
-        }
-    }
-
-    fn update(&mut self, p: &PullProgress) {
-        let Some(layer) = &p.layer else { return };
-        let multi = &self.multi;
-        let bar = self.layers.entry(layer.clone()).or_insert_with(|| {
-            let bar = multi.add(ProgressBar::new(0));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:.bold} {msg:<12} {bar:30} {bytes}/{total_bytes}",
-                )
-                .expect("the template is valid")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(layer.clone());
-            bar
-        });
-        bar.set_message(p.status.clone());
-        if let Some(total) = p.total {
-            bar.set_length(total);
-        }
-        if let Some(current) = p.current {
-            bar.set_position(current);
-        }
-    }
-
-    fn finish(&self) {
-        for bar in self.layers.values() {
-            bar.finish_and_clear();
-        }
-        let _ = self.multi.clear();
-    }
 }
 
 /// Expands `$VAR` and `${VAR}`; unknown variables become empty, as in a shell.
 pub fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> String {
+    expand(text, vars, &mut Vec::new())
+}
+
+/// [`interpolate`], noting the names of the variables that are not set in `unset`.
+fn expand(text: &str, vars: &BTreeMap<String, String>, unset: &mut Vec<String>) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -164,7 +149,10 @@ pub fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> String {
             out.push('$');
             rest = after;
         } else {
-            out.push_str(vars.get(name).map_or("", String::as_str));
+            match vars.get(name) {
+                Some(value) => out.push_str(value),
+                None => unset.push(name.to_string()),
+            }
             rest = &after[consumed..];
         }
     }
@@ -187,5 +175,13 @@ mod tests {
         assert_eq!(interpolate("a$MISSING.b", &vars), "a.b");
         assert_eq!(interpolate("cost $5 $", &vars), "cost  $");
         assert_eq!(interpolate("plain", &vars), "plain");
+    }
+
+    #[test]
+    fn notes_the_variables_that_are_not_set() {
+        let vars = BTreeMap::from([("USER".to_string(), "me".to_string())]);
+        let mut unset = Vec::new();
+        assert_eq!(expand("$USER:${PASS}/$PASS", &vars, &mut unset), "me:/");
+        assert_eq!(unset, vec!["PASS", "PASS"]);
     }
 }

@@ -38,8 +38,6 @@ pub struct EngineOptions {
     pub keep: bool,
     /// `--docker-socket`: mount the host's Docker socket into the primary container.
     pub docker_socket: bool,
-    /// Draw pull progress bars (stderr is a terminal).
-    pub progress: bool,
     pub artifacts_dir: PathBuf,
     pub cache_dir: PathBuf,
 }
@@ -62,6 +60,10 @@ pub enum EngineError {
         image: String,
         mapped_from: Option<String>,
         reason: String,
+        /// The image has `auth` credentials in the config.
+        with_auth: bool,
+        /// Variables its `auth` refers to that were not given (expanded to nothing).
+        unset: Vec<String>,
     },
     #[error("{0}")]
     Setup(String),
@@ -92,7 +94,7 @@ pub async fn run_job(
     let started = Instant::now();
     events.section("Spin up environment");
     // Leftovers are removed while the images are checked.
-    let images = images::ensure(backend.as_ref(), &plan, options.progress, &events, &cancel);
+    let images = images::ensure(backend.as_ref(), &plan, &events, &cancel);
     let (removed, images) = tokio::join!(leftovers::remove_stale(backend.as_ref(), &run), images);
     match removed? {
         0 => {}

@@ -69,6 +69,21 @@ pub enum Event {
         name: String,
         reason: String,
     },
+    /// Progress of one layer while an image is pulled; drawn only on a terminal.
+    LayerProgress {
+        job: Arc<str>,
+        image: String,
+        layer: String,
+        /// Docker's status text (`Downloading`, `Extracting`, `Pull complete` ...).
+        status: String,
+        current: Option<u64>,
+        total: Option<u64>,
+    },
+    /// The pull of an image ended, either way: its layer lines go away.
+    PullEnded {
+        job: Arc<str>,
+        image: String,
+    },
     JobFinished {
         job: Arc<str>,
         passed: bool,

@@ -4,6 +4,7 @@
 
 mod event;
 mod lines;
+mod pull_bars;
 mod terminal;
 
 use std::io::{BufWriter, Write};
@@ -14,12 +15,20 @@ pub use event::{Event, Events, Receiver, Sink, StepStatus, Stream, channel};
 pub use lines::LineSplitter;
 pub use terminal::Terminal;
 
-/// Starts the reporter task writing to `out`. Drop every sink, then await the handle to be
-/// sure everything was written.
-pub fn spawn<W: Write + Send + 'static>(out: W, color: bool) -> (Sink, JoinHandle<()>) {
+/// Starts the reporter task writing to `out`; `pull_progress` draws pulls layer by layer on
+/// stderr (give it only when stderr is a terminal). Drop every sink, then await the handle to
+/// be sure everything was written.
+pub fn spawn<W: Write + Send + 'static>(
+    out: W,
+    color: bool,
+    pull_progress: bool,
+) -> (Sink, JoinHandle<()>) {
     let (sink, mut rx) = channel();
     let handle = tokio::spawn(async move {
         let mut terminal = Terminal::new(BufWriter::with_capacity(64 * 1024, out), color);
+        if pull_progress {
+            terminal = terminal.show_pulls();
+        }
         while let Some(event) = rx.recv().await {
             terminal.handle(&event);
             // Flush when caught up: a live view without a write per line under load.
@@ -27,7 +36,7 @@ pub fn spawn<W: Write + Send + 'static>(out: W, color: bool) -> (Sink, JoinHandl
                 terminal.flush();
             }
         }
-        terminal.flush();
+        terminal.finish();
     });
     (sink, handle)
 }

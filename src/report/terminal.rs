@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
+use indicatif::ProgressDrawTarget;
+
 use super::event::{Event, StepStatus};
+use super::pull_bars::PullBars;
 use crate::config::format_duration;
 
 pub struct Terminal<W: Write> {
@@ -16,6 +19,8 @@ pub struct Terminal<W: Write> {
     background: HashMap<(Arc<str>, usize), String>,
     /// Short names of the steps started, by (job, step), for their closing line.
     names: HashMap<(Arc<str>, usize), String>,
+    /// The live layer lines of a pull (hidden unless [`Terminal::show_pulls`]).
+    pulls: PullBars,
 }
 
 /// Step names in closing lines are cut to this many characters.
@@ -46,7 +51,14 @@ impl<W: Write> Terminal<W> {
             color,
             background: HashMap::new(),
             names: HashMap::new(),
+            pulls: PullBars::new(ProgressDrawTarget::hidden(), color),
         }
+    }
+
+    /// Draws pull progress (one line per layer) on stderr; for when stderr is a terminal.
+    pub fn show_pulls(mut self) -> Terminal<W> {
+        self.pulls = PullBars::new(ProgressDrawTarget::stderr(), self.color);
+        self
     }
 
     pub fn into_inner(self) -> W {
@@ -64,6 +76,29 @@ impl<W: Write> Terminal<W> {
     /// Writes one event (call [`Terminal::flush`] to show it); an unwritable stdout (a closed
     /// pipe) is ignored, as `echo` would.
     pub fn handle(&mut self, event: &Event) {
+        match event {
+            Event::LayerProgress {
+                layer,
+                status,
+                current,
+                total,
+                ..
+            } => {
+                if self.pulls.is_empty() {
+                    // The lines before the pull ("Pulling image ...") must be on screen
+                    // before the layer lines are drawn under them.
+                    self.flush();
+                }
+                self.pulls.update(layer, status, *current, *total);
+                return;
+            }
+            Event::PullEnded { .. } => {
+                self.pulls.clear();
+                return;
+            }
+            // Never a line in the middle of the live display, whatever the engine sent.
+            _ => self.pulls.clear(),
+        }
         let text = self.render(event);
         if !text.is_empty() {
             let _ = self.out.write_all(text.as_bytes());
@@ -74,8 +109,15 @@ impl<W: Write> Terminal<W> {
         let _ = self.out.flush();
     }
 
+    /// Clears what is still drawn and writes everything out; the last call.
+    pub fn finish(&mut self) {
+        self.pulls.clear();
+        self.flush();
+    }
+
     fn render(&mut self, event: &Event) -> String {
         match event {
+            Event::LayerProgress { .. } | Event::PullEnded { .. } => String::new(),
             Event::Section { title, .. } => {
                 format!("{}\n", self.paint(BOLD, &format!("====>> {title}")))
             }
@@ -246,6 +288,34 @@ mod tests {
             text,
             "====>> make\n  #!/bin/sh -eo pipefail\n  make\nok\nExited with code exit status 2\n---> \"make\" failed in 1.5s, exit code 2\n====>> server (background)\n[server] listening\nTask failed. Job \"build\" failed in 2s: step \"make\" failed\n"
         );
+    }
+
+    #[test]
+    fn pull_progress_never_reaches_the_text_output() {
+        let job: Arc<str> = Arc::from("build");
+        let mut t = Terminal::new(Vec::new(), false);
+        let info = |text: &str| Event::Info {
+            job: job.clone(),
+            text: text.into(),
+        };
+        t.handle(&info("Pulling image img"));
+        t.handle(&Event::LayerProgress {
+            job: job.clone(),
+            image: "img".into(),
+            layer: "fa71c512a4f3".into(),
+            status: "Downloading".into(),
+            current: Some(1),
+            total: Some(2),
+        });
+        assert!(!t.pulls.is_empty());
+        t.handle(&Event::PullEnded {
+            job: job.clone(),
+            image: "img".into(),
+        });
+        assert!(t.pulls.is_empty());
+        t.handle(&info("Pulled img in 1s"));
+        let text = String::from_utf8(t.into_inner()).unwrap();
+        assert_eq!(text, "Pulling image img\nPulled img in 1s\n");
     }
 
     #[test]

@@ -10,12 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const BUSYBOX: &str = "localci-test/busybox:latest";
+pub(crate) const BUSYBOX: &str = "localci-test/busybox:latest";
 const DEBIAN: &str = "localci-test/debian:bookworm";
 const PRESERVE: &str = "localci-test/preserve:latest";
 
 /// Whether Docker and the test images are usable. In CI their absence fails the test.
-fn docker_ready() -> bool {
+pub(crate) fn docker_ready() -> bool {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = READY.get_or_init(|| {
         let out = Command::new("docker")
@@ -69,17 +69,17 @@ fn docker_lines(args: &[&str]) -> Vec<String> {
 }
 
 /// A temporary git repository with a config, and the localci runs made in it.
-struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
     cache: tempfile::TempDir,
     /// Pids of the localci processes started here, for cleanup.
     pids: RefCell<Vec<u32>>,
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
     pid: u32,
 }
 
@@ -89,7 +89,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn assert_code(&self, code: i32) -> &Run {
+    pub(crate) fn assert_code(&self, code: i32) -> &Run {
         assert_eq!(
             self.code, code,
             "exit code\n--- stdout\n{}\n--- stderr\n{}",
@@ -99,7 +99,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn assert_stdout(&self, text: &str) -> &Run {
+    pub(crate) fn assert_stdout(&self, text: &str) -> &Run {
         assert!(
             self.stdout.contains(text),
             "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -110,7 +110,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn assert_stderr(&self, text: &str) -> &Run {
+    pub(crate) fn assert_stderr(&self, text: &str) -> &Run {
         assert!(
             self.stderr.contains(text),
             "stderr lacks {text:?}\n--- stderr\n{}",
@@ -120,7 +120,7 @@ impl Run {
     }
 
     #[track_caller]
-    fn assert_nothing_left(&self) -> &Run {
+    pub(crate) fn assert_nothing_left(&self) -> &Run {
         assert_eq!(
             containers_of(self.pid),
             Vec::<String>::new(),
@@ -131,7 +131,7 @@ impl Run {
 }
 
 impl Project {
-    fn new(config: &str) -> Project {
+    pub(crate) fn new(config: &str) -> Project {
         let project = Project {
             dir: tempfile::tempdir().unwrap(),
             cache: tempfile::tempdir().unwrap(),
@@ -143,7 +143,7 @@ impl Project {
         project
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -172,7 +172,7 @@ impl Project {
         self.git(&["commit", "-q", "-m", "commit"]);
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_localci"));
         cmd.current_dir(self.path())
             .arg("execute")
@@ -184,11 +184,11 @@ impl Project {
         cmd
     }
 
-    fn execute(&self, args: &[&str]) -> Run {
+    pub(crate) fn execute(&self, args: &[&str]) -> Run {
         self.execute_with(args, &[])
     }
 
-    fn execute_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub(crate) fn execute_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command(args);
         cmd.envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -237,11 +237,11 @@ impl Drop for Project {
     }
 }
 
-fn job(name: &str, image: &str, steps: &str) -> String {
+pub(crate) fn job(name: &str, image: &str, steps: &str) -> String {
     format!("  {name}:\n    docker:\n      - image: {image}\n    steps:\n{steps}")
 }
 
-fn config(jobs: &[String]) -> String {
+pub(crate) fn config(jobs: &[String]) -> String {
     format!("version: 2\njobs:\n{}", jobs.concat())
 }
 

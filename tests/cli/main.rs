@@ -3,5 +3,6 @@
 mod cache;
 mod execute;
 mod process;
+mod pull;
 mod samples;
 mod validate;
