@@ -1,6 +1,7 @@
 //! Finding and reading a config file into [`Sources`], with one clear error per way it can fail
 //! (missing, a directory, not text, too large). No parsing here.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::Diagnostic;
@@ -53,15 +54,24 @@ pub fn load(sources: &mut Sources, path: &Path) -> Result<FileId, Diagnostic> {
                 .with_hint("name the YAML file itself, e.g. -c .circleci/config.yml"),
         );
     }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(Diagnostic::bare(format!(
-            "{shown} is {} MB; localci reads configs of at most {} MB",
-            meta.len() / (1024 * 1024),
+    let too_large = || {
+        Diagnostic::bare(format!(
+            "{shown} is larger than {} MB, the most localci reads",
             MAX_CONFIG_BYTES / (1024 * 1024)
-        )));
+        ))
+        .with_hint("a CircleCI config is a YAML text file of a few kilobytes")
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
     }
-    let bytes = std::fs::read(path)
+    // Read at most one byte past the limit: devices such as /dev/zero report a length of 0.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|e| Diagnostic::bare(format!("cannot read {shown}: {}", io_reason(&e))))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
     let text = decode(bytes).map_err(|why| {
         Diagnostic::bare(format!("{shown} is not a text file ({why})"))
             .with_hint("a CircleCI config is UTF-8 YAML text")

@@ -1,16 +1,20 @@
+//! The `localci` binary: parse the command line, run it, exit with the outcome's code.
+
 use clap::Parser;
+use localci::exit::Outcome;
 
 fn main() {
     let cli = match localci::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                localci::exit::Outcome::Invalid.code()
+            // `--help` and `--version` are printed through the same error type.
+            let outcome = if e.use_stderr() {
+                Outcome::Invalid
             } else {
-                0
+                Outcome::Success
             };
             let _ = e.print();
-            std::process::exit(code);
+            std::process::exit(outcome.code());
         }
     };
     std::process::exit(localci::cli::run(cli).code());

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::Context;
+use super::output::{errln, outln};
 use crate::exit::Outcome;
 use crate::store::{self, CacheEntry, CacheStore};
 
@@ -40,12 +41,12 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
     if let Action::Rm { prefix } = &args.action
         && prefix.is_empty()
     {
-        eprintln!("error: the key prefix is empty, which would remove every cache");
-        eprintln!("hint: to remove them all, use `localci cache prune --older-than 0s`");
+        errln!("error: the key prefix is empty, which would remove every cache");
+        errln!("hint: to remove them all, use `localci cache prune --older-than 0s`");
         return Outcome::Invalid;
     }
     if !dir.is_dir() {
-        eprintln!("no caches in {}", dir.display());
+        errln!("no caches in {}", dir.display());
         return Outcome::Success;
     }
     let result = CacheStore::open(&dir).and_then(|store| match &args.action {
@@ -56,7 +57,7 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
     match result {
         Ok(()) => Outcome::Success,
         Err(e) => {
-            eprintln!("error: cache directory {}: {e}", dir.display());
+            errln!("error: cache directory {}: {e}", dir.display());
             Outcome::Environment
         }
     }
@@ -65,10 +66,10 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
 fn list(store: &CacheStore) -> std::io::Result<()> {
     let entries = store.list()?;
     for damaged in store.damaged()? {
-        eprintln!("warning: {}", damaged.reason);
+        errln!("warning: {}", damaged.reason);
     }
     if entries.is_empty() {
-        eprintln!("no caches in {}", store.dir().display());
+        errln!("no caches in {}", store.dir().display());
         return Ok(());
     }
     let now = SystemTime::now();
@@ -78,23 +79,23 @@ fn list(store: &CacheStore) -> std::io::Result<()> {
         .max()
         .unwrap_or(0)
         .max(3);
-    println!("{:<width$}  {:>10}  {:>4}", "KEY", "SIZE", "AGE");
+    outln!("{:<width$}  {:>10}  {:>4}", "KEY", "SIZE", "AGE");
     for e in &entries {
-        println!(
+        outln!(
             "{:<width$}  {:>10}  {:>4}",
             e.key,
             format_size(e.size),
             age(now, e)
         );
     }
-    eprintln!("{} in {}", count_and_size(&entries), store.dir().display());
+    errln!("{} in {}", count_and_size(&entries), store.dir().display());
     Ok(())
 }
 
 fn remove(store: &CacheStore, prefix: &str) -> std::io::Result<()> {
     let removed = store.remove_prefix(prefix)?;
     if removed.is_empty() {
-        eprintln!(
+        errln!(
             "no cache key starts with {prefix:?} in {}",
             store.dir().display()
         );
@@ -106,7 +107,7 @@ fn remove(store: &CacheStore, prefix: &str) -> std::io::Result<()> {
 fn prune(store: &CacheStore, older_than: Duration) -> std::io::Result<()> {
     let removed = store.prune_older_than(older_than)?;
     report_removed(&removed);
-    eprintln!(
+    errln!(
         "pruned {} older than {}",
         count_and_size(&removed),
         store::format_duration(older_than)
@@ -116,7 +117,7 @@ fn prune(store: &CacheStore, older_than: Duration) -> std::io::Result<()> {
 
 fn report_removed(removed: &[CacheEntry]) {
     for e in removed {
-        println!("removed {} ({})", e.key, format_size(e.size));
+        outln!("removed {} ({})", e.key, format_size(e.size));
     }
 }
 

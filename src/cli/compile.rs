@@ -39,6 +39,14 @@ fn key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The folder that holds the config file (the start of the search for its repository).
+pub fn config_dir(ctx: &Context, config: &Path) -> PathBuf {
+    ctx.cwd
+        .join(config)
+        .parent()
+        .map_or_else(|| ctx.cwd.clone(), Path::to_path_buf)
+}
+
 impl CompileArgs {
     /// The repository facts with `--branch`/`--tag` applied: a tag build has no branch.
     pub fn repo(&self, dir: &Path) -> RepoInfo {
@@ -55,12 +63,7 @@ impl CompileArgs {
 
     /// Compile options for the config at `config` (relative to the working directory).
     pub fn options(&self, ctx: &Context, config: &Path) -> Result<Options, Vec<Diagnostic>> {
-        let dir = ctx
-            .cwd
-            .join(config)
-            .parent()
-            .map_or_else(|| ctx.cwd.clone(), Path::to_path_buf);
-        let mut values = PipelineValues::from_repo(&RepoInfo::discover(&dir));
+        let mut values = PipelineValues::from_repo(&RepoInfo::discover(&config_dir(ctx, config)));
         if let Some(tag) = &self.tag {
             values.set_tag(tag);
         }

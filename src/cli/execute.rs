@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::Context;
 use super::compile::CompileArgs;
+use super::output::{self, errln, outln};
 use crate::backend::BackendError;
 use crate::backend::docker::DockerBackend;
 use crate::diagnostic::{self, Diagnostic};
@@ -82,7 +83,7 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return Outcome::Environment;
         }
     };
@@ -94,26 +95,34 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     let cancel = match engine::cancel_on_signals() {
         Ok(token) => token,
         Err(e) => {
-            eprintln!("error: cannot handle Ctrl-C: {e}");
+            errln!("error: cannot handle Ctrl-C: {e}");
             return Outcome::Environment;
         }
     };
     // Connecting (and negotiating the API version) overlaps with loading and planning.
     let connecting = tokio::spawn(DockerBackend::connect(ctx.env.clone()));
     let mut sources = Sources::new();
-    let repo = args.compile.repo(&ctx.cwd);
-    let planned = match plan_job(ctx, args, &repo, &mut sources) {
+    let path = match crate::load::find_config(args.config.as_deref(), &ctx.cwd) {
+        Ok(path) => path,
+        Err(d) => {
+            output::stderr(&diagnostic::render_human(&sources, &[d], ctx.color));
+            return Outcome::Invalid;
+        }
+    };
+    // The repository is the one that holds the config, wherever localci runs from.
+    let repo = args.compile.repo(&super::compile::config_dir(ctx, &path));
+    let planned = match plan_job(ctx, args, &path, &repo, &mut sources) {
         Ok(plan) => plan,
         Err(mut diags) => {
             diagnostic::sort(&mut diags);
-            eprint!("{}", diagnostic::render_human(&sources, &diags, ctx.color));
+            output::stderr(&diagnostic::render_human(&sources, &diags, ctx.color));
             return Outcome::Invalid;
         }
     };
     let plan = match planned {
         Plan::Run(plan) => *plan,
         Plan::Nothing(why) => {
-            println!("{why}");
+            outln!("{why}");
             return Outcome::Success;
         }
     };
@@ -125,7 +134,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         Ok(Ok(backend)) => Arc::new(backend),
         Ok(Err(e)) => return report_error(ctx, &EngineError::Backend(e)),
         Err(e) => {
-            eprintln!("error: connecting to Docker failed: {e}");
+            errln!("error: connecting to Docker failed: {e}");
             return Outcome::Environment;
         }
     };
@@ -133,10 +142,11 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     let options = EngineOptions {
         keep: args.keep,
         docker_socket: args.docker_socket,
-        artifacts_dir: args
-            .artifacts_dir
-            .clone()
-            .unwrap_or_else(|| root.join(".localci").join("artifacts").join(&plan.name)),
+        artifacts_dir: args.artifacts_dir.clone().unwrap_or_else(|| {
+            root.join(".localci")
+                .join("artifacts")
+                .join(folder_name(&plan.name))
+        }),
         cache_dir: cache_dir(ctx, args, &repo),
     };
     let (tx, reporter) = crate::report::spawn(
@@ -154,15 +164,35 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     }
 }
 
+/// A job name as one safe folder name: a name like `../x` or `a/b` (legal in a workflow
+/// `name:`) must not lead the artifacts out of `.localci/artifacts`.
+fn folder_name(job: &str) -> String {
+    let name: String = job
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.+@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.chars().all(|c| c == '.') {
+        name.replace('.', "_")
+    } else {
+        name
+    }
+}
+
 /// Load -> parse -> validate -> process (2.1) -> typed config -> plan.
 fn plan_job(
     ctx: &Context,
     args: &Args,
+    path: &Path,
     repo: &RepoInfo,
     sources: &mut Sources,
 ) -> Result<Plan, Vec<Diagnostic>> {
-    let path = crate::load::find_config(args.config.as_deref(), &ctx.cwd).map_err(|d| vec![d])?;
-    let file = crate::load::load(sources, &path).map_err(|d| vec![d])?;
+    let file = crate::load::load(sources, path).map_err(|d| vec![d])?;
     let node = crate::yaml::parse(sources.get(file), file).map_err(|d| vec![d])?;
     let diags =
         crate::validate::validate(sources, file, &node, &crate::validate::Options::default());
@@ -214,10 +244,11 @@ fn process_config(
     options.all_jobs = true;
     let processed = crate::process::process(sources, file, node, &options)?;
     if !processed.warnings.is_empty() {
-        eprint!(
-            "{}",
-            diagnostic::render_human(sources, &processed.warnings, ctx.color)
-        );
+        output::stderr(&diagnostic::render_human(
+            sources,
+            &processed.warnings,
+            ctx.color,
+        ));
     }
     Ok(processed.config)
 }
@@ -323,10 +354,7 @@ fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
         EngineError::Setup(_) => Diagnostic::bare(e.to_string()),
         EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),
     };
-    eprint!(
-        "{}",
-        diagnostic::render_human(&Sources::new(), &[d], ctx.color)
-    );
+    output::stderr(&diagnostic::render_human(&Sources::new(), &[d], ctx.color));
     Outcome::Environment
 }
 
@@ -461,5 +489,13 @@ mod tests {
                 .message
                 .ends_with(":2: `nope` is not NAME=VALUE")
         );
+    }
+
+    #[test]
+    fn job_names_cannot_leave_the_artifacts_folder() {
+        assert_eq!(folder_name("../../etc"), ".._.._etc");
+        assert_eq!(folder_name(".."), "__");
+        assert_eq!(folder_name("a/b"), "a_b");
+        assert_eq!(folder_name("test-3.12"), "test-3.12");
     }
 }

@@ -4,6 +4,7 @@
 mod cache;
 mod compile;
 mod execute;
+mod output;
 mod process;
 mod validate;
 

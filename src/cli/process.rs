@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::Context;
 use super::compile::CompileArgs;
+use super::output;
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::Outcome;
 use crate::process::{self, Processed};
@@ -28,20 +29,21 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
     let mut sources = Sources::new();
     match compile(ctx, args, &mut sources) {
         Ok(processed) => {
-            eprint!(
-                "{}",
-                diagnostic::render_human(&sources, &processed.warnings, ctx.color)
-            );
+            output::stderr(&diagnostic::render_human(
+                &sources,
+                &processed.warnings,
+                ctx.color,
+            ));
             match write(args, &processed) {
                 Ok(()) => Outcome::Success,
                 Err(d) => {
-                    eprint!("{}", diagnostic::render_human(&sources, &[d], ctx.color));
+                    output::stderr(&diagnostic::render_human(&sources, &[d], ctx.color));
                     Outcome::Environment
                 }
             }
         }
         Err(diags) => {
-            eprint!("{}", diagnostic::render_human(&sources, &diags, ctx.color));
+            output::stderr(&diagnostic::render_human(&sources, &diags, ctx.color));
             Outcome::Invalid
         }
     }
@@ -56,7 +58,19 @@ fn compile(
     let file = crate::load::load(sources, &path).map_err(|d| vec![d])?;
     let node = crate::yaml::parse(sources.get(file), file).map_err(|d| vec![d])?;
     let options = args.compile.options(ctx, &path)?;
-    process::process(sources, file, &node, &options)
+    let processed = process::process(sources, file, &node, &options)?;
+    // The compiler reports what it cannot compile in CircleCI's own words; the validator then
+    // catches what compiles but is still wrong (a requires cycle, a bad resource class ...).
+    let invalid: Vec<Diagnostic> =
+        crate::validate::validate(sources, file, &node, &crate::validate::Options::default())
+            .into_iter()
+            .filter(Diagnostic::is_error)
+            .collect();
+    if invalid.is_empty() {
+        Ok(processed)
+    } else {
+        Err(invalid)
+    }
 }
 
 /// The compiled YAML, preceded (like CircleCI's output) by how each registry orb resolved.
@@ -76,7 +90,7 @@ fn write(args: &Args, processed: &Processed) -> Result<(), Diagnostic> {
     let text = render(processed);
     match &args.output {
         None => {
-            print!("{text}");
+            output::stdout(&text);
             Ok(())
         }
         Some(path) => std::fs::write(path, text).map_err(|e| {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 
 use super::Context;
+use super::output::{self, outln};
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::Outcome;
 use crate::source::Sources;
@@ -36,11 +37,13 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
     let diags = check(ctx, args, &mut sources);
     let failed = diags.iter().any(Diagnostic::is_error);
     match args.format {
-        Format::Json => println!("{}", diagnostic::render_json(&sources, &diags)),
+        Format::Json => {
+            outln!("{}", diagnostic::render_json(&sources, &diags));
+        }
         Format::Human => {
-            eprint!("{}", diagnostic::render_human(&sources, &diags, ctx.color));
+            output::stderr(&diagnostic::render_human(&sources, &diags, ctx.color));
             if !failed {
-                println!("config is valid");
+                outln!("config is valid");
             }
         }
     }

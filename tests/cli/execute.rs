@@ -897,3 +897,38 @@ workflows:
         .assert_code(2)
         .assert_stderr("nope");
 }
+
+#[test]
+fn the_repository_is_the_one_holding_the_config_not_the_working_directory() {
+    require_docker!();
+    let p = Project::new(&config(&[job(
+        "show",
+        BUSYBOX,
+        "      - checkout\n      - run: cat marker.txt\n",
+    )]));
+    p.write("marker.txt", "from the config's repository\n");
+    p.commit();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_localci"))
+        .current_dir(elsewhere.path())
+        .arg("execute")
+        .arg("show")
+        .arg("-c")
+        .arg(p.path().join(".circleci/config.yml"))
+        .arg("--cache-dir")
+        .arg(p.cache.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\nfrom the config's repository\n"),
+        "{stdout}"
+    );
+}
