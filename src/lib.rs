@@ -26,5 +26,6 @@ pub mod source;
 pub mod steps;
 pub mod store;
 pub mod template;
+pub mod units;
 pub mod validate;
 pub mod yaml;

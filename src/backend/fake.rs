@@ -82,13 +82,19 @@ pub struct State {
     /// The container stops when an exec of this helper (`localci-step` ...) arrives, as when
     /// a preserved entrypoint exits.
     pub stop_on: Option<String>,
+    /// How long the "daemon" takes to make a container; the container appears after this
+    /// even if the caller stopped waiting for the answer, as with a real daemon.
+    pub create_delay: Duration,
+    /// Create requests fail with this, though the "daemon" still makes the container (a lost
+    /// answer).
+    pub create_error: Option<String>,
     /// What the setup reports.
     pub uid: u64,
     pub home: String,
 }
 
 pub struct FakeBackend {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     handler: Handler,
     kill: Arc<Notify>,
 }
@@ -113,7 +119,7 @@ impl FakeBackend {
             ..State::default()
         };
         FakeBackend {
-            state: Mutex::new(state),
+            state: Arc::new(Mutex::new(state)),
             handler: Box::new(handler),
             kill: Arc::new(Notify::new()),
         }
@@ -216,14 +222,38 @@ impl Backend for FakeBackend {
         let mut state = self.state();
         state.next += 1;
         let id = format!("{:064x}", state.next);
-        state.containers.insert(
-            id.clone(),
-            FakeContainer {
+        let (delay, error) = (state.create_delay, state.create_error.clone());
+        drop(state);
+        let shared = self.state.clone();
+        let made_id = id.clone();
+        let make = move || {
+            let container = FakeContainer {
                 spec,
                 running: false,
-            },
-        );
-        async move { Ok(id) }.boxed()
+            };
+            let mut state = shared.lock().expect("tests do not panic while holding it");
+            state.containers.insert(made_id, container);
+        };
+        let made = if delay.is_zero() {
+            make();
+            None
+        } else {
+            // The "daemon" goes on making it even when the caller drops the request.
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                make();
+            }))
+        };
+        async move {
+            if let Some(e) = error {
+                return Err(BackendError::Api(e));
+            }
+            if let Some(made) = made {
+                made.await.expect("the fake's create task does not panic");
+            }
+            Ok(id)
+        }
+        .boxed()
     }
 
     fn start_container(&self, id: &str) -> Fut<'_, ()> {
@@ -244,6 +274,13 @@ impl Backend for FakeBackend {
 
     fn remove_container(&self, id: &str) -> Fut<'_, ()> {
         let mut state = self.state();
+        // Like Docker, accept a name as well as an id.
+        let id = state
+            .containers
+            .iter()
+            .find(|(_, c)| c.spec.name.as_deref() == Some(id))
+            .map_or(id.to_string(), |(found, _)| found.clone());
+        let id = id.as_str();
         if state.containers.remove(id).is_some() {
             state.removed.push(id.to_string());
         }

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use super::Context;
 use super::output::{errln, outln};
 use crate::exit::Outcome;
-use crate::store::{self, CacheEntry, CacheStore};
+use crate::store::{CacheEntry, CacheStore};
+use crate::units::{format_age, format_bytes, format_span, parse_age};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,7 +32,7 @@ pub enum Action {
     },
     /// Remove the caches created longer ago than AGE (such as 7d, 12h, 30m, 1d12h).
     Prune {
-        #[arg(long, value_name = "AGE", value_parser = store::parse_duration)]
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
         older_than: Duration,
     },
 }
@@ -84,7 +85,7 @@ fn list(store: &CacheStore) -> std::io::Result<()> {
         outln!(
             "{:<width$}  {:>10}  {:>4}",
             e.key,
-            format_size(e.size),
+            format_bytes(e.size),
             age(now, e)
         );
     }
@@ -110,19 +111,19 @@ fn prune(store: &CacheStore, older_than: Duration) -> std::io::Result<()> {
     errln!(
         "pruned {} older than {}",
         count_and_size(&removed),
-        store::format_duration(older_than)
+        format_span(older_than)
     );
     Ok(())
 }
 
 fn report_removed(removed: &[CacheEntry]) {
     for e in removed {
-        outln!("removed {} ({})", e.key, format_size(e.size));
+        outln!("removed {} ({})", e.key, format_bytes(e.size));
     }
 }
 
 fn age(now: SystemTime, entry: &CacheEntry) -> String {
-    store::format_age(now.duration_since(entry.created).unwrap_or_default())
+    format_age(now.duration_since(entry.created).unwrap_or_default())
 }
 
 fn count_and_size(entries: &[CacheEntry]) -> String {
@@ -132,34 +133,5 @@ fn count_and_size(entries: &[CacheEntry]) -> String {
     } else {
         "caches"
     };
-    format!("{} {noun}, {}", entries.len(), format_size(total))
-}
-
-/// `512 B`, `1.5 KiB`, `12.3 MiB`, `1.0 GiB`.
-fn format_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(format_size(0), "0 B");
-        assert_eq!(format_size(1023), "1023 B");
-        assert_eq!(format_size(1536), "1.5 KiB");
-        assert_eq!(format_size(12_900_000), "12.3 MiB");
-        assert_eq!(format_size(1 << 30), "1.0 GiB");
-    }
+    format!("{} {noun}, {}", entries.len(), format_bytes(total))
 }

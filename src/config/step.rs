@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::duration;
 use super::read::{Reader, child, index};
 use crate::source::Span;
 use crate::yaml::{Kind, Node};
@@ -359,7 +358,7 @@ fn parse_run(r: &mut Reader, body: &Node, pointer: &str) -> Option<Run> {
 fn opt_duration(r: &mut Reader, body: &Node, key: &str, pointer: &str) -> Option<Duration> {
     let node = body.get(key)?;
     let text = r.text(node, &child(pointer, key), &format!("`{key}`"))?;
-    let parsed = duration::parse(&text);
+    let parsed = crate::units::parse_go(&text);
     if parsed.is_none() {
         r.error_hint(
             node,

@@ -3,8 +3,14 @@
 //! `entrypoint`/`command`), and one container per service joining the primary's network
 //! namespace so services answer on `localhost`. `name:` aliases go into the primary's
 //! `/etc/hosts`, which the services share (Docker refuses extra hosts with a shared network).
+//!
+//! A request to the daemon is never dropped half-way (Ctrl-C is checked between requests): a
+//! create request abandoned after it was sent still makes a container, which cleanup would
+//! not know about.
 
 use std::collections::HashMap;
+
+use tokio_util::sync::CancellationToken;
 
 use super::run_info::RunInfo;
 use crate::backend::{Backend, ContainerSpec, ImageInfo, Result};
@@ -21,6 +27,9 @@ const KEEP_ALIVE: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait 
 pub struct Created {
     pub primary: Option<String>,
     pub services: Vec<String>,
+    /// Names of containers whose create request failed: the daemon may have made them anyway
+    /// (the answer was lost, or came too late), so cleanup removes them by name.
+    pub unconfirmed: Vec<String>,
     /// The shell to offer for `docker exec` into the primary (known after setup).
     pub shell: Option<String>,
     /// The job's working directory, expanded (known after setup).
@@ -43,16 +52,25 @@ pub struct SocketMount {
     pub gid: Option<u32>,
 }
 
-/// Creates and starts the primary, then the services. Ids land in `created` as soon as
-/// they exist.
+/// How [`start`] ended when the daemon did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Startup {
+    Started,
+    /// Ctrl-C arrived; some containers may exist (they are in `created`).
+    Interrupted,
+}
+
+/// Creates and starts the primary, then the services, checking `cancel` between requests.
+/// Ids land in `created` as soon as they exist.
 pub async fn start(
     backend: &dyn Backend,
     plan: &JobPlan,
     run: &RunInfo,
     images: &HashMap<String, ImageInfo>,
     socket: Option<&SocketMount>,
+    cancel: &CancellationToken,
     created: &mut Created,
-) -> Result<()> {
+) -> Result<Startup> {
     let (primary_plan, services) = plan
         .images
         .split_first()
@@ -61,17 +79,43 @@ pub async fn start(
         .get(&primary_plan.image)
         .and_then(|i| i.labels.get(PRESERVE_ENTRYPOINT))
         .is_some_and(|v| v == "true");
+    if cancel.is_cancelled() {
+        return Ok(Startup::Interrupted);
+    }
     let spec = primary_spec(plan, primary_plan, run, preserve, socket);
-    let primary = backend.create_container(spec).await?;
+    let primary = create(backend, spec, created).await?;
     created.primary = Some(primary.clone());
+    if cancel.is_cancelled() {
+        return Ok(Startup::Interrupted);
+    }
     backend.start_container(&primary).await?;
     for (i, service) in services.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Ok(Startup::Interrupted);
+        }
         let spec = service_spec(plan, service, run, i + 1, &primary);
-        let id = backend.create_container(spec).await?;
+        let id = create(backend, spec, created).await?;
         created.services.push(id.clone());
+        if cancel.is_cancelled() {
+            return Ok(Startup::Interrupted);
+        }
         backend.start_container(&id).await?;
     }
-    Ok(())
+    Ok(Startup::Started)
+}
+
+/// One create request, awaited to the end; on failure its name goes to `unconfirmed`.
+async fn create(
+    backend: &dyn Backend,
+    spec: ContainerSpec,
+    created: &mut Created,
+) -> Result<String> {
+    let name = spec.name.clone();
+    let result = backend.create_container(spec).await;
+    if result.is_err() {
+        created.unconfirmed.extend(name);
+    }
+    result
 }
 
 fn base_spec(plan: &JobPlan, image: &ImagePlan, run: &RunInfo, suffix: &str) -> ContainerSpec {
@@ -150,10 +194,12 @@ fn container_name(job: &str, short: &str, suffix: &str) -> String {
     format!("localci-{}-{short}{}", clean(job), clean(suffix))
 }
 
-/// Removes everything in `created`; returns the ids that could not be removed.
+/// Removes everything in `created` (the unconfirmed ones by name); returns the ids or names
+/// that could not be removed. A container that does not exist counts as removed.
 pub async fn remove(backend: &dyn Backend, created: &Created) -> Vec<(String, String)> {
     let mut failed = Vec::new();
-    let removals = created.all().into_iter().map(|id| async move {
+    let targets = created.unconfirmed.iter().cloned().chain(created.all());
+    let removals = targets.map(|id| async move {
         let result = backend.remove_container(&id).await;
         (id, result)
     });

@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::EngineError;
 use crate::backend::{Backend, BackendError, Credentials, ImageInfo};
-use crate::config::format_duration;
 use crate::plan::{ImagePlan, JobPlan};
 use crate::report::{Event, Events};
+use crate::units::format_go;
 
 /// Inspects (and pulls when needed) every image; `None` when cancelled.
 pub async fn ensure(
@@ -55,7 +55,7 @@ pub async fn ensure(
                 events.info(format!(
                     "Pulled {} in {}",
                     image.image,
-                    format_duration(started.elapsed())
+                    format_go(started.elapsed())
                 ));
                 backend.inspect_image(&image.image).await?.ok_or_else(|| {
                     let e = BackendError::NotFound("not found after the pull".into());

@@ -1,9 +1,12 @@
 //! Removes what earlier runs left behind when they could not clean up (killed with SIGKILL,
-//! a crash, a lost daemon connection): labelled resources from this host whose creating
-//! process is gone. Containers kept with `--keep` are never touched.
+//! a crash, a lost daemon connection): labelled resources whose creating process has certainly
+//! ended (see [`Owner::is_gone`]). Never a live run's: when in doubt (another host, another pid
+//! namespace, labels it cannot read), a resource stays. Containers kept with `--keep` are
+//! never touched.
 
-use super::run_info::{LABEL_HOST, LABEL_KEEP, RunInfo, process_alive};
-use crate::backend::{Backend, LABEL, LABEL_PID, Labelled, ResourceKind, Result};
+use super::owner::{self, Owner};
+use super::run_info::{LABEL_KEEP, RunInfo};
+use crate::backend::{Backend, LABEL, Labelled, ResourceKind, Result};
 
 /// Removes stale resources; returns how many were removed.
 pub async fn remove_stale(backend: &dyn Backend, me: &RunInfo) -> Result<usize> {
@@ -11,7 +14,7 @@ pub async fn remove_stale(backend: &dyn Backend, me: &RunInfo) -> Result<usize> 
         .list_labelled(LABEL)
         .await?
         .into_iter()
-        .filter(|r| is_stale(r, me))
+        .filter(|r| is_stale(r, &me.owner))
         .collect();
     // Containers first: networks and volumes in use cannot be removed.
     stale.sort_by_key(|r| r.kind != ResourceKind::Container);
@@ -24,19 +27,7 @@ pub async fn remove_stale(backend: &dyn Backend, me: &RunInfo) -> Result<usize> 
     Ok(removed)
 }
 
-fn is_stale(resource: &Labelled, me: &RunInfo) -> bool {
-    if resource.labels.contains_key(LABEL_KEEP) {
-        return false;
-    }
-    if resource.labels.get(LABEL_HOST) != Some(&me.host) {
-        return false;
-    }
-    match resource
-        .labels
-        .get(LABEL_PID)
-        .and_then(|p| p.parse::<u32>().ok())
-    {
-        Some(pid) => pid != me.pid && !process_alive(pid),
-        None => false,
-    }
+fn is_stale(resource: &Labelled, me: &Owner) -> bool {
+    !resource.labels.contains_key(LABEL_KEEP)
+        && Owner::from_labels(&resource.labels).is_some_and(|o| o.is_gone(me, owner::probe))
 }

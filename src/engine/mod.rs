@@ -2,9 +2,11 @@
 //! steps, and cleanup on success, failure and Ctrl-C (or keeps the containers with
 //! `--keep`). Async (tokio); formats nothing (events go to the reporter).
 
+mod cleanup;
 mod containers;
 mod images;
 mod leftovers;
+mod owner;
 mod run_info;
 mod sequence;
 mod setup;
@@ -18,14 +20,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 pub use images::interpolate;
-pub use run_info::{LABEL_HOST, LABEL_JOB, LABEL_KEEP, RunInfo};
+pub use owner::{LABEL_BOOT, LABEL_HOST, LABEL_PIDNS, LABEL_STARTED};
+pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo};
 pub use signals::cancel_on_signals;
 
 use crate::backend::{Backend, BackendError, ImageInfo};
 use crate::plan::JobPlan;
 use crate::report::{Event, Events, Sink};
 use crate::steps::{Settings, StepContext};
-use containers::{Created, SocketMount};
+use containers::{Created, SocketMount, Startup};
 use sequence::Sequence;
 
 /// Where the host socket is mounted in the primary with `--docker-socket`.
@@ -130,7 +133,7 @@ pub async fn run_job(
     if keep {
         announce_kept(&events, &created);
     } else {
-        cleanup(backend.as_ref(), &run, &created, &events).await;
+        cleanup::cleanup(backend.as_ref(), &run, &created, &events).await;
     }
     let sequence = result?;
     if let Sequence::Passed | Sequence::Failed(_) = &sequence {
@@ -171,14 +174,20 @@ async fn run_in_containers(
         cancel,
     } = *job;
     let socket = socket_mount(backend.as_ref(), options, events);
-    let started = tokio::select! {
-        () = cancel.cancelled() => None,
-        r = containers::start(backend.as_ref(), plan, run, images, socket.as_ref(), created) => Some(r),
-    };
-    let Some(started) = started else {
+    // Not raced against Ctrl-C: `start` checks it between requests (see containers.rs).
+    let startup = containers::start(
+        backend.as_ref(),
+        plan,
+        run,
+        images,
+        socket.as_ref(),
+        cancel,
+        created,
+    )
+    .await?;
+    if startup == Startup::Interrupted {
         return Ok(Sequence::Interrupted);
-    };
-    started?;
+    }
     let primary = created.primary.clone().expect("set by containers::start");
     let run_dir = format!("/tmp/.localci-{}", run.short());
     let bash_env = plan
@@ -274,26 +283,6 @@ fn socket_mount(
         container_path: SOCKET_IN_CONTAINER.to_string(),
         gid,
     })
-}
-
-async fn cleanup(backend: &dyn Backend, run: &RunInfo, created: &Created, events: &Events) {
-    let mut failed = containers::remove(backend, created).await;
-    // A create request cut short by Ctrl-C may have made a container we never heard of.
-    if let Ok(found) = backend.list_labelled(crate::backend::LABEL_RUN).await {
-        for resource in found {
-            if resource.labels.get(crate::backend::LABEL_RUN) == Some(&run.id)
-                && let Err(e) = backend.remove(&resource).await
-            {
-                failed.push((resource.id.clone(), e.to_string()));
-            }
-        }
-    }
-    for (id, why) in failed {
-        events.warning(format!(
-            "could not remove container {}: {why}",
-            short_id(&id)
-        ));
-    }
 }
 
 fn announce_kept(events: &Events, created: &Created) {

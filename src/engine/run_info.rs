@@ -1,14 +1,13 @@
-//! Identity of one localci run: a random id, this process's pid and the host name, written as
-//! labels on everything the run creates so leftovers can be found and attributed later.
+//! Identity of one localci run: a random id and the process that runs it ([`Owner`]), written
+//! as labels on everything the run creates so leftovers can be found and attributed later.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::backend::{LABEL, LABEL_PID, LABEL_RUN};
+use super::owner::Owner;
+use crate::backend::{LABEL, LABEL_RUN};
 
-/// Label naming the host the creating process ran on (pids mean nothing elsewhere).
-pub const LABEL_HOST: &str = "localci.host";
 /// Label on containers created with `--keep`: never removed as leftovers.
 pub const LABEL_KEEP: &str = "localci.keep";
 /// Label naming the job.
@@ -18,8 +17,7 @@ pub const LABEL_JOB: &str = "localci.job";
 pub struct RunInfo {
     /// A random UUID (version 4 layout).
     pub id: String,
-    pub pid: u32,
-    pub host: String,
+    pub owner: Owner,
     pub keep: bool,
 }
 
@@ -27,8 +25,7 @@ impl RunInfo {
     pub fn new(keep: bool) -> RunInfo {
         RunInfo {
             id: random_uuid(),
-            pid: std::process::id(),
-            host: hostname(),
+            owner: Owner::me(),
             keep,
         }
     }
@@ -39,11 +36,10 @@ impl RunInfo {
     }
 
     pub fn labels(&self, job: &str) -> BTreeMap<String, String> {
-        let mut labels = BTreeMap::from([
+        let mut labels = self.owner.labels();
+        labels.extend([
             (LABEL.to_string(), "1".to_string()),
             (LABEL_RUN.to_string(), self.id.clone()),
-            (LABEL_PID.to_string(), self.pid.to_string()),
-            (LABEL_HOST.to_string(), self.host.clone()),
             (LABEL_JOB.to_string(), job.to_string()),
         ]);
         if self.keep {
@@ -73,30 +69,6 @@ fn random_uuid() -> String {
     )
 }
 
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length; gethostname writes at most that much.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".to_string();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// Whether a process with this pid exists on this host.
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,11 +81,5 @@ mod tests {
         assert_eq!(a.id.len(), 36);
         assert_eq!(&a.id[14..15], "4");
         assert_eq!(a.short().len(), 8);
-    }
-
-    #[test]
-    fn this_process_is_alive() {
-        assert!(process_alive(std::process::id()));
-        assert!(!process_alive(0));
     }
 }

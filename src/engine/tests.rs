@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use super::owner::Owner;
 use super::*;
 use crate::backend::fake::{FakeBackend, Reply};
 use crate::backend::{LABEL, LABEL_PID, Labelled, ResourceKind, Stream};
@@ -456,16 +457,15 @@ async fn a_missing_image_is_pulled() {
     assert!(ran.infos().contains("Pulled img"));
 }
 
+// See: review finding 2 (a live run's containers were removed as another run's leftovers).
+#[cfg(target_os = "linux")]
 #[tokio::test]
-async fn leftovers_of_dead_runs_on_this_host_are_removed() {
+async fn only_leftovers_of_runs_that_certainly_ended_are_removed() {
     let backend = Arc::new(FakeBackend::new(&["img"]));
-    let me = RunInfo::new(false);
-    let leftover = |id: &str, pid: &str, host: &str, keep: bool| {
-        let mut labels = std::collections::BTreeMap::from([
-            (LABEL.to_string(), "1".to_string()),
-            (LABEL_PID.to_string(), pid.to_string()),
-            (LABEL_HOST.to_string(), host.to_string()),
-        ]);
+    let me = Owner::me();
+    let leftover = |id: &str, owner: &Owner, keep: bool| {
+        let mut labels = owner.labels();
+        labels.insert(LABEL.to_string(), "1".to_string());
         if keep {
             labels.insert(LABEL_KEEP.to_string(), "1".to_string());
         }
@@ -476,17 +476,63 @@ async fn leftovers_of_dead_runs_on_this_host_are_removed() {
         }
     };
     // A pid that is certainly gone: a child that has exited and been reaped.
-    let dead = std::process::Command::new("true").spawn().unwrap();
-    let dead_pid = dead.id().to_string();
-    let mut child = dead;
-    child.wait().unwrap();
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    let dead = Owner {
+        pid: dead.id(),
+        ..me.clone()
+    };
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let super::owner::Probe::Exists(stat) = super::owner::probe(sleeper.id()) else {
+        panic!("the child runs")
+    };
+    let live = Owner {
+        pid: sleeper.id(),
+        started: Some(stat.started),
+        ..me.clone()
+    };
+    let mut old_labels = dead.labels();
+    old_labels.retain(|k, _| k == LABEL_PID || k == LABEL_HOST);
     backend.state().others = vec![
-        leftover("dead", &dead_pid, &me.host, false),
-        leftover("kept", &dead_pid, &me.host, true),
-        leftover("elsewhere", &dead_pid, "another-host", false),
-        leftover("alive", &std::process::id().to_string(), &me.host, false),
+        leftover("dead", &dead, false),
+        leftover("kept", &dead, true),
+        leftover(
+            "elsewhere",
+            &Owner {
+                host: "another-host".into(),
+                ..dead.clone()
+            },
+            false,
+        ),
+        leftover(
+            "other-pid-namespace",
+            &Owner {
+                pidns: Some("1".into()),
+                ..dead.clone()
+            },
+            false,
+        ),
+        Labelled {
+            labels: old_labels,
+            ..leftover("unplaced", &dead, false)
+        },
+        leftover("alive", &live, false),
+        leftover(
+            "pid-reused",
+            &Owner {
+                started: Some(stat.started + 1),
+                ..live.clone()
+            },
+            false,
+        ),
+        leftover("this-process", &me, false),
     ];
     let ran = run(&backend, plan_for(&job("      - run: echo hi\n"), "build")).await;
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
     assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Passed);
     let left: Vec<String> = backend
         .state()
@@ -494,8 +540,18 @@ async fn leftovers_of_dead_runs_on_this_host_are_removed() {
         .iter()
         .map(|o| o.id.clone())
         .collect();
-    assert_eq!(left, vec!["kept", "elsewhere", "alive"]);
-    assert!(ran.infos().contains("Removed 1 leftover"));
+    assert_eq!(
+        left,
+        vec![
+            "kept",
+            "elsewhere",
+            "other-pid-namespace",
+            "unplaced",
+            "alive",
+            "this-process"
+        ]
+    );
+    assert!(ran.infos().contains("Removed 2 leftover"));
 }
 
 #[tokio::test]
@@ -538,4 +594,55 @@ async fn a_primary_container_that_stops_fails_the_job() {
         );
         assert!(backend.state().containers.is_empty());
     }
+}
+
+// See: review finding 1 (an early Ctrl-C dropped a create request that the daemon fulfilled
+// anyway, leaving a `Created` container that cleanup had not seen).
+#[tokio::test]
+async fn ctrl_c_while_containers_are_created_leaves_none_behind() {
+    let yaml = "version: 2\njobs:\n  build:\n    docker: [{image: img}, {image: svc}]\n    steps:\n      - run: echo never\n";
+    // Each create takes 150 ms: Ctrl-C during the primary's, around its start, during the
+    // service's.
+    for cancel_after in [20, 100, 160, 250] {
+        let backend = Arc::new(FakeBackend::new(&["img", "svc"]));
+        backend.state().create_delay = Duration::from_millis(150);
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(cancel_after)).await;
+            trigger.cancel();
+        });
+        let ran = run_with(
+            &backend,
+            plan_for(yaml, "build"),
+            EngineOptions::default(),
+            cancel,
+        )
+        .await;
+        assert_eq!(
+            *ran.status.as_ref().unwrap(),
+            JobStatus::Interrupted,
+            "Ctrl-C at {cancel_after} ms"
+        );
+        assert!(ran.output().is_empty(), "Ctrl-C at {cancel_after} ms");
+        // Anything the "daemon" was still making has landed by now.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let left: Vec<_> = backend.state().containers.keys().cloned().collect();
+        assert!(left.is_empty(), "Ctrl-C at {cancel_after} ms left {left:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_container_made_despite_a_failed_create_request_is_removed() {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    backend.state().create_delay = Duration::from_millis(100);
+    backend.state().create_error = Some("connection reset by peer".into());
+    let ran = run(&backend, plan_for(&job("      - run: echo hi\n"), "build")).await;
+    match ran.status {
+        Err(EngineError::Backend(e)) => assert!(e.to_string().contains("connection reset")),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(backend.state().containers.is_empty());
+    assert_eq!(backend.state().removed.len(), 1);
 }

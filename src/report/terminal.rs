@@ -10,7 +10,7 @@ use indicatif::ProgressDrawTarget;
 
 use super::event::{Event, StepStatus};
 use super::pull_bars::PullBars;
-use crate::config::format_duration;
+use crate::units::format_go;
 
 pub struct Terminal<W: Write> {
     out: W,
@@ -165,7 +165,7 @@ impl<W: Write> Terminal<W> {
                 } else {
                     format!("\"{name}\" ")
                 };
-                let took = format_duration(*duration);
+                let took = format_go(*duration);
                 match status {
                     StepStatus::Passed { exit_code } => {
                         let code = exit_code.map_or(String::new(), |c| format!(", exit code {c}"));
@@ -203,7 +203,7 @@ impl<W: Write> Terminal<W> {
                 failure,
                 duration,
             } => {
-                let took = format_duration(*duration);
+                let took = format_go(*duration);
                 if *passed {
                     format!(
                         "{}\n",

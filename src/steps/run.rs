@@ -9,7 +9,8 @@ use super::context::StepContext;
 use super::process::{self, Process, ProcessEnd};
 use super::{StepOutcome, tarball};
 use crate::backend::{ExecSpec, Result};
-use crate::config::{Run, format_duration};
+use crate::config::Run;
+use crate::units::format_go;
 
 /// CircleCI's default `no_output_timeout`.
 pub const DEFAULT_NO_OUTPUT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -63,7 +64,7 @@ pub async fn run(ctx: &StepContext, step: usize, run: &Run) -> Result<StepOutcom
             if delay.is_zero() {
                 String::new()
             } else {
-                format!(" after {}", format_duration(delay))
+                format!(" after {}", format_go(delay))
             }
         ));
         tokio::select! {
@@ -134,7 +135,7 @@ async fn attempt_once(
         },
         ProcessEnd::TimedOut(limit) => StepOutcome::failed(format!(
             "Too long with no output (exceeded {}): context deadline exceeded",
-            format_duration(limit)
+            format_go(limit)
         )),
         ProcessEnd::Cancelled => StepOutcome::Cancelled,
     })

@@ -56,7 +56,16 @@ impl Trailer {
     }
 
     pub fn created(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::new(self.created_secs, self.created_nanos)
+        self.checked_created()
+            .expect("read_from rejects times that do not fit; new() takes a SystemTime")
+    }
+
+    /// `None` for a time no `SystemTime` can hold (a damaged or forged trailer).
+    fn checked_created(&self) -> Option<SystemTime> {
+        if self.created_nanos >= 1_000_000_000 {
+            return None;
+        }
+        UNIX_EPOCH.checked_add(Duration::new(self.created_secs, self.created_nanos))
     }
 
     pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
@@ -109,6 +118,12 @@ impl Trailer {
                 self.data_len
             ));
         }
+        if self.checked_created().is_none() {
+            return Err(format!(
+                "creation time {}s {}ns is out of range",
+                self.created_secs, self.created_nanos
+            ));
+        }
         let hex = self.sha256.len() == 64 && self.sha256.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex {
             return Err("trailer has no valid SHA-256".into());
@@ -148,5 +163,24 @@ mod tests {
         assert!(Trailer::read_from(&mut file_with(b"hello")).is_err());
         // Data removed from the front: lengths no longer agree.
         assert!(Trailer::read_from(&mut file_with(&bytes[1..])).is_err());
+    }
+
+    // See: review finding 3 (`localci cache ls` panicked with "overflow when adding duration
+    // to instant" on a trailer whose time was u64::MAX seconds).
+    #[test]
+    fn rejects_creation_times_out_of_range() {
+        for (secs, nanos) in [
+            (u64::MAX, 0),
+            (1_700_000_000, 1_000_000_000),
+            (u64::MAX, u32::MAX),
+        ] {
+            let mut t = Trailer::new("k", SystemTime::now(), 3, 0, "ab".repeat(32));
+            t.created_secs = secs;
+            t.created_nanos = nanos;
+            let mut bytes = b"zzz".to_vec();
+            t.write_to(&mut bytes).unwrap();
+            let err = Trailer::read_from(&mut file_with(&bytes)).unwrap_err();
+            assert!(err.contains("out of range"), "{secs}s {nanos}ns: {err}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use assert_cmd::Command;
 use localci::store::{CacheStore, SaveOutcome};
 use predicates::prelude::*;
 use predicates::str::contains;
+use sha2::Digest as _;
 
 /// A temp dir holding a cache dir, with a builder for `localci cache ...` runs in it.
 struct Project {
@@ -219,4 +220,45 @@ fn ls_warns_about_damaged_files_and_still_lists_the_rest() {
         .success()
         .stdout(contains("good "))
         .stderr(contains("warning: damaged cache entry").and(contains(path_str(&junk))));
+}
+
+/// An entry file for `key` whose trailer says it was created `created_secs` after the epoch.
+fn entry_created_at(key: &str, created_secs: u64) -> Vec<u8> {
+    let data = b"zzz";
+    let sha = hex(&sha2::Sha256::digest(data));
+    let json = format!(
+        r#"{{"format":1,"key":"{key}","created_secs":{created_secs},"created_nanos":0,"data_len":{},"uncompressed":0,"sha256":"{sha}"}}"#,
+        data.len()
+    );
+    let mut bytes = data.to_vec();
+    bytes.extend_from_slice(json.as_bytes());
+    bytes.extend_from_slice(&u32::try_from(json.len()).unwrap().to_le_bytes());
+    bytes.extend_from_slice(b"LCICACH1");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// See: review finding 3 (`cache ls` panicked, exit 101, on a creation time of u64::MAX).
+#[test]
+fn ls_reports_an_entry_with_an_impossible_time_as_damaged() {
+    let p = Project::new();
+    p.save("good", b"1", 0);
+    let name = format!("{}.tar.zst", hex(&sha2::Sha256::digest(b"k1")));
+    let damaged = p.caches().join(name);
+    std::fs::write(&damaged, entry_created_at("k1", u64::MAX)).unwrap();
+    p.with_dir(&["ls"])
+        .assert()
+        .success()
+        .stdout(contains("good ").and(contains("k1").not()))
+        .stderr(
+            contains("warning: damaged cache entry")
+                .and(contains("out of range"))
+                .and(contains(path_str(&damaged))),
+        );
+    p.with_dir(&["prune", "--older-than", "1d"])
+        .assert()
+        .success();
 }

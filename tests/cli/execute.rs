@@ -1,7 +1,8 @@
 //! `localci execute` against the real Docker daemon, with the local test images only
 //! (`bash tests/images/build.sh`). Each test runs in its own temporary git repository; a guard
 //! removes every container the run's process created (set LOCALCI_KEEP_TEST_CONTAINERS=1 to
-//! keep them). Without Docker these tests fail in CI (`CI=true`) and are skipped elsewhere.
+//! keep them), and no other: processes are told apart by pid and start time, so a later process
+//! with a reused pid is not mistaken for ours. Without Docker these tests fail in CI (`CI=true`) and are skipped elsewhere.
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
@@ -51,9 +52,62 @@ macro_rules! require_docker {
     };
 }
 
-/// Ids of the containers a localci process created (by its pid label).
-fn containers_of(pid: u32) -> Vec<String> {
-    docker_lines(&["ps", "-aq", "--filter", &format!("label=localci.pid={pid}")])
+/// A process, told apart from a later one with the same pid by its start time (Linux).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Proc {
+    pid: u32,
+    started: Option<u64>,
+}
+
+impl Proc {
+    /// Must be called before the child is reaped.
+    fn of(child: &Child) -> Proc {
+        let pid = child.id();
+        Proc {
+            pid,
+            started: start_time(pid),
+        }
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`, counted after the command name's last `)`.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Ids of the containers a localci process created (by its pid and start time labels).
+fn containers_of(owner: Proc) -> Vec<String> {
+    let mut args = vec![
+        "ps".to_string(),
+        "-aq".to_string(),
+        "--filter".to_string(),
+        format!("label=localci.pid={}", owner.pid),
+    ];
+    if let Some(started) = owner.started {
+        args.push("--filter".into());
+        args.push(format!("label=localci.started={started}"));
+    }
+    docker_lines(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Removes the containers it names when dropped (for containers a test made itself).
+struct RemoveOnDrop(Vec<String>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&self.0)
+                .output();
+        }
+    }
 }
 
 fn docker_lines(args: &[&str]) -> Vec<String> {
@@ -72,15 +126,15 @@ fn docker_lines(args: &[&str]) -> Vec<String> {
 pub(crate) struct Project {
     dir: tempfile::TempDir,
     cache: tempfile::TempDir,
-    /// Pids of the localci processes started here, for cleanup.
-    pids: RefCell<Vec<u32>>,
+    /// The localci processes started here, for cleanup.
+    procs: RefCell<Vec<Proc>>,
 }
 
 pub(crate) struct Run {
     pub(crate) code: i32,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
-    pid: u32,
+    owner: Proc,
 }
 
 impl Run {
@@ -122,7 +176,7 @@ impl Run {
     #[track_caller]
     pub(crate) fn assert_nothing_left(&self) -> &Run {
         assert_eq!(
-            containers_of(self.pid),
+            containers_of(self.owner),
             Vec::<String>::new(),
             "containers left behind"
         );
@@ -135,7 +189,7 @@ impl Project {
         let project = Project {
             dir: tempfile::tempdir().unwrap(),
             cache: tempfile::tempdir().unwrap(),
-            pids: RefCell::new(Vec::new()),
+            procs: RefCell::new(Vec::new()),
         };
         project.git(&["init", "-q", "-b", "main"]);
         project.write(".circleci/config.yml", config);
@@ -194,26 +248,27 @@ impl Project {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let child = cmd.spawn().expect("localci starts");
-        let pid = child.id();
-        self.pids.borrow_mut().push(pid);
+        let owner = Proc::of(&child);
+        self.procs.borrow_mut().push(owner);
         let out = child.wait_with_output().unwrap();
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            pid,
+            owner,
         }
     }
 
-    fn spawn(&self, args: &[&str]) -> Child {
+    fn spawn(&self, args: &[&str]) -> (Child, Proc) {
         let child = self
             .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("localci starts");
-        self.pids.borrow_mut().push(child.id());
-        child
+        let owner = Proc::of(&child);
+        self.procs.borrow_mut().push(owner);
+        (child, owner)
     }
 
     fn artifacts(&self) -> PathBuf {
@@ -226,8 +281,8 @@ impl Drop for Project {
         if std::env::var("LOCALCI_KEEP_TEST_CONTAINERS").is_ok_and(|v| v == "1") {
             return;
         }
-        for pid in self.pids.borrow().iter() {
-            let ids = containers_of(*pid);
+        for owner in self.procs.borrow().iter() {
+            let ids = containers_of(*owner);
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f"];
                 args.extend(ids.iter().map(String::as_str));
@@ -604,40 +659,168 @@ fn keep_leaves_the_containers_and_says_how_to_enter() {
     let run = p.execute(&["build", "--keep"]);
     run.assert_code(0)
         .assert_stdout("docker exec -it -w /root/project ");
-    let kept = containers_of(run.pid);
+    let kept = containers_of(run.owner);
     assert_eq!(kept.len(), 1, "the primary container is kept");
     let running = docker_lines(&["inspect", "--format", "{{.State.Running}}", &kept[0]]);
     assert_eq!(running, vec!["true"]);
     // A later run does not treat kept containers as leftovers.
     p.execute(&["build"]).assert_code(0);
-    assert_eq!(containers_of(run.pid), kept);
+    assert_eq!(containers_of(run.owner), kept);
+}
+
+/// The labels localci writes to place a resource's creator: this machine, this boot, this pid
+/// namespace, and the process's pid and start time.
+fn owner_labels(pid: u32, started: u64) -> Vec<String> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap().trim().to_string();
+    let pidns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let pidns = pidns.to_string_lossy();
+    let pidns = pidns.trim_start_matches("pid:[").trim_end_matches(']');
+    vec![
+        "localci=1".to_string(),
+        format!("localci.pid={pid}"),
+        format!("localci.started={started}"),
+        format!("localci.host={}", read("/proc/sys/kernel/hostname")),
+        format!("localci.boot={}", read("/proc/sys/kernel/random/boot_id")),
+        format!("localci.pidns={pidns}"),
+    ]
+}
+
+/// Creates a container (never started) with these labels, as a run's leftover; `guard`
+/// removes it at the end of the test.
+fn leftover(labels: &[String], guard: &mut RemoveOnDrop) -> String {
+    let mut args = vec!["create".to_string()];
+    for label in labels {
+        args.extend(["--label".to_string(), label.clone()]);
+    }
+    args.extend([BUSYBOX.to_string(), "true".to_string()]);
+    let created = docker_lines(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(created.len(), 1, "docker create {args:?}");
+    guard.0.push(created[0].clone());
+    created[0].clone()
+}
+
+fn exists(container: &str) -> bool {
+    !docker_lines(&["ps", "-aq", "--filter", &format!("id={container}")]).is_empty()
 }
 
 #[test]
 fn leftovers_of_dead_runs_are_removed_at_start() {
     require_docker!();
     let mut dead = Command::new("true").spawn().unwrap();
-    let dead_pid = dead.id();
+    let dead_proc = Proc::of(&dead);
     dead.wait().unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let created = docker_lines(&[
-        "create",
-        "--label",
-        "localci=1",
-        "--label",
-        &format!("localci.pid={dead_pid}"),
-        "--label",
-        &format!("localci.host={}", host.trim()),
-        BUSYBOX,
-        "true",
-    ]);
-    assert_eq!(created.len(), 1);
+    let mut guard = RemoveOnDrop(Vec::new());
+    let labels = owner_labels(dead_proc.pid, dead_proc.started.unwrap());
+    let stale = leftover(&labels, &mut guard);
     let p = Project::new(&config(&[job("build", BUSYBOX, "      - run: echo hi\n")]));
-    p.pids.borrow_mut().push(dead_pid);
     // Any localci run on this host removes it (another test's run may come first), so the
     // message is not asserted; that it is gone after this run is.
     p.execute(&["build"]).assert_code(0);
-    assert!(containers_of(dead_pid).is_empty());
+    assert!(!exists(&stale));
+}
+
+// See: review finding 2 (running containers of a live localci were removed by another run).
+#[test]
+fn leftovers_of_live_runs_are_kept_and_reused_pids_are_not_mistaken_for_them() {
+    require_docker!();
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let live = Proc::of(&sleeper);
+    let started = live.started.unwrap();
+    let mut guard = RemoveOnDrop(Vec::new());
+    let alive = leftover(&owner_labels(live.pid, started), &mut guard);
+    // Made by an earlier process with the same pid: it started at another time.
+    let reused = leftover(
+        &owner_labels(live.pid, started.saturating_sub(1)),
+        &mut guard,
+    );
+    // Made in another pid namespace: its pid says nothing here.
+    let elsewhere: Vec<String> = owner_labels(live.pid, started.saturating_sub(1))
+        .into_iter()
+        .map(|l| {
+            if l.starts_with("localci.pidns=") {
+                "localci.pidns=1".to_string()
+            } else {
+                l
+            }
+        })
+        .collect();
+    let elsewhere = leftover(&elsewhere, &mut guard);
+    let p = Project::new(&config(&[job("build", BUSYBOX, "      - run: echo hi\n")]));
+    p.execute(&["build"]).assert_code(0);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert!(
+        exists(&alive),
+        "the container of a live process was removed"
+    );
+    assert!(
+        exists(&elsewhere),
+        "a container of another pid namespace was removed"
+    );
+    assert!(!exists(&reused), "a reused pid was taken for the creator");
+}
+
+#[test]
+fn a_running_job_survives_another_run_starting() {
+    require_docker!();
+    let p = Project::new(&config(&[
+        job(
+            "long",
+            BUSYBOX,
+            "      - run: echo started; sleep 3; echo finished\n",
+        ),
+        job("quick", BUSYBOX, "      - run: echo hi\n"),
+    ]));
+    let (mut child, owner) = p.spawn(&["long"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.by_ref().any(|l| l.unwrap() == "started"),
+        "the long step never started"
+    );
+    p.execute(&["quick"]).assert_code(0).assert_nothing_left();
+    assert_eq!(containers_of(owner).len(), 1);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    assert!(rest.iter().any(|l| l == "finished"), "{rest:?}");
+    assert!(containers_of(owner).is_empty());
+}
+
+// See: review finding 1 (Ctrl-C 50-70 ms after the start left a `Created` container: a create
+// request was dropped half-way and cleanup looked before the daemon had made it).
+#[test]
+fn an_early_ctrl_c_leaves_no_container() {
+    require_docker!();
+    use std::os::unix::process::ExitStatusExt as _;
+    let yaml = format!(
+        "version: 2\njobs:\n  build:\n    docker:\n      - image: {BUSYBOX}\n      - image: {BUSYBOX}\n        command: [sleep, '300']\n    steps:\n      - run: sleep 5\n"
+    );
+    let p = Project::new(&yaml);
+    for delay in (20..=150).step_by(10).chain([200, 300]) {
+        let (child, owner) = p.spawn(&["build"]);
+        std::thread::sleep(Duration::from_millis(delay));
+        // SAFETY: sending SIGINT to our own child process.
+        assert_eq!(
+            unsafe { libc::kill(owner.pid as libc::pid_t, libc::SIGINT) },
+            0
+        );
+        let out = child.wait_with_output().unwrap();
+        let status = out.status;
+        // 130: interrupted; 0: it had finished; killed by SIGINT: it had not yet installed
+        // its handler, so it had not reached Docker either.
+        assert!(
+            matches!(status.code(), Some(130 | 0)) || status.signal() == Some(libc::SIGINT),
+            "SIGINT after {delay} ms: {status:?}\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A create request the daemon was still working on would have landed by now.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            containers_of(owner),
+            Vec::<String>::new(),
+            "SIGINT after {delay} ms left containers behind"
+        );
+    }
 }
 
 #[test]
@@ -647,8 +830,8 @@ fn ctrl_c_during_a_step_removes_everything_and_exits_130() {
         "version: 2\njobs:\n  build:\n    docker:\n      - image: {BUSYBOX}\n      - image: {BUSYBOX}\n        command: [sleep, '300']\n    steps:\n      - run: {{name: long, command: 'echo started; sleep 300'}}\n      - run: {{name: always, command: echo never, when: always}}\n"
     );
     let p = Project::new(&yaml);
-    let mut child = p.spawn(&["build"]);
-    let pid = child.id();
+    let (mut child, owner) = p.spawn(&["build"]);
+    let pid = owner.pid;
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = String::new();
@@ -661,7 +844,7 @@ fn ctrl_c_during_a_step_removes_everything_and_exits_130() {
         }
     }
     assert!(seen.contains("started"), "the step never started:\n{seen}");
-    assert_eq!(containers_of(pid).len(), 2);
+    assert_eq!(containers_of(owner).len(), 2);
     // SAFETY: sending SIGINT to our own child process.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) }, 0);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
@@ -681,7 +864,7 @@ fn ctrl_c_during_a_step_removes_everything_and_exits_130() {
         !rest.iter().any(|l| l == "never"),
         "always steps do not run after Ctrl-C"
     );
-    assert_eq!(containers_of(pid), Vec::<String>::new());
+    assert_eq!(containers_of(owner), Vec::<String>::new());
 }
 
 fn cache_job(name: &str, restore: &[&str], save_key: Option<&str>) -> String {

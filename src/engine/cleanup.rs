@@ -1,0 +1,58 @@
+//! Removes a finished (or failed, or interrupted) run's containers: those it knows by id, those
+//! whose create request failed by name, and then anything else carrying the run's label, so a
+//! container the daemon made without us hearing of it does not outlive the run. Never touches
+//! another run's containers (everything is matched by this run's id or names).
+
+use std::time::Duration;
+
+use super::containers::{self, Created};
+use super::run_info::RunInfo;
+use super::short_id;
+use crate::backend::{Backend, LABEL_RUN};
+use crate::report::Events;
+
+/// How long a daemon may take to finish a create request whose answer we did not get.
+const LATE_CREATE: Duration = Duration::from_millis(500);
+
+pub async fn cleanup(backend: &dyn Backend, run: &RunInfo, created: &Created, events: &Events) {
+    let mut failed = containers::remove(backend, created).await;
+    failed.extend(remove_labelled(backend, run, events).await);
+    if !created.unconfirmed.is_empty() {
+        // The daemon may still be making a container whose create request failed on our side.
+        tokio::time::sleep(LATE_CREATE).await;
+        failed = containers::remove(backend, created).await;
+        failed.extend(remove_labelled(backend, run, events).await);
+    }
+    for (id, why) in failed {
+        events.warning(format!(
+            "could not remove container {}: {why}",
+            short_id(&id)
+        ));
+    }
+}
+
+/// Removes everything labelled with this run's id; returns what could not be removed.
+async fn remove_labelled(
+    backend: &dyn Backend,
+    run: &RunInfo,
+    events: &Events,
+) -> Vec<(String, String)> {
+    let found = match backend.list_labelled(LABEL_RUN).await {
+        Ok(found) => found,
+        Err(e) => {
+            events.warning(format!(
+                "could not list this run's containers to remove them: {e}"
+            ));
+            return Vec::new();
+        }
+    };
+    let mut failed = Vec::new();
+    for resource in found {
+        if resource.labels.get(LABEL_RUN) == Some(&run.id)
+            && let Err(e) = backend.remove(&resource).await
+        {
+            failed.push((resource.id.clone(), e.to_string()));
+        }
+    }
+    failed
+}
