@@ -11,6 +11,7 @@
 //!
 //! Only `orbs` reads files; nothing here prints.
 
+mod budget;
 mod compiler;
 mod context;
 mod executors;
@@ -204,6 +205,7 @@ fn compile(
         pipeline: &options.pipeline_values,
         pipeline_params,
         calls: Vec::new(),
+        budget: Default::default(),
     };
     let (mut jobs, workflows) = compile_workflows(&mut compiler, config);
     if options.all_jobs {
