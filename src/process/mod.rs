@@ -11,23 +11,23 @@
 //!
 //! Only `orbs` reads files; nothing here prints.
 
-mod budget;
+pub(crate) mod budget;
 mod compiler;
 mod context;
 mod executors;
-mod expr;
+pub(crate) mod expr;
 mod jobs;
 mod library;
-mod logic;
-mod matrix;
+pub(crate) mod logic;
+pub(crate) mod matrix;
 mod orbs;
 mod output;
 mod params;
 mod pipeline;
 mod pipeline_params;
-mod steps;
-mod subst;
-mod template;
+pub(crate) mod steps;
+pub(crate) mod subst;
+pub(crate) mod template;
 mod value;
 mod workflows;
 

@@ -35,8 +35,9 @@ const BUILTIN: &[&str] = &[
     "install_signing_bundle",
 ];
 
-/// Commands nested deeper than this are reported as runaway recursion.
-const MAX_DEPTH: usize = 100;
+/// Commands nested deeper than this are reported as runaway recursion (`validate` checks the
+/// same limit).
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// Wraps expanded steps as the value of a `steps` parameter.
 pub(crate) fn expanded(span: Span, steps: Vec<Node>) -> Node {

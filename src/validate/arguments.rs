@@ -203,7 +203,7 @@ fn substitute<'a>(
     if reference.kind != RefKind::PipelineParameter || cx.model.ns(caller.ns).in_orb {
         return None;
     }
-    let entry = cx.model.pipeline_param(reference.name)?;
+    let entry = cx.model.pipeline_param(&reference.name)?;
     let default = entry.value.get("default")?;
     Some((default, Some(entry.key.as_str())))
 }
