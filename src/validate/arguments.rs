@@ -155,7 +155,10 @@ pub(crate) fn check_value<'a>(
     let ty = ParamType::of(decl);
     match ty {
         ParamType::Executor => return super::executors::check_ref(cx, value, ptr, caller),
-        ParamType::Steps => return super::steps::check_list(cx, value, ptr, caller),
+        ParamType::Steps => {
+            let what = format!("argument `{arg}` of {}", target.label());
+            return super::steps::check_value(cx, &what, value, ptr, caller);
+        }
         ParamType::Unknown => return,
         _ => {}
     }
