@@ -126,7 +126,10 @@ pub(crate) fn instances(lengths: impl Iterator<Item = usize>) -> u64 {
 
 /// The error for a matrix with more than [`MAX_INSTANCES`] combinations, at its `parameters`.
 pub(crate) fn too_many(matrix: &Node, product: u64) -> Diagnostic {
-    let at = matrix.get("parameters").map_or(matrix.span, |p| p.span);
+    let at = matrix
+        .as_map()
+        .and_then(|m| m.entry("parameters"))
+        .map_or(matrix.span, |e| e.key_span);
     let count = if product == u64::MAX {
         "more than 2^64".to_string()
     } else {

@@ -97,7 +97,7 @@ impl<'a> Loader<'a> {
         for e in &map.entries {
             let element = Element {
                 key_span: e.key_span,
-                def: e.value.clone(),
+                def: std::rc::Rc::new(e.value.clone()),
             };
             out.insert(e.key.clone(), element);
         }

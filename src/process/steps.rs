@@ -180,7 +180,11 @@ impl Compiler<'_> {
     ) -> Res<()> {
         self.spend(at, None)?;
         let local = name.rsplit('/').next().unwrap_or(name).to_string();
-        if let Some(pos) = self.calls.iter().position(|c| *c == (cns, local.clone())) {
+        if let Some(pos) = self
+            .calls
+            .iter()
+            .position(|(ns, n)| *ns == cns && *n == local)
+        {
             let mut chain: Vec<&str> = self.calls[pos..].iter().map(|(_, n)| n.as_str()).collect();
             chain.push(&local);
             return Err(self.ctx.error(

@@ -231,7 +231,10 @@ fn malformed(what: &Malformed, span: Span, scope: Scope<'_>) -> Option<Diagnosti
             .with_hint("close each `<<# name >>` section with `<</ name >>`, innermost first"),
         Malformed::Expression(content, why) => Diagnostic::error(
             span,
-            format!("cannot read `<< {} >>`: {why}", template::shown(content)),
+            match content.as_str() {
+                "" => format!("cannot read `<<>>`: {why}"),
+                _ => format!("cannot read `<< {} >>`: {why}", template::shown(content)),
+            },
         )
         .with_hint(
             "`<< >>` holds a parameter (parameters.x), a pipeline value (pipeline.git.branch) \
