@@ -5,9 +5,10 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::source::Span;
-use crate::yaml::Node;
+use crate::yaml::{Kind, Node};
 
-use super::context::{Ctx, Res};
+use super::budget::{self, Budget, Exceeded};
+use super::context::{Ctx, Reported, Res};
 use super::library::{ElementKind, Library, Lookup, NsId};
 use super::params::{Args, Callee, Decls, ParamType, bind};
 use super::pipeline::PipelineValues;
@@ -20,9 +21,31 @@ pub(crate) struct Compiler<'a> {
     pub pipeline_params: Vec<(String, Node)>,
     /// Commands being expanded, innermost last: (namespace, name in it).
     pub calls: Vec<(NsId, String)>,
+    pub budget: Budget,
 }
 
 impl Compiler<'_> {
+    /// Spends one unit of the expansion budget at `at` (and the text of `produced`, a step
+    /// going into the output). The first refusal is reported there; later ones only stop.
+    pub fn spend(&mut self, at: Span, produced: Option<&Node>) -> Res<()> {
+        let message = match self.budget.charge(produced) {
+            Ok(()) => return Ok(()),
+            Err(Exceeded::Again) => return Err(Reported),
+            Err(Exceeded::Units) => format!(
+                "the config expands to more than {} jobs, command calls and steps",
+                budget::MAX_EXPANSION
+            ),
+            Err(Exceeded::Text) => format!(
+                "the expanded steps hold more than {} MiB of text",
+                budget::MAX_TEXT >> 20
+            ),
+        };
+        Err(self.ctx.error(Diagnostic::error(at, message).with_hint(
+            "expansion stopped here. Commands that call other commands several times multiply \
+             at every level, and so do matrix values; no real config comes near this limit",
+        )))
+    }
+
     /// Substitutes `node` in the scope of an element of namespace `ns`.
     pub fn subst_in(&mut self, node: &Node, ns: NsId, params: Option<&Args>) -> Res<Node> {
         let scope = Scope {
@@ -104,6 +127,9 @@ impl Compiler<'_> {
                     Err(_) => failed = true,
                 }
             }
+            if arg.ty == ParamType::Executor && self.check_executor_arg(arg).is_err() {
+                failed = true;
+            }
             if arg.ty == ParamType::Steps {
                 let mut out = Vec::new();
                 match self.expand_steps(&arg.value, arg.origin, &mut out) {
@@ -117,5 +143,20 @@ impl Compiler<'_> {
         } else {
             Ok(args)
         }
+    }
+
+    /// An executor-typed argument must name an executor that exists where the value was
+    /// written, whether or not the callee ever uses it (CircleCI's argument validation, and
+    /// what `validate` reports).
+    fn check_executor_arg(&mut self, arg: &super::params::Arg) -> Res<()> {
+        let name_node = match &arg.value.kind {
+            Kind::Map(m) => m.get("name"),
+            _ => Some(&arg.value),
+        };
+        let Some((name, at)) = name_node.and_then(|n| Some((n.as_str()?, n.span))) else {
+            return Ok(());
+        };
+        self.find(arg.origin, ElementKind::Executor, name, at)
+            .map(|_| ())
     }
 }

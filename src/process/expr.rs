@@ -52,15 +52,26 @@ fn err<T>(pos: usize, message: impl Into<String>) -> Result<T, ExprError> {
     })
 }
 
-/// Parses and evaluates `src`. `lookup` resolves a variable name to a value, or explains why it
-/// cannot.
-pub(crate) fn eval(
-    src: &str,
-    lookup: &mut dyn FnMut(&str) -> Result<Value, String>,
-) -> Result<Value, ExprError> {
+/// How deeply an expression may nest: parentheses, `not`s and operators each add a level.
+/// The parser and the evaluator recurse once per level, so deeper input is refused with an
+/// error instead of exhausting the stack. No real expression comes near it.
+pub(crate) const MAX_DEPTH: usize = 100;
+
+/// A parsed expression, ready to be evaluated (or inspected, as `validate` does).
+#[derive(Debug)]
+pub(crate) struct Expr {
+    ast: Ast,
+}
+
+/// Parses `src`, reporting the first syntax error.
+pub(crate) fn parse(src: &str) -> Result<Expr, ExprError> {
     let tokens = scan(src)?;
-    let mut parser = Parser { tokens, at: 0 };
-    let ast = parser.expression()?;
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        nesting: 0,
+    };
+    let (ast, _) = parser.expression()?;
     if let Some(t) = parser.peek_token() {
         return err(
             t.pos,
@@ -70,7 +81,54 @@ pub(crate) fn eval(
             ),
         );
     }
-    evaluate(&ast, lookup)
+    Ok(Expr { ast })
+}
+
+/// Parses and evaluates `src`. `lookup` resolves a variable name to a value, or explains why it
+/// cannot.
+pub(crate) fn eval(
+    src: &str,
+    lookup: &mut dyn FnMut(&str) -> Result<Value, String>,
+) -> Result<Value, ExprError> {
+    parse(src)?.eval(lookup)
+}
+
+impl Expr {
+    pub fn eval(
+        &self,
+        lookup: &mut dyn FnMut(&str) -> Result<Value, String>,
+    ) -> Result<Value, ExprError> {
+        evaluate(&self.ast, lookup)
+    }
+
+    /// Every variable the expression reads, with its character position, in source order.
+    pub fn variables(&self) -> Vec<(&str, usize)> {
+        let mut out = Vec::new();
+        variables(&self.ast, &mut out);
+        out
+    }
+}
+
+fn variables<'a>(ast: &'a Ast, out: &mut Vec<(&'a str, usize)>) {
+    match ast {
+        Ast::Lit(_) => {}
+        Ast::Var(name, pos) => out.push((name, *pos)),
+        Ast::Not(inner) => variables(inner, out),
+        Ast::And(items) | Ast::Or(items) => items.iter().for_each(|i| variables(i, out)),
+        Ast::Binary(_, _, l, r) => {
+            variables(l, out);
+            variables(r, out);
+        }
+    }
+}
+
+fn too_deep<T>(pos: usize) -> Result<T, ExprError> {
+    err(
+        pos,
+        format!(
+            "expression nests too deeply (more than {MAX_DEPTH} levels of parentheses, `not` and operators)"
+        ),
+    )
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -255,14 +313,20 @@ enum Ast {
     Lit(Value),
     Var(String, usize),
     Not(Box<Ast>),
-    And(Box<Ast>, Box<Ast>),
-    Or(Box<Ast>, Box<Ast>),
+    /// `a and b and c`: a flat list, so long chains add no depth.
+    And(Vec<Ast>),
+    Or(Vec<Ast>),
     Binary(Tok, usize, Box<Ast>, Box<Ast>),
 }
+
+/// A parsed node and its height (the evaluator's recursion depth below it).
+type Parsed = (Ast, usize);
 
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// How many `unary` calls are active: the parser's own recursion depth.
+    nesting: usize,
 }
 
 impl Parser {
@@ -284,83 +348,121 @@ impl Parser {
         t
     }
 
-    fn expression(&mut self) -> Result<Ast, ExprError> {
-        let mut left = self.and()?;
-        while self.peek() == Some(&Tok::Or) {
-            self.at += 1;
-            left = Ast::Or(Box::new(left), Box::new(self.and()?));
+    /// `height` is checked against [`MAX_DEPTH`] for every node built.
+    fn node(&self, pos: usize, height: usize, ast: Ast) -> Result<Parsed, ExprError> {
+        if height > MAX_DEPTH {
+            return too_deep(pos);
         }
-        Ok(left)
+        Ok((ast, height))
     }
 
-    fn and(&mut self) -> Result<Ast, ExprError> {
-        let mut left = self.equality()?;
-        while self.peek() == Some(&Tok::And) {
-            self.at += 1;
-            left = Ast::And(Box::new(left), Box::new(self.equality()?));
-        }
-        Ok(left)
+    fn pos(&self) -> usize {
+        self.peek_token().map_or(self.end_pos(), |t| t.pos)
     }
 
-    fn equality(&mut self) -> Result<Ast, ExprError> {
-        let mut left = self.comparison()?;
+    fn expression(&mut self) -> Result<Parsed, ExprError> {
+        self.chain(&Tok::Or, Self::and, Ast::Or)
+    }
+
+    fn and(&mut self) -> Result<Parsed, ExprError> {
+        self.chain(&Tok::And, Self::equality, Ast::And)
+    }
+
+    /// `operand (op operand)*` for `and`/`or`, as one flat node.
+    fn chain(
+        &mut self,
+        op: &Tok,
+        operand: fn(&mut Self) -> Result<Parsed, ExprError>,
+        make: fn(Vec<Ast>) -> Ast,
+    ) -> Result<Parsed, ExprError> {
+        let pos = self.pos();
+        let (first, mut height) = operand(self)?;
+        if self.peek() != Some(op) {
+            return Ok((first, height));
+        }
+        let mut items = vec![first];
+        while self.peek() == Some(op) {
+            self.at += 1;
+            let (item, h) = operand(self)?;
+            height = height.max(h);
+            items.push(item);
+        }
+        self.node(pos, height + 1, make(items))
+    }
+
+    fn equality(&mut self) -> Result<Parsed, ExprError> {
+        let (mut left, mut height) = self.comparison()?;
         while let Some(Tok::Eq | Tok::Ne | Tok::Builtin(_)) = self.peek() {
             let op = self.next().expect("peeked");
-            let right = self.comparison()?;
-            left = Ast::Binary(op.kind, op.pos, Box::new(left), Box::new(right));
+            let (right, h) = self.comparison()?;
+            let ast = Ast::Binary(op.kind, op.pos, Box::new(left), Box::new(right));
+            (left, height) = self.node(op.pos, height.max(h) + 1, ast)?;
         }
-        Ok(left)
+        Ok((left, height))
     }
 
-    fn comparison(&mut self) -> Result<Ast, ExprError> {
-        let mut left = self.unary()?;
+    fn comparison(&mut self) -> Result<Parsed, ExprError> {
+        let (mut left, mut height) = self.unary()?;
         while let Some(Tok::Gt | Tok::Ge | Tok::Lt | Tok::Le) = self.peek() {
             let op = self.next().expect("peeked");
-            let right = self.unary()?;
-            left = Ast::Binary(op.kind, op.pos, Box::new(left), Box::new(right));
+            let (right, h) = self.unary()?;
+            let ast = Ast::Binary(op.kind, op.pos, Box::new(left), Box::new(right));
+            (left, height) = self.node(op.pos, height.max(h) + 1, ast)?;
         }
-        Ok(left)
+        Ok((left, height))
     }
 
-    fn unary(&mut self) -> Result<Ast, ExprError> {
+    /// Every nested `not` and `(` passes through here, so this is where recursion is bounded.
+    fn unary(&mut self) -> Result<Parsed, ExprError> {
+        if self.nesting >= MAX_DEPTH {
+            return too_deep(self.pos());
+        }
+        self.nesting += 1;
+        let result = self.unary_inner();
+        self.nesting -= 1;
+        result
+    }
+
+    fn unary_inner(&mut self) -> Result<Parsed, ExprError> {
         if self.peek() == Some(&Tok::Not) {
+            let pos = self.pos();
             self.at += 1;
-            return Ok(Ast::Not(Box::new(self.unary()?)));
+            let (inner, height) = self.unary()?;
+            return self.node(pos, height + 1, Ast::Not(Box::new(inner)));
         }
         self.primary()
     }
 
-    fn primary(&mut self) -> Result<Ast, ExprError> {
+    fn primary(&mut self) -> Result<Parsed, ExprError> {
         let end = self.end_pos();
         let Some(t) = self.next() else {
             return err(end, "expected an expression");
         };
-        Ok(match t.kind {
-            Tok::True => Ast::Lit(Value::Bool(true)),
-            Tok::False => Ast::Lit(Value::Bool(false)),
-            Tok::Num(n) => Ast::Lit(Value::Int(n)),
-            Tok::Str(s) => Ast::Lit(Value::Str(s)),
+        let lit = |v| Ok((Ast::Lit(v), 0));
+        match t.kind {
+            Tok::True => lit(Value::Bool(true)),
+            Tok::False => lit(Value::Bool(false)),
+            Tok::Num(n) => lit(Value::Int(n)),
+            Tok::Str(s) => lit(Value::Str(s)),
             Tok::Pattern(p) => match Regex::new(&format!("^(?:{p})$")) {
-                Ok(re) => Ast::Lit(Value::Pattern(re)),
-                Err(_) => return err(t.pos, format!("syntax error in pattern /{p}/")),
+                Ok(re) => lit(Value::Pattern(re)),
+                Err(_) => err(t.pos, format!("syntax error in pattern /{p}/")),
             },
-            Tok::Ident(name) => Ast::Var(name, t.pos),
+            Tok::Ident(name) => Ok((Ast::Var(name, t.pos), 0)),
             Tok::LParen => {
                 let inner = self.expression()?;
                 match self.next() {
                     Some(Token {
                         kind: Tok::RParen, ..
-                    }) => inner,
-                    _ => return err(t.pos, "this ( is never closed"),
+                    }) => Ok(inner),
+                    _ => err(t.pos, "this ( is never closed"),
                 }
             }
-            other => {
-                return err(
-                    t.pos,
-                    format!("expected an expression, found {}", other.describe()),
-                );
-            }
-        })
+            other => err(
+                t.pos,
+                format!("expected an expression, found {}", other.describe()),
+            ),
+        }
     }
 }
 
@@ -372,21 +474,18 @@ fn evaluate(
         Ast::Lit(v) => v.clone(),
         Ast::Var(name, pos) => lookup(name).map_err(|message| ExprError { message, pos: *pos })?,
         Ast::Not(inner) => Value::Bool(!evaluate(inner, lookup)?.truthy()),
-        Ast::And(l, r) => {
-            let left = evaluate(l, lookup)?;
-            if left.truthy() {
-                evaluate(r, lookup)?
-            } else {
-                left
+        // Short-circuit, returning the operand that decided: the first falsy one (`and`) or
+        // truthy one (`or`), else the last.
+        Ast::And(items) | Ast::Or(items) => {
+            let stop_when = matches!(ast, Ast::Or(_));
+            let mut last = Value::Undefined;
+            for item in items {
+                last = evaluate(item, lookup)?;
+                if last.truthy() == stop_when {
+                    break;
+                }
             }
-        }
-        Ast::Or(l, r) => {
-            let left = evaluate(l, lookup)?;
-            if left.truthy() {
-                left
-            } else {
-                evaluate(r, lookup)?
-            }
+            last
         }
         Ast::Binary(op, pos, l, r) => {
             let left = evaluate(l, lookup)?;
@@ -494,5 +593,43 @@ mod tests {
         assert!(run("1 = 1").is_err());
         assert!(run("\"open").is_err());
         assert!(run("1 == 1 2").is_err());
+    }
+
+    /// See: review repro 9 — 40,000 `not`s or 100,000 `(` overflowed the stack (exit 134).
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let nots = format!("{}true", "not ".repeat(40_000));
+        assert!(run(&nots).unwrap_err().message.contains("nests too deeply"));
+        let parens = "(".repeat(100_000);
+        assert!(
+            run(&parens)
+                .unwrap_err()
+                .message
+                .contains("nests too deeply")
+        );
+        let compare = vec!["1"; 5_000].join(" == ");
+        assert!(
+            run(&compare)
+                .unwrap_err()
+                .message
+                .contains("nests too deeply")
+        );
+        let within = format!("{}true{}", "(not ".repeat(49), ")".repeat(49));
+        assert!(!truth(&within), "49 nots of true");
+    }
+
+    #[test]
+    fn long_and_or_chains_are_flat() {
+        let ors = vec!["false"; 10_000].join(" or ") + " or 7";
+        assert!(matches!(run(&ors), Ok(Value::Int(7))));
+        let ands = vec!["1"; 10_000].join(" and ");
+        assert!(matches!(run(&ands), Ok(Value::Int(1))));
+    }
+
+    #[test]
+    fn variables_are_listed_in_order() {
+        let e = parse(r#"pipeline.git.branch == "x" or not (parameters.a and matrix.os)"#).unwrap();
+        let names: Vec<&str> = e.variables().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["pipeline.git.branch", "parameters.a", "matrix.os"]);
     }
 }

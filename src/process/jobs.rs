@@ -31,6 +31,7 @@ pub(crate) struct Invocation<'a> {
 impl Compiler<'_> {
     /// The compiled job.
     pub fn job(&mut self, inv: &Invocation) -> Res<Map> {
+        self.spend(inv.at, None)?;
         let (jns, element) = self.find(ROOT, ElementKind::Job, inv.job, inv.at)?;
         let name = inv.job;
         let Some(def) = element.def.as_map() else {

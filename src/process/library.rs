@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use crate::diagnostic::Diagnostic;
 use crate::source::Span;
@@ -36,11 +37,12 @@ impl ElementKind {
     }
 }
 
-/// A definition as written (unsubstituted), and where its name was written.
+/// A definition as written (unsubstituted), and where its name was written. Shared, because
+/// every call of a command looks it up again.
 #[derive(Clone, Debug)]
 pub(crate) struct Element {
     pub key_span: Span,
-    pub def: Node,
+    pub def: Rc<Node>,
 }
 
 #[derive(Default, Debug)]

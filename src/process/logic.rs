@@ -11,7 +11,8 @@ use crate::yaml::{Kind, Node};
 use super::context::{Ctx, Res};
 use super::value::{same, truthy};
 
-const MAX_DEPTH: usize = 100;
+/// CircleCI's documented limit; `validate` checks the same.
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// The truth of a (substituted) logic statement.
 pub(crate) fn eval(ctx: &mut Ctx, node: &Node) -> Res<bool> {

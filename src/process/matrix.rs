@@ -9,6 +9,10 @@ use crate::yaml::{Kind, Node};
 use super::context::{Ctx, Reported, Res};
 use super::value::{same, text};
 
+/// The most instances one matrix may have (the product of its value lists, before
+/// `exclude`). Real matrices have a few dozen; `validate` checks the same limit.
+pub(crate) const MAX_INSTANCES: u64 = 4096;
+
 /// One combination: (parameter, value), sorted by parameter name.
 pub(crate) type Combination = Vec<(String, Node)>;
 
@@ -42,6 +46,10 @@ pub(crate) fn expand(ctx: &mut Ctx, matrix: &Node) -> Res<Matrix> {
                 )));
             }
         }
+    }
+    let product = instances(axes.iter().map(|(_, values)| values.len()));
+    if product > MAX_INSTANCES {
+        return Err(ctx.error(too_many(matrix, product)));
     }
     axes.sort_by(|a, b| a.0.cmp(&b.0));
     let mut combinations: Vec<Combination> = vec![Vec::new()];
@@ -109,6 +117,32 @@ pub(crate) fn expand(ctx: &mut Ctx, matrix: &Node) -> Res<Matrix> {
         combinations,
         alias,
     })
+}
+
+/// The number of combinations of value lists of these lengths (saturating).
+pub(crate) fn instances(lengths: impl Iterator<Item = usize>) -> u64 {
+    lengths.fold(1u64, |n, len| n.saturating_mul(len as u64))
+}
+
+/// The error for a matrix with more than [`MAX_INSTANCES`] combinations, at its `parameters`.
+pub(crate) fn too_many(matrix: &Node, product: u64) -> Diagnostic {
+    let at = matrix
+        .as_map()
+        .and_then(|m| m.entry("parameters"))
+        .map_or(matrix.span, |e| e.key_span);
+    let count = if product == u64::MAX {
+        "more than 2^64".to_string()
+    } else {
+        product.to_string()
+    };
+    Diagnostic::error(
+        at,
+        format!("this matrix has {count} combinations; at most {MAX_INSTANCES} are expanded"),
+    )
+    .with_hint(
+        "the number of jobs is the product of the lengths of the value lists (`exclude` applies \
+         after that); split the entry into several, or use fewer values",
+    )
 }
 
 /// `<job>-<value>-<value>...`

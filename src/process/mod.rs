@@ -11,22 +11,23 @@
 //!
 //! Only `orbs` reads files; nothing here prints.
 
+pub(crate) mod budget;
 mod compiler;
 mod context;
 mod executors;
-mod expr;
+pub(crate) mod expr;
 mod jobs;
 mod library;
-mod logic;
-mod matrix;
+pub(crate) mod logic;
+pub(crate) mod matrix;
 mod orbs;
 mod output;
 mod params;
 mod pipeline;
 mod pipeline_params;
-mod steps;
-mod subst;
-mod template;
+pub(crate) mod steps;
+pub(crate) mod subst;
+pub(crate) mod template;
 mod value;
 mod workflows;
 
@@ -204,6 +205,7 @@ fn compile(
         pipeline: &options.pipeline_values,
         pipeline_params,
         calls: Vec::new(),
+        budget: Default::default(),
     };
     let (mut jobs, workflows) = compile_workflows(&mut compiler, config);
     if options.all_jobs {

@@ -19,6 +19,10 @@ use super::library::{
     Element, Import, Library, MissingOrb, Namespace, NsId, OrbResolution, file_name,
 };
 
+/// How long a chain of orb files importing orb files may be. Loading recurses once per
+/// level; no published orb chain is more than a few deep.
+const MAX_IMPORT_DEPTH: usize = 64;
+
 /// Where registry orbs may come from.
 pub(crate) struct OrbSources<'a> {
     /// `--orb ref=path` pairs.
@@ -93,7 +97,7 @@ impl<'a> Loader<'a> {
         for e in &map.entries {
             let element = Element {
                 key_span: e.key_span,
-                def: e.value.clone(),
+                def: std::rc::Rc::new(e.value.clone()),
             };
             out.insert(e.key.clone(), element);
         }
@@ -149,6 +153,13 @@ impl<'a> Loader<'a> {
         });
         if let Some(id) = self.by_path.get(&key) {
             return Some(Import::Orb(*id));
+        }
+        if self.loading.len() >= MAX_IMPORT_DEPTH {
+            self.ctx.error(Diagnostic::error(
+                span,
+                format!("orbs import each other more than {MAX_IMPORT_DEPTH} levels deep"),
+            ));
+            return None;
         }
         if self.loading.contains(&key) {
             self.ctx.error(Diagnostic::error(

@@ -35,8 +35,9 @@ const BUILTIN: &[&str] = &[
     "install_signing_bundle",
 ];
 
-/// Commands nested deeper than this are reported as runaway recursion.
-const MAX_DEPTH: usize = 100;
+/// Commands nested deeper than this are reported as runaway recursion (`validate` checks the
+/// same limit).
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// Wraps expanded steps as the value of a `steps` parameter.
 pub(crate) fn expanded(span: Span, steps: Vec<Node>) -> Node {
@@ -118,6 +119,7 @@ impl Compiler<'_> {
                 let e = &map.entries[0];
                 match e.key.as_str() {
                     EXPANDED => {
+                        self.spend(e.value.span, Some(&e.value))?;
                         out.push(e.value.clone());
                         Ok(())
                     }
@@ -156,7 +158,9 @@ impl Compiler<'_> {
             Lookup::Element(cns, element) => self.invoke(name, at, args, element, cns, ns, out),
             Lookup::MissingOrb => Err(Reported),
             Lookup::NotFound if BUILTIN.contains(&name) => {
-                out.push(builtin(name, step, args));
+                let produced = builtin(name, step, args);
+                self.spend(at, Some(&produced))?;
+                out.push(produced);
                 Ok(())
             }
             Lookup::NotFound => Err(self.not_found(ns, ElementKind::Command, name, at)),
@@ -174,8 +178,13 @@ impl Compiler<'_> {
         caller: NsId,
         out: &mut Vec<Node>,
     ) -> Res<()> {
+        self.spend(at, None)?;
         let local = name.rsplit('/').next().unwrap_or(name).to_string();
-        if let Some(pos) = self.calls.iter().position(|c| *c == (cns, local.clone())) {
+        if let Some(pos) = self
+            .calls
+            .iter()
+            .position(|(ns, n)| *ns == cns && *n == local)
+        {
             let mut chain: Vec<&str> = self.calls[pos..].iter().map(|(_, n)| n.as_str()).collect();
             chain.push(&local);
             return Err(self.ctx.error(

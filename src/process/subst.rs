@@ -9,6 +9,7 @@ use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 use crate::yaml::{Entry, Kind, Map, Node};
 
+use super::budget::{MAX_STRING, MAX_VALUE_DEPTH, deeper_than};
 use super::context::{Ctx, Reported, Res};
 use super::expr::{self, Value};
 use super::params::Args;
@@ -202,6 +203,21 @@ fn render(ctx: &mut Ctx, span: Span, pieces: &[Piece], scope: &Scope) -> Res<Str
                 }
             }
         }
+        if out.len() > MAX_STRING {
+            return Err(ctx.error(
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "substitution makes this string longer than {} MiB",
+                        MAX_STRING >> 20
+                    ),
+                )
+                .with_hint(
+                    "a parameter embedded several times and passed down through commands \
+                     doubles at every level",
+                ),
+            ));
+        }
     }
     Ok(out)
 }
@@ -215,7 +231,11 @@ fn whole(ctx: &mut Ctx, span: Span, content: &str, scope: &Scope) -> Res<Node> {
     match expr::eval(content, &mut lookup) {
         Ok(v) => Ok(from_value(v, span)),
         Err(e) => Err(ctx.error(
-            Diagnostic::error(span, format!("in << {content} >>: {}", e.message)).with_hint(
+            Diagnostic::error(
+                span,
+                format!("in << {} >>: {}", shown(content), e.message),
+            )
+            .with_hint(
                 "`<< >>` holds a parameter (parameters.x), a pipeline value (pipeline.git.branch) \
                  or an expression; write a literal `<<` as \\<<",
             ),
@@ -247,6 +267,11 @@ pub(crate) fn reference(name: &str, span: Span, scope: &Scope) -> Result<Node, B
         |msg: String, hint: &str| Err(Box::new(Diagnostic::error(span, msg).with_hint(hint)));
     if let Some(param) = name.strip_prefix("parameters.") {
         return match scope.params.and_then(|a| a.get(param)) {
+            Some(arg) if deeper_than(&arg.value, MAX_VALUE_DEPTH) => fail(
+                format!("the value of {name} nests more than {MAX_VALUE_DEPTH} levels deep"),
+                "a value wrapped in another map at every call grows without end; pass it on \
+                 as it is",
+            ),
             Some(arg) => Ok(Node {
                 span,
                 ..arg.value.clone()
@@ -348,9 +373,14 @@ pub(crate) fn condition(ctx: &mut Ctx, node: &Node, src: &str, scope: &Scope) ->
         .map_err(|e| {
             ctx.error(Diagnostic::error(
                 span,
-                format!("in the expression {src:?}: {}", e.message),
+                format!("in the expression {:?}: {}", shown(src), e.message),
             ))
         })
+}
+
+/// An expression as error messages quote it.
+fn shown(src: &str) -> String {
+    template::abbreviate(src, 60)
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! `<<# parameters.x >>...<</ parameters.x >>` / `<<^ parameters.x >>...<</ parameters.x >>`.
 //! `\<<` is a literal `<<`.
 //!
-//! Parsing only; what a tag means is decided by `subst`.
+//! Parsing only; what a tag means is decided by `subst`. `validate` reads templates with the
+//! same scanner ([`tags`]), so both agree on what is well formed.
+
+use std::ops::Range;
 
 /// One piece of a template.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,32 +22,66 @@ pub(crate) enum Piece {
     },
 }
 
-/// Why a string is not a well-formed template.
+/// How deeply `<<# >>` sections may nest. Rendering recurses once per level, so deeper input
+/// is refused instead of exhausting the stack; real configs nest one or two.
+pub(crate) const MAX_SECTION_DEPTH: usize = 100;
+
+/// Why a string is not a well-formed template, and which bytes of it are at fault.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum TemplateError {
+pub(crate) struct TemplateError {
+    pub problem: Problem,
+    pub at: Range<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Problem {
     Unclosed,
     UnclosedSection(String),
     StrayClose(String),
     MismatchedClose { open: String, close: String },
+    TooDeep,
 }
 
 impl TemplateError {
     pub fn message(&self) -> String {
-        match self {
-            TemplateError::Unclosed => {
+        match &self.problem {
+            Problem::Unclosed => {
                 "Unclosed '<<' tag ('<<' must be escaped as '\\<<' in config v2.1+)".to_string()
             }
-            TemplateError::UnclosedSection(name) => {
+            Problem::UnclosedSection(name) => {
                 format!("section <<# {name} >> is never closed with <</ {name} >>")
             }
-            TemplateError::StrayClose(name) => {
+            Problem::StrayClose(name) => {
                 format!("<</ {name} >> closes a section that was never opened")
             }
-            TemplateError::MismatchedClose { open, close } => {
+            Problem::MismatchedClose { open, close } => {
                 format!("section <<# {open} >> is closed by <</ {close} >>")
+            }
+            Problem::TooDeep => {
+                format!("sections are nested more than {MAX_SECTION_DEPTH} levels deep")
             }
         }
     }
+}
+
+/// What a tag does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TagKind {
+    /// `<< x >>`: replaced by a value.
+    Value,
+    /// `<<# x >>` / `<<^ x >>`: opens a section decided by `x`.
+    Open { inverted: bool },
+    /// `<</ x >>`: closes the section named `x`; `x` is only compared, never evaluated.
+    Close,
+}
+
+/// One tag of a template: its kind, its trimmed content (without the `#`, `^` or `/`), and the
+/// bytes `<< ... >>` it spans in the string.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Tag {
+    pub kind: TagKind,
+    pub content: String,
+    pub range: Range<usize>,
 }
 
 /// Whether `s` needs template processing at all (the fast path for most strings).
@@ -52,41 +89,84 @@ pub(crate) fn has_template(s: &str) -> bool {
     s.contains("<<")
 }
 
+/// Every tag of `s` in order, once the whole template is known to be well formed.
+pub(crate) fn tags(s: &str) -> Result<Vec<Tag>, TemplateError> {
+    let tokens = scan(s)?;
+    build(tokens.clone())?;
+    Ok(tokens
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Text(_) => None,
+            Token::Tag(tag) => Some(tag),
+        })
+        .collect())
+}
+
 /// Parses `s` into pieces.
 pub(crate) fn parse(s: &str) -> Result<Vec<Piece>, TemplateError> {
-    let tokens = scan(s)?;
-    let mut stack: Vec<(bool, String, Vec<Piece>)> = Vec::new();
+    build(scan(s)?)
+}
+
+/// An open section while building: (inverted, name, where it was opened, body so far).
+type OpenSection = (bool, String, Range<usize>, Vec<Piece>);
+
+fn build(tokens: Vec<Token>) -> Result<Vec<Piece>, TemplateError> {
+    let mut stack: Vec<OpenSection> = Vec::new();
     let mut top: Vec<Piece> = Vec::new();
     for token in tokens {
-        match token {
-            Token::Piece(p) => match stack.last_mut() {
-                Some((_, _, body)) => push(body, p),
-                None => push(&mut top, p),
+        let piece = match token {
+            Token::Text(t) => Piece::Text(t),
+            Token::Tag(tag) => match tag.kind {
+                TagKind::Value => Piece::Tag(tag.content),
+                TagKind::Open { inverted } => {
+                    if stack.len() >= MAX_SECTION_DEPTH {
+                        return Err(TemplateError {
+                            problem: Problem::TooDeep,
+                            at: tag.range,
+                        });
+                    }
+                    stack.push((inverted, tag.content, tag.range, Vec::new()));
+                    continue;
+                }
+                TagKind::Close => close(&mut stack, tag)?,
             },
-            Token::Open { inverted, name } => stack.push((inverted, name, Vec::new())),
-            Token::Close(close) => {
-                let Some((inverted, name, body)) = stack.pop() else {
-                    return Err(TemplateError::StrayClose(close));
-                };
-                if name != close {
-                    return Err(TemplateError::MismatchedClose { open: name, close });
-                }
-                let section = Piece::Section {
-                    inverted,
-                    name,
-                    body,
-                };
-                match stack.last_mut() {
-                    Some((_, _, b)) => b.push(section),
-                    None => top.push(section),
-                }
-            }
+        };
+        match stack.last_mut() {
+            Some((_, _, _, body)) => push(body, piece),
+            None => push(&mut top, piece),
         }
     }
-    if let Some((_, name, _)) = stack.pop() {
-        return Err(TemplateError::UnclosedSection(name));
+    if let Some((_, name, at, _)) = stack.pop() {
+        return Err(TemplateError {
+            problem: Problem::UnclosedSection(name),
+            at,
+        });
     }
     Ok(top)
+}
+
+/// Ends the innermost open section with `tag`, which must name it.
+fn close(stack: &mut Vec<OpenSection>, tag: Tag) -> Result<Piece, TemplateError> {
+    let Some((inverted, name, _, body)) = stack.pop() else {
+        return Err(TemplateError {
+            problem: Problem::StrayClose(tag.content),
+            at: tag.range,
+        });
+    };
+    if name != tag.content {
+        return Err(TemplateError {
+            problem: Problem::MismatchedClose {
+                open: name,
+                close: tag.content,
+            },
+            at: tag.range,
+        });
+    }
+    Ok(Piece::Section {
+        inverted,
+        name,
+        body,
+    })
 }
 
 /// Appends, merging adjacent text.
@@ -98,54 +178,68 @@ fn push(out: &mut Vec<Piece>, piece: Piece) {
     out.push(piece);
 }
 
+#[derive(Clone)]
 enum Token {
-    Piece(Piece),
-    Open { inverted: bool, name: String },
-    Close(String),
+    Text(String),
+    Tag(Tag),
 }
 
 fn scan(s: &str) -> Result<Vec<Token>, TemplateError> {
     let mut tokens = Vec::new();
     let mut text = String::new();
-    let mut rest = s;
-    while let Some(pos) = rest.find("<<") {
-        if rest[..pos].ends_with('\\') {
-            text.push_str(&rest[..pos - 1]);
+    let mut from = 0;
+    while let Some(found) = s[from..].find("<<") {
+        let open = from + found;
+        if s[from..open].ends_with('\\') {
+            text.push_str(&s[from..open - 1]);
             text.push_str("<<");
-            rest = &rest[pos + 2..];
+            from = open + 2;
             continue;
         }
-        text.push_str(&rest[..pos]);
-        let after = &rest[pos + 2..];
-        let end = after.find(">>").ok_or(TemplateError::Unclosed)?;
+        text.push_str(&s[from..open]);
+        let Some(len) = s[open + 2..].find(">>") else {
+            return Err(TemplateError {
+                problem: Problem::Unclosed,
+                at: open..open + 2,
+            });
+        };
         if !text.is_empty() {
-            tokens.push(Token::Piece(Piece::Text(std::mem::take(&mut text))));
+            tokens.push(Token::Text(std::mem::take(&mut text)));
         }
-        tokens.push(tag(after[..end].trim()));
-        rest = &after[end + 2..];
+        let end = open + 2 + len + 2;
+        tokens.push(Token::Tag(tag(s[open + 2..end - 2].trim(), open..end)));
+        from = end;
     }
-    text.push_str(rest);
+    text.push_str(&s[from..]);
     if !text.is_empty() {
-        tokens.push(Token::Piece(Piece::Text(text)));
+        tokens.push(Token::Text(text));
     }
     Ok(tokens)
 }
 
-fn tag(content: &str) -> Token {
-    if let Some(name) = content.strip_prefix('#') {
-        Token::Open {
-            inverted: false,
-            name: name.trim().to_string(),
-        }
+fn tag(content: &str, range: Range<usize>) -> Tag {
+    let (kind, content) = if let Some(name) = content.strip_prefix('#') {
+        (TagKind::Open { inverted: false }, name)
     } else if let Some(name) = content.strip_prefix('^') {
-        Token::Open {
-            inverted: true,
-            name: name.trim().to_string(),
-        }
+        (TagKind::Open { inverted: true }, name)
     } else if let Some(name) = content.strip_prefix('/') {
-        Token::Close(name.trim().to_string())
+        (TagKind::Close, name)
     } else {
-        Token::Piece(Piece::Tag(content.to_string()))
+        (TagKind::Value, content)
+    };
+    Tag {
+        kind,
+        content: content.trim().to_string(),
+        range,
+    }
+}
+
+/// `s` for a message: at most `max` characters, the rest elided. A 100 KB expression in an
+/// error message helps no one.
+pub(crate) fn abbreviate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
     }
 }
 
@@ -177,7 +271,8 @@ mod tests {
 
     #[test]
     fn unclosed_tags_are_errors() {
-        assert_eq!(parse("cat <<EOF").unwrap_err(), TemplateError::Unclosed);
+        let e = parse("cat <<EOF").unwrap_err();
+        assert_eq!((e.problem, e.at), (Problem::Unclosed, 4..6));
     }
 
     #[test]
@@ -196,8 +291,40 @@ mod tests {
             ]
         );
         assert!(matches!(
-            parse("<<^ a >>x<</ b >>"),
-            Err(TemplateError::MismatchedClose { .. })
+            parse("<<^ a >>x<</ b >>").map_err(|e| e.problem),
+            Err(Problem::MismatchedClose { .. })
         ));
+    }
+
+    #[test]
+    fn tags_have_their_byte_ranges() {
+        let found = tags("a <<# p.x >>b<< p.y >><</ p.x >>").unwrap();
+        let summary: Vec<(TagKind, &str, Range<usize>)> = found
+            .iter()
+            .map(|t| (t.kind, t.content.as_str(), t.range.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (TagKind::Open { inverted: false }, "p.x", 2..12),
+                (TagKind::Value, "p.y", 13..22),
+                (TagKind::Close, "p.x", 22..32),
+            ]
+        );
+    }
+
+    /// Rendering recurses per section level; 100,000 nested sections must be an error.
+    #[test]
+    fn deeply_nested_sections_are_an_error() {
+        let deep = "<<# a >>".repeat(100_000);
+        assert_eq!(parse(&deep).unwrap_err().problem, Problem::TooDeep);
+        let fine = format!("{}x{}", "<<# a >>".repeat(10), "<</ a >>".repeat(10));
+        assert!(parse(&fine).is_ok());
+    }
+
+    #[test]
+    fn abbreviation_keeps_short_text() {
+        assert_eq!(abbreviate("abc", 5), "abc");
+        assert_eq!(abbreviate("abcdef", 3), "abc…");
     }
 }

@@ -232,6 +232,7 @@ impl Compiler<'_> {
             .and_then(Node::as_str)
             .is_some_and(|t| t == "approval" || t == "no-op");
         let Some(matrix_node) = body.get("matrix").cloned() else {
+            self.spend(at, None)?;
             let body = self.subst_body(&body, None)?;
             out.push(instance(job, at, body, None, None, approval));
             return Ok(());
@@ -242,6 +243,7 @@ impl Compiler<'_> {
         let mut rest = body.clone();
         rest.remove("matrix");
         for combination in &matrix.combinations {
+            self.spend(at, None)?;
             let mut inst_body = self.subst_body(&rest, Some(combination))?;
             for (k, v) in combination {
                 if !inst_body.contains_key(k) {

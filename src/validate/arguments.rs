@@ -155,7 +155,10 @@ pub(crate) fn check_value<'a>(
     let ty = ParamType::of(decl);
     match ty {
         ParamType::Executor => return super::executors::check_ref(cx, value, ptr, caller),
-        ParamType::Steps => return super::steps::check_list(cx, value, ptr, caller),
+        ParamType::Steps => {
+            let what = format!("argument `{arg}` of {}", target.label());
+            return super::steps::check_value(cx, &what, value, ptr, caller);
+        }
         ParamType::Unknown => return,
         _ => {}
     }
@@ -203,7 +206,7 @@ fn substitute<'a>(
     if reference.kind != RefKind::PipelineParameter || cx.model.ns(caller.ns).in_orb {
         return None;
     }
-    let entry = cx.model.pipeline_param(reference.name)?;
+    let entry = cx.model.pipeline_param(&reference.name)?;
     let default = entry.value.get("default")?;
     Some((default, Some(entry.key.as_str())))
 }

@@ -45,6 +45,9 @@ pub(crate) struct Scope<'a> {
     /// A workflow: no parameters, but pipeline parameters and matrix values.
     pub workflow: bool,
     pub matrix: Option<&'a Map>,
+    /// A parameter's `default:`: substituted before any argument is bound, so it sees no
+    /// parameters (not even its siblings).
+    pub default: bool,
 }
 
 impl<'a> Scope<'a> {
@@ -54,6 +57,7 @@ impl<'a> Scope<'a> {
             owner: Some(def),
             workflow: false,
             matrix: None,
+            default: false,
         }
     }
 
@@ -63,6 +67,7 @@ impl<'a> Scope<'a> {
             owner: None,
             workflow: true,
             matrix: None,
+            default: false,
         }
     }
 }

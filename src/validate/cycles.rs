@@ -9,13 +9,9 @@ use crate::diagnostic::Diagnostic;
 
 pub(crate) fn check(cx: &mut Ctx<'_>, jobs: &[JobEntry<'_>]) {
     let edges = edges(jobs);
-    let mut required = vec![false; jobs.len()];
-    for &j in edges.iter().flatten() {
-        required[j] = true;
-    }
+    let candidates = may_cycle(&edges);
     for (i, job) in jobs.iter().enumerate() {
-        // Only an entry that requires and is required can be on a cycle.
-        if edges[i].is_empty() || !required[i] {
+        if !candidates[i] {
             continue;
         }
         let Some(cycle) = shortest_cycle(&edges, i) else {
@@ -59,6 +55,45 @@ fn edges(jobs: &[JobEntry<'_>]) -> Vec<Vec<usize>> {
             out
         })
         .collect()
+}
+
+/// The nodes that may lie on a cycle: what is left after repeatedly removing nodes that
+/// nothing points to, then nodes that point to nothing. Linear, so a search per node (which is
+/// quadratic) only runs where a cycle is possible, not along a 100,000-long chain.
+pub(crate) fn may_cycle(edges: &[Vec<usize>]) -> Vec<bool> {
+    let mut reversed = vec![Vec::new(); edges.len()];
+    for (from, targets) in edges.iter().enumerate() {
+        for &to in targets {
+            reversed[to].push(from);
+        }
+    }
+    let mut alive = vec![true; edges.len()];
+    trim(&reversed, edges, &mut alive);
+    trim(edges, &reversed, &mut alive);
+    alive
+}
+
+/// Removes, until none is left, the alive nodes with no alive `incoming` edge; `outgoing`
+/// tells whose count drops when one goes.
+fn trim(incoming: &[Vec<usize>], outgoing: &[Vec<usize>], alive: &mut [bool]) {
+    let mut count: Vec<usize> = incoming
+        .iter()
+        .map(|from| from.iter().filter(|&&f| alive[f]).count())
+        .collect();
+    let mut queue: Vec<usize> = (0..alive.len())
+        .filter(|&n| alive[n] && count[n] == 0)
+        .collect();
+    while let Some(node) = queue.pop() {
+        alive[node] = false;
+        for &next in &outgoing[node] {
+            if alive[next] {
+                count[next] -= 1;
+                if count[next] == 0 {
+                    queue.push(next);
+                }
+            }
+        }
+    }
 }
 
 /// The shortest path from `start` back to `start` (breadth first), as entry indices with
@@ -113,6 +148,18 @@ mod tests {
         assert_eq!(shortest_cycle(&edges, 0), Some(vec![0, 1, 2, 0]));
         assert_eq!(shortest_cycle(&edges, 2), Some(vec![2, 0, 1, 2]));
         assert_eq!(shortest_cycle(&edges, 3), None);
+    }
+
+    #[test]
+    fn only_nodes_between_cycles_are_candidates() {
+        // 0 -> 1 -> 2 -> 1 (a cycle), 2 -> 3 (a tail), 4 -> 0 (a head).
+        let edges = vec![vec![1], vec![2], vec![1, 3], vec![], vec![0]];
+        assert_eq!(
+            super::may_cycle(&edges),
+            vec![false, true, true, false, false]
+        );
+        let chain: Vec<Vec<usize>> = (0..100_000).map(|i| vec![i + 1]).chain([vec![]]).collect();
+        assert!(super::may_cycle(&chain).iter().all(|c| !c));
     }
 
     #[test]

@@ -5,8 +5,7 @@
 use crate::source::Span;
 use crate::yaml::{Kind, Map, Node, pointer_token};
 
-/// Matrix expansions beyond this many names are not listed (they cannot all be required).
-const MAX_EXPANSION: usize = 4096;
+use crate::process::matrix::{MAX_INSTANCES, instances};
 
 /// One entry of a workflow's `jobs:` list.
 #[derive(Debug)]
@@ -126,6 +125,10 @@ fn expand(job: &str, template: Option<&str>, matrix: &Map) -> Vec<String> {
             )
         })
         .collect();
+    // A matrix over the compiler's limit is reported elsewhere; its names are not listed.
+    if instances(params.iter().map(|(_, values)| values.len())) > MAX_INSTANCES {
+        return Vec::new();
+    }
     params.sort_by(|a, b| a.0.cmp(b.0));
     let mut combos: Vec<Vec<(&str, &str)>> = vec![Vec::new()];
     for (name, values) in &params {
@@ -136,9 +139,6 @@ fn expand(job: &str, template: Option<&str>, matrix: &Map) -> Vec<String> {
                 c.push((*name, v.as_str()));
                 next.push(c);
             }
-        }
-        if next.len() > MAX_EXPANSION {
-            return Vec::new();
         }
         combos = next;
     }

@@ -11,6 +11,8 @@ mod cycles;
 mod definitions;
 mod entries;
 mod executors;
+mod expansion;
+mod logic;
 mod model;
 mod orbs;
 mod params;
@@ -86,6 +88,7 @@ fn semantics(cx: &mut Ctx<'_>, version: Version, options: &Options) {
     definitions::check_all(cx);
     recursion::check(cx);
     workflows::check_all(cx);
+    expansion::check(cx);
     references::check_all(cx);
     // Last: only now is it known which registry orbs something refers into.
     orbs::offline_warnings(cx, options.strict);

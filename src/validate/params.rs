@@ -182,7 +182,10 @@ pub(crate) fn check_defaults<'a>(cx: &mut Ctx<'a>, def: &'a Def<'a>) {
         );
         match ParamType::of(&entry.value) {
             ParamType::Executor => super::executors::check_ref(cx, default, &ptr, Scope::of(def)),
-            ParamType::Steps => super::steps::check_list(cx, default, &ptr, Scope::of(def)),
+            ParamType::Steps => {
+                let what = format!("the default of parameter `{}`", entry.key);
+                super::steps::check_value(cx, &what, default, &ptr, Scope::of(def));
+            }
             _ => {}
         }
     }

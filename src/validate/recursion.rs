@@ -2,7 +2,7 @@
 //! commands in place, so such a command never finishes expanding.
 
 use super::ctx::Ctx;
-use super::cycles::shortest_cycle;
+use super::cycles::{may_cycle, shortest_cycle};
 use super::model::{Def, DefKind, Lookup};
 use crate::diagnostic::Diagnostic;
 use crate::yaml::{Kind, Node};
@@ -26,7 +26,11 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
             calls
         })
         .collect();
+    let candidates = may_cycle(&edges);
     for (i, def) in commands.iter().enumerate() {
+        if !candidates[i] {
+            continue;
+        }
         let Some(cycle) = shortest_cycle(&edges, i) else {
             continue;
         };

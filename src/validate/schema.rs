@@ -20,17 +20,31 @@ const SCHEMA_TEXT: &str = include_str!("../../schema/circleci-config.schema.json
 pub(crate) static SCHEMA: LazyLock<Value> =
     LazyLock::new(|| serde_json::from_str(SCHEMA_TEXT).expect("the bundled schema is JSON"));
 
-static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| {
+static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| compile(&SCHEMA));
+
+/// The schema's step-list definition on its own, for steps that the config's structure does not
+/// place under a `steps:` key: the arguments and defaults of `steps`-typed parameters.
+static STEPS: LazyLock<Validator> = LazyLock::new(|| {
+    compile(&serde_json::json!({
+        "$ref": "#/$defs/steps",
+        "$defs": SCHEMA["$defs"].clone(),
+    }))
+});
+
+fn compile(schema: &Value) -> Validator {
     jsonschema::options()
         .with_draft(Draft::Draft202012)
-        .build(&SCHEMA)
+        .build(schema)
         .expect("the bundled schema compiles")
-});
+}
 
 /// One violation, located in the YAML tree.
 pub(crate) struct Violation<'e, 'n> {
     pub error: &'e ValidationError<'e>,
+    /// Pointer from the document's root (`base` + the error's path below `root`).
     pub ptr: String,
+    /// Pointer of `root` in the document: empty unless a part was validated on its own.
+    pub base: &'n str,
     pub node: Option<&'n Node>,
     pub entry: Option<&'n Entry>,
     pub root: &'n Node,
@@ -62,8 +76,18 @@ impl Violation<'_, '_> {
 
 /// Every schema violation in the document, as diagnostics.
 pub(crate) fn check(root: &Node) -> Vec<Diagnostic> {
+    violations(&VALIDATOR, root, "")
+}
+
+/// Every schema violation in a list of steps found at `base` (a pointer into the document),
+/// reported exactly as the same steps under a job's `steps:` would be.
+pub(crate) fn check_steps(steps: &Node, base: &str) -> Vec<Diagnostic> {
+    violations(&STEPS, steps, base)
+}
+
+fn violations(validator: &Validator, root: &Node, base: &str) -> Vec<Diagnostic> {
     let instance = root.to_json();
-    let errors: Vec<ValidationError<'_>> = VALIDATOR.iter_errors(&instance).collect();
+    let errors: Vec<ValidationError<'_>> = validator.iter_errors(&instance).collect();
     let one_key: Vec<String> = errors
         .iter()
         .filter(|e| matches!(e.kind(), ValidationErrorKind::MaxProperties { limit: 1 }))
@@ -85,41 +109,44 @@ pub(crate) fn check(root: &Node) -> Vec<Diagnostic> {
         if one_key.iter().any(|p| ptr.starts_with(p.as_str())) {
             continue;
         }
-        let mut violation = locate(error, root);
+        let mut violation = locate(error, root, base);
         violation.unknown = unknown.get(ptr).cloned().unwrap_or_default();
         out.extend(schema_text::describe(&violation));
     }
     out
 }
 
-/// Finds the node a violation is about (or its nearest existing ancestor).
-pub(crate) fn locate<'e, 'n>(error: &'e ValidationError<'e>, root: &'n Node) -> Violation<'e, 'n> {
-    let ptr = error.instance_path().as_str().to_string();
-    let mut probe = ptr.as_str();
+/// Finds the node a violation is about (or its nearest existing ancestor) below `root`, which
+/// sits at pointer `base` in the document.
+pub(crate) fn locate<'e, 'n>(
+    error: &'e ValidationError<'e>,
+    root: &'n Node,
+    base: &'n str,
+) -> Violation<'e, 'n> {
+    let path = error.instance_path().as_str();
+    let mut violation = Violation {
+        error,
+        ptr: format!("{base}{path}"),
+        base,
+        node: None,
+        entry: None,
+        root,
+        unknown: Vec::new(),
+    };
+    let mut probe = path;
     loop {
         if let Some((node, entry)) = root.pointer(probe) {
-            let exact = probe.len() == ptr.len();
-            return Violation {
-                error,
-                ptr: ptr.clone(),
-                node: Some(node),
-                entry: if exact { entry } else { None },
-                root,
-                unknown: Vec::new(),
+            violation.node = Some(node);
+            violation.entry = if probe.len() == path.len() {
+                entry
+            } else {
+                None
             };
+            return violation;
         }
         match probe.rfind('/') {
             Some(i) => probe = &probe[..i],
-            None => {
-                return Violation {
-                    error,
-                    ptr,
-                    node: None,
-                    entry: None,
-                    root,
-                    unknown: Vec::new(),
-                };
-            }
+            None => return violation,
         }
     }
 }

@@ -233,7 +233,7 @@ fn any_of(
     match best {
         Some(branch) if branch.iter().any(|e| e.instance_path().as_str() != here) => branch
             .iter()
-            .flat_map(|e| describe(&locate(e, v.root)))
+            .flat_map(|e| describe(&locate(e, v.root, v.base)))
             .collect(),
         _ => {
             let what = info.title.unwrap_or("value");

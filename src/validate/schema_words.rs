@@ -60,6 +60,12 @@ pub(crate) fn owner(v: &Violation<'_, '_>, info: &SchemaInfo) -> String {
         {
             format!("the `{name}` step")
         }
+        // A step of a list given as an argument (under the parameter's own name).
+        (Some(index), Some(name))
+            if is_index(index) && info.title.is_some_and(|t| t.ends_with(" step")) =>
+        {
+            format!("the `{name}` step")
+        }
         (Some("docker"), Some(index)) if is_index(index) => {
             format!("docker image {}", index.parse::<usize>().unwrap_or(0) + 1)
         }

@@ -60,6 +60,36 @@ pub(crate) fn check_list<'a>(cx: &mut Ctx<'a>, steps: &'a Node, ptr: &str, scope
     }
 }
 
+/// Checks the value of a `steps`-typed parameter (an argument, or a default), which `what`
+/// names: a list of steps, checked against the schema and like a job's own steps. A templated
+/// string passes a steps parameter on and is checked where that one is given.
+pub(crate) fn check_value<'a>(
+    cx: &mut Ctx<'a>,
+    what: &str,
+    value: &'a Node,
+    ptr: &str,
+    scope: Scope<'a>,
+) {
+    match &value.kind {
+        Kind::Str(s) if template::is_templated(s) => {}
+        Kind::Seq(_) => {
+            cx.out.extend(super::schema::check_steps(value, ptr));
+            check_list(cx, value, ptr, scope);
+        }
+        _ => cx.push(
+            Diagnostic::error(
+                value.span,
+                format!(
+                    "{what} must be a list of steps, but found {}",
+                    super::arguments::describe(value)
+                ),
+            )
+            .with_hint("write the steps as a list, one `- step` per line, even for one step")
+            .with_pointer(ptr),
+        ),
+    }
+}
+
 fn check_step<'a>(cx: &mut Ctx<'a>, step: &'a Node, ptr: &str, scope: Scope<'a>) {
     match &step.kind {
         Kind::Str(name) if !template::is_templated(name) => bare(cx, name, step, ptr, scope),
@@ -179,6 +209,9 @@ fn conditional<'a>(cx: &mut Ctx<'a>, entry: &'a Entry, ptr: &str, scope: Scope<'
             .with_hint("change the config's version to 2.1")
             .with_pointer(ptr),
         );
+    }
+    if let Some(condition) = entry.value.get("condition") {
+        super::logic::check(cx, condition, &format!("{ptr}/condition"));
     }
     if let Some(steps) = entry.value.get("steps") {
         check_list(cx, steps, &format!("{ptr}/steps"), scope);

@@ -1,11 +1,16 @@
 //! The `<< ... >>` template tags of 2.1 configs, as far as validation needs them: which
-//! parameters, pipeline parameters and matrix values a string refers to, and where.
+//! parameters, pipeline parameters, pipeline values and matrix values a string refers to,
+//! where, and what is malformed. Strings are read by the compiler's own template scanner and
+//! expression parser (`process::template`, `process::expr`), so `validate` and `process`
+//! agree on what a tag is and which tags are wrong.
 //!
 //! This reads strings only; it never substitutes anything (that is `process`'s work).
 
-use std::sync::LazyLock;
+use std::ops::Range;
 
-use regex::Regex;
+use crate::process::expr;
+use crate::process::subst::is_reference;
+use crate::process::template::{self as scanner, Problem as Structure, TagKind};
 
 /// What a name inside `<< >>` refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,7 +19,8 @@ pub(crate) enum RefKind {
     Parameter,
     /// `pipeline.parameters.x`: a top-level pipeline parameter.
     PipelineParameter,
-    /// `pipeline.git.branch` and the other built-in pipeline values.
+    /// Any other name: a built-in pipeline value such as `pipeline.git.branch` (the name is
+    /// kept whole).
     PipelineValue,
     /// `matrix.x`: a matrix parameter of a workflow job entry.
     Matrix,
@@ -22,45 +28,102 @@ pub(crate) enum RefKind {
 
 /// One name used inside a tag, with the byte range of the whole tag in the string.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Reference<'s> {
+pub(crate) struct Reference {
     pub kind: RefKind,
-    pub name: &'s str,
-    pub tag: std::ops::Range<usize>,
+    pub name: String,
+    pub tag: Range<usize>,
 }
 
-/// A string's tags: the names they use, and the byte offset of a `<<` that is never closed.
+/// Why a string's tags cannot be processed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    /// A `<<` never closed by `>>`.
+    Unclosed,
+    /// Sections that do not pair up, or nest too deeply.
+    Sections(String),
+    /// A tag whose content is not an expression: (the content, why).
+    Expression(String, String),
+}
+
+/// A malformed part of a string, and the bytes it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub what: Malformed,
+    pub at: Range<usize>,
+}
+
+/// A string's tags: the names they use and what is malformed in them.
 #[derive(Debug, Default)]
-pub(crate) struct Tags<'s> {
-    pub references: Vec<Reference<'s>>,
-    pub unclosed: Option<usize>,
+pub(crate) struct Tags {
+    pub references: Vec<Reference>,
+    pub problems: Vec<Problem>,
 }
-
-static NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?:^|[^A-Za-z0-9_.-])(pipeline\.parameters|pipeline|parameters|matrix)\.([A-Za-z0-9_][A-Za-z0-9_.-]*)",
-    )
-    .expect("the reference pattern compiles")
-});
 
 /// Every tag in `s`. `\<<` is an escaped literal `<<`, not a tag.
-pub(crate) fn scan(s: &str) -> Tags<'_> {
+pub(crate) fn scan(s: &str) -> Tags {
     let mut tags = Tags::default();
-    let mut from = 0;
-    while let Some(found) = s[from..].find("<<") {
-        let open = from + found;
-        if open > 0 && s.as_bytes()[open - 1] == b'\\' {
-            from = open + 2;
-            continue;
+    let found = match scanner::tags(s) {
+        Ok(found) => found,
+        Err(e) => {
+            let what = match e.problem {
+                Structure::Unclosed => Malformed::Unclosed,
+                _ => Malformed::Sections(e.message()),
+            };
+            tags.problems.push(Problem { what, at: e.at });
+            return tags;
         }
-        let Some(len) = s[open + 2..].find(">>") else {
-            tags.unclosed = Some(open);
-            break;
-        };
-        let close = open + 2 + len + 2;
-        names(&s[open + 2..close - 2], open..close, &mut tags.references);
-        from = close;
+    };
+    // A closing tag's name is only compared with the opening one, never looked up.
+    for tag in found.iter().filter(|t| t.kind != TagKind::Close) {
+        match names(&tag.content) {
+            Ok(names) => tags
+                .references
+                .extend(names.into_iter().map(|name| Reference {
+                    kind: kind_of(&name),
+                    name: short(&name).to_string(),
+                    tag: tag.range.clone(),
+                })),
+            Err(why) => tags.problems.push(Problem {
+                what: Malformed::Expression(tag.content.clone(), why),
+                at: tag.range.clone(),
+            }),
+        }
     }
     tags
+}
+
+/// The names a tag's content reads, as `process` decides it: a plain dotted name is a
+/// reference, anything else an expression.
+fn names(content: &str) -> Result<Vec<String>, String> {
+    if is_reference(content) {
+        return Ok(vec![content.to_string()]);
+    }
+    let parsed = expr::parse(content).map_err(|e| e.message)?;
+    Ok(parsed
+        .variables()
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect())
+}
+
+fn kind_of(name: &str) -> RefKind {
+    if name.starts_with("parameters.") {
+        RefKind::Parameter
+    } else if name.starts_with("pipeline.parameters.") {
+        RefKind::PipelineParameter
+    } else if name.starts_with("matrix.") {
+        RefKind::Matrix
+    } else {
+        RefKind::PipelineValue
+    }
+}
+
+/// The name without its `parameters.` / `pipeline.parameters.` / `matrix.` prefix.
+fn short(name: &str) -> &str {
+    ["pipeline.parameters.", "parameters.", "matrix."]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name)
 }
 
 /// Whether `s` holds a `<<` that is not escaped: its value is only known after processing.
@@ -69,61 +132,46 @@ pub(crate) fn is_templated(s: &str) -> bool {
         .any(|(i, _)| i == 0 || s.as_bytes()[i - 1] != b'\\')
 }
 
-/// The names used by a bare expression (a workflow `when: pipeline.git.branch == "main"`).
-pub(crate) fn expression(s: &str) -> Vec<Reference<'_>> {
-    let mut out = Vec::new();
-    names(s, 0..s.len(), &mut out);
-    out
-}
-
-fn names<'s>(body: &'s str, tag: std::ops::Range<usize>, out: &mut Vec<Reference<'s>>) {
-    // Legacy mustache sections: `<<# parameters.x >>`, `<<^ ...>>`, `<</ ...>>`.
-    let body = body.trim_start_matches(['#', '^', '/']);
-    for caps in NAME.captures_iter(body) {
-        let kind = match &caps[1] {
-            "pipeline.parameters" => RefKind::PipelineParameter,
-            "pipeline" => RefKind::PipelineValue,
-            "parameters" => RefKind::Parameter,
-            _ => RefKind::Matrix,
-        };
-        let name = caps.get(2).expect("group 2 always matches").as_str();
-        out.push(Reference {
-            kind,
-            name: name.trim_end_matches('.'),
-            tag: tag.clone(),
-        });
-    }
+/// The names used by a bare expression (a workflow `when: pipeline.git.branch == "main"`), or
+/// why it is not one.
+pub(crate) fn expression(s: &str) -> Result<Vec<Reference>, String> {
+    let parsed = expr::parse(s).map_err(|e| e.message)?;
+    Ok(parsed
+        .variables()
+        .into_iter()
+        .map(|(name, _)| Reference {
+            kind: kind_of(name),
+            name: short(name).to_string(),
+            tag: 0..s.len(),
+        })
+        .collect())
 }
 
 /// The reference when `s` is exactly one tag naming one value (`<< pipeline.parameters.x >>`):
 /// such a value is replaced by the typed value, not by text.
-pub(crate) fn whole(s: &str) -> Option<Reference<'_>> {
-    let trimmed = s.trim();
-    let inner = trimmed.strip_prefix("<<")?.strip_suffix(">>")?;
-    if inner.contains("<<") || inner.contains(">>") {
+pub(crate) fn whole(s: &str) -> Option<Reference> {
+    let tags = scanner::tags(s).ok()?;
+    let [tag] = tags.as_slice() else {
         return None;
-    }
-    let name = inner.trim();
-    let offset = s.find("<<")?;
-    let tags = scan(s);
-    let reference = tags.references.into_iter().next()?;
-    let written = match reference.kind {
-        RefKind::PipelineParameter => format!("pipeline.parameters.{}", reference.name),
-        RefKind::PipelineValue => format!("pipeline.{}", reference.name),
-        RefKind::Parameter => format!("parameters.{}", reference.name),
-        RefKind::Matrix => format!("matrix.{}", reference.name),
     };
-    (written == name).then_some(Reference {
-        tag: offset..offset + trimmed.len(),
-        ..reference
+    let whole_string = tag.kind == TagKind::Value && tag.range == (0..s.len());
+    (whole_string && is_reference(&tag.content)).then(|| Reference {
+        kind: kind_of(&tag.content),
+        name: short(&tag.content).to_string(),
+        tag: tag.range.clone(),
     })
+}
+
+/// Text of a tag for a message: long expressions are cut short.
+pub(crate) fn shown(s: &str) -> String {
+    scanner::abbreviate(s, 60)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn kinds(s: &str) -> Vec<(RefKind, &str)> {
+    fn kinds(s: &str) -> Vec<(RefKind, String)> {
         scan(s)
             .references
             .into_iter()
@@ -131,19 +179,23 @@ mod tests {
             .collect()
     }
 
+    fn owned(list: &[(RefKind, &str)]) -> Vec<(RefKind, String)> {
+        list.iter().map(|(k, n)| (*k, (*n).to_string())).collect()
+    }
+
     #[test]
     fn finds_every_kind() {
         assert_eq!(
             kinds("echo << parameters.to >> <<pipeline.parameters.x-y>> << pipeline.git.branch >>"),
-            vec![
+            owned(&[
                 (RefKind::Parameter, "to"),
                 (RefKind::PipelineParameter, "x-y"),
-                (RefKind::PipelineValue, "git.branch"),
-            ]
+                (RefKind::PipelineValue, "pipeline.git.branch"),
+            ])
         );
         assert_eq!(
             kinds("build-<< matrix.os >>"),
-            vec![(RefKind::Matrix, "os")]
+            owned(&[(RefKind::Matrix, "os")])
         );
     }
 
@@ -151,30 +203,70 @@ mod tests {
     fn reads_expressions_and_sections() {
         assert_eq!(
             kinds(r#"<< pipeline.git.branch == "main" and parameters.n or 1 >>"#),
-            vec![
-                (RefKind::PipelineValue, "git.branch"),
+            owned(&[
+                (RefKind::PipelineValue, "pipeline.git.branch"),
                 (RefKind::Parameter, "n")
-            ]
+            ])
         );
         assert_eq!(
             kinds("ls <<# parameters.all >> -a <</ parameters.all >>"),
-            vec![(RefKind::Parameter, "all"), (RefKind::Parameter, "all")]
+            owned(&[(RefKind::Parameter, "all")])
+        );
+        assert!(
+            kinds(r#"<< "parameters.x" >>"#).is_empty(),
+            "a string literal"
         );
     }
 
     #[test]
     fn escaped_and_unclosed() {
         assert!(scan(r"cat \<<EOF").references.is_empty());
-        assert_eq!(scan(r"cat \<<EOF").unclosed, None);
-        assert_eq!(scan("cat <<EOF").unclosed, Some(4));
+        assert!(scan(r"cat \<<EOF").problems.is_empty());
+        let problems = scan("cat <<EOF").problems;
+        assert_eq!(
+            problems,
+            vec![Problem {
+                what: Malformed::Unclosed,
+                at: 4..6
+            }]
+        );
+    }
+
+    /// See: review repro 3 — validate accepted tags that the compiler rejects.
+    #[test]
+    fn malformed_tags_are_problems() {
+        for bad in [
+            "<<par[ameters.x>>",
+            "<< parameters.x + >>",
+            "<<>>",
+            r#"<< "a >>"#,
+        ] {
+            let problems = scan(bad).problems;
+            assert!(
+                matches!(
+                    problems.as_slice(),
+                    [Problem {
+                        what: Malformed::Expression(..),
+                        ..
+                    }]
+                ),
+                "{bad}: {problems:?}"
+            );
+        }
+        let sections = scan("<<# parameters.a >>x").problems;
+        assert!(matches!(sections[0].what, Malformed::Sections(_)));
     }
 
     #[test]
     fn whole_values() {
-        let r = whole(" << pipeline.parameters.flag >>").expect("a whole reference");
+        let r = whole("<< pipeline.parameters.flag >>").expect("a whole reference");
         assert_eq!(
-            (r.kind, r.name, r.tag),
-            (RefKind::PipelineParameter, "flag", 1..31)
+            (r.kind, r.name.as_str(), r.tag),
+            (RefKind::PipelineParameter, "flag", 0..30)
+        );
+        assert!(
+            whole(" << pipeline.parameters.flag >>").is_none(),
+            "text around the tag makes a string, as in process"
         );
         assert!(whole("x << parameters.a >>").is_none());
         assert!(whole("<< parameters.a >>-<< parameters.b >>").is_none());

@@ -23,6 +23,12 @@ pub(crate) fn check_all<'a>(cx: &mut Ctx<'a>) {
     };
     for entry in workflows.entries.iter().filter(|e| e.key != "version") {
         let ptr = format!("/workflows/{}", pointer_token(&entry.key));
+        for key in ["when", "unless"] {
+            // A string is an expression (checked with the references), not a logic statement.
+            if let Some(statement) = entry.value.get(key).filter(|s| s.as_str().is_none()) {
+                super::logic::check(cx, statement, &format!("{ptr}/{key}"));
+            }
+        }
         let Some(list) = entry.value.get("jobs").and_then(Node::as_seq) else {
             continue;
         };

@@ -789,3 +789,136 @@ fn output_file_and_exit_codes() {
         bad_value.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile configs: small files that multiply or nest without end
+
+/// A job whose one step is `command`, run by a workflow.
+fn one_step_job(step: &str) -> String {
+    format!(
+        "version: 2.1\njobs:\n  build:\n    docker: [{{image: cimg/base:stable}}]\n    steps:\n      - {step}\nworkflows:\n  main:\n    jobs: [build]\n"
+    )
+}
+
+/// `levels` commands, each running the next one twice: 2^levels steps.
+fn doubling_commands(levels: usize) -> String {
+    let mut config = String::from("version: 2.1\ncommands:\n");
+    for i in 0..levels {
+        config.push_str(&format!(
+            "  fan-{i}:\n    steps: [fan-{n}, fan-{n}]\n",
+            n = i + 1
+        ));
+    }
+    config.push_str(&format!("  fan-{levels}:\n    steps: [checkout]\n"));
+    config + "jobs:\n  build:\n    docker: [{image: cimg/base:stable}]\n    steps: [fan-0]\n"
+}
+
+/// Eight matrix parameters of ten values each: 10^8 jobs.
+fn huge_matrix() -> String {
+    let mut config = String::from("version: 2.1\njobs:\n  build:\n    parameters:\n");
+    for p in 0..8 {
+        config.push_str(&format!("      p{p}: {{type: integer, default: 0}}\n"));
+    }
+    config.push_str("    docker: [{image: cimg/base:stable}]\n    steps: [checkout]\n");
+    config.push_str("workflows:\n  main:\n    jobs:\n      - build:\n          matrix:\n            parameters:\n");
+    for p in 0..8 {
+        config.push_str(&format!(
+            "              p{p}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"
+        ));
+    }
+    config
+}
+
+/// See: review repros 5, 6 and 9 — each of these hung eating memory, or aborted with a stack
+/// overflow (exit 134). Both `validate` and `process` must refuse them with a located error
+/// (exit 2), quickly.
+#[test]
+fn hostile_configs_are_refused_quickly() {
+    let cases = [
+        (
+            "40,000 nots",
+            one_step_job(&format!("run: echo << {}true >>", "not ".repeat(40_000))),
+        ),
+        (
+            "100,000 parentheses",
+            one_step_job(&format!("run: echo << {} >>", "(".repeat(100_000))),
+        ),
+        ("2^40 steps", doubling_commands(40)),
+        ("10^8 matrix jobs", huge_matrix()),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (what, config) in cases {
+        write(tmp.path(), "config.yml", &config);
+        for command in ["validate", "process"] {
+            let started = std::time::Instant::now();
+            let out = Command::cargo_bin("localci")
+                .unwrap()
+                .current_dir(tmp.path())
+                .env("HOME", tmp.path())
+                .args(["--color", "never", command, "-c", "config.yml"])
+                // Far above the time it takes even in a debug build; a regression hangs.
+                .timeout(std::time::Duration::from_secs(60))
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} on {what}:\n{stderr}");
+            assert!(
+                stderr.starts_with("error: "),
+                "{command} on {what}:\n{stderr}"
+            );
+            assert!(
+                stderr.contains("config.yml:"),
+                "{command} on {what}:\n{stderr}"
+            );
+            eprintln!("{command} refused {what} in {:?}", started.elapsed());
+        }
+    }
+}
+
+/// `levels` commands, each passing its parameter on to the next one in a bigger form:
+/// `grow` turns `<< parameters.v >>` into the next argument.
+fn growing_argument(levels: usize, ty: &str, grow: &str) -> String {
+    let mut config = String::from(
+        "version: 2.1\nexecutors:\n  e:\n    docker: [{image: cimg/base:stable}]\ncommands:\n",
+    );
+    for i in 0..levels {
+        config.push_str(&format!(
+            "  c{i}:\n    parameters: {{v: {{type: {ty}}}}}\n    steps:\n      - c{n}: {{v: {grow}}}\n",
+            n = i + 1
+        ));
+    }
+    config.push_str(&format!(
+        "  c{levels}:\n    parameters: {{v: {{type: {ty}}}}}\n    steps: [{{run: {{command: echo, environment: {{X: \"<< parameters.v >>\"}}}}}}]\n"
+    ));
+    config + "jobs:\n  build:\n    docker: [{image: cimg/base:stable}]\n    steps: [{c0: {v: e}}]\n"
+}
+
+/// Values that grow at every call: a string embedding its parameter twice doubles (2^40
+/// bytes after 40 calls), an executor map wrapped in deeper maps nests without end (the walks
+/// over values recurse). `process` refuses both with an error instead of eating memory or
+/// overflowing the stack.
+#[test]
+fn process_refuses_values_that_grow_without_end() {
+    let deep = format!(
+        "{}<< parameters.v >>{}",
+        "{k: ".repeat(200),
+        "}".repeat(200)
+    );
+    let cases = [
+        (
+            growing_argument(40, "string", "\"<< parameters.v >><< parameters.v >>\""),
+            "longer than 8 MiB",
+        ),
+        (
+            growing_argument(90, "executor", &format!("{{name: e, x: {deep}}}")),
+            "nests more than 256 levels deep",
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (config, expected) in cases {
+        write(tmp.path(), "config.yml", &config);
+        let out = process(tmp.path(), tmp.path(), &args(&["-c", "config.yml"]));
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(out.stderr.contains(expected), "{}", out.stderr);
+    }
+}

@@ -156,6 +156,44 @@ rule! {
     rule_processed_orb_job_names => "processed-orb-job-names.yml",
     rule_command_recursion => "command-recursion.yml",
     rule_job_name_case => "job-name-case.yml",
+    // See: review of the 2.1 compiler — configs `validate` accepted and `process` rejected.
+    rule_job_without_definition => "job-without-definition.yml",
+    rule_steps_argument_shape => "steps-argument-shape.yml",
+    rule_malformed_tag => "malformed-tag.yml",
+    rule_unknown_pipeline_value => "unknown-pipeline-value.yml",
+    rule_parameter_default_scope => "parameter-default-scope.yml",
+    rule_matrix_too_large => "matrix-too-large.yml",
+    rule_expansion_budget => "expansion-budget.yml",
+    rule_commands_too_deep => "commands-too-deep.yml",
+    rule_logic_too_deep => "logic-too-deep.yml",
+}
+
+/// See: review of the 2.1 compiler. Every config `process` rejects for these reasons is also
+/// invalid to `validate` (the rule snapshots above show the messages): the two commands agree.
+#[test]
+fn validate_rejects_what_process_rejects() {
+    for file in [
+        "job-without-definition.yml",
+        "steps-argument-shape.yml",
+        "malformed-tag.yml",
+        "unknown-pipeline-value.yml",
+        "parameter-default-scope.yml",
+        "matrix-too-large.yml",
+        "expansion-budget.yml",
+        "commands-too-deep.yml",
+        "logic-too-deep.yml",
+    ] {
+        let path = format!("tests/fixtures/validate/{file}");
+        let validate = Localci::new().args(&["validate", "-c", &path]).run();
+        let process = Localci::new().args(&["process", "-c", &path]).run();
+        assert_eq!(
+            validate.code,
+            2,
+            "validate {file}:\n{}",
+            validate.transcript()
+        );
+        assert_eq!(process.code, 2, "process {file}:\n{}", process.transcript());
+    }
 }
 
 /// Machine-readable output: every field editors rely on.
