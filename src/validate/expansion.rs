@@ -153,7 +153,7 @@ impl<'a> Run<'a> {
             Err(Stop::Budget) => u64::MAX,
             Err(Stop::TooDeep(span)) => {
                 if self.too_deep.insert(span) {
-                    self.found.push(too_deep(span, at));
+                    self.found.push(too_deep(span, at).with_pointer(ptr));
                 }
                 0
             }
