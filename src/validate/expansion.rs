@@ -38,37 +38,38 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
         undefined: HashSet::new(),
         too_deep: HashSet::new(),
     };
-    let workflows = workflow_entries(model);
     // Counting stops at the first time the budget runs out; that has been reported.
-    let _ = if workflows.iter().all(Vec::is_empty) {
-        default_jobs(model).into_iter().try_for_each(|def| {
+    let _ = match workflow_entries(model) {
+        None => default_jobs(model).into_iter().try_for_each(|def| {
             let cost = run.job_cost(def, None, def.entry.key_span, &def.ptr);
             run.spend(cost, def.entry.key_span, &def.ptr)
-        })
-    } else {
-        workflows
+        }),
+        Some(workflows) => workflows
             .iter()
             .flatten()
-            .try_for_each(|entry| run.entry(entry))
+            .try_for_each(|entry| run.entry(entry)),
     };
     cx.out.extend(run.found);
 }
 
-/// The job entries of every workflow (the `version` key is not a workflow).
-fn workflow_entries<'a>(model: &'a Model<'a>) -> Vec<Vec<JobEntry<'a>>> {
-    let Some(workflows) = model.root.get("workflows").and_then(Node::as_map) else {
-        return Vec::new();
-    };
-    workflows
+/// The job entries of every workflow (the `version` key is not a workflow); `None` when no
+/// workflow is declared.
+fn workflow_entries<'a>(model: &'a Model<'a>) -> Option<Vec<Vec<JobEntry<'a>>>> {
+    let workflows = model.root.get("workflows").and_then(Node::as_map)?;
+    let declared: Vec<_> = workflows
         .entries
         .iter()
         .filter(|e| e.key != "version")
-        .filter_map(|e| {
-            let list = e.value.get("jobs")?.as_seq()?;
-            let ptr = format!("/workflows/{}/jobs", pointer_token(&e.key));
-            Some(entries::parse(list, &ptr))
-        })
-        .collect()
+        .collect();
+    if declared.is_empty() {
+        return None;
+    }
+    let lists = declared.into_iter().filter_map(|e| {
+        let list = e.value.get("jobs")?.as_seq()?;
+        let ptr = format!("/workflows/{}/jobs", pointer_token(&e.key));
+        Some(entries::parse(list, &ptr))
+    });
+    Some(lists.collect())
 }
 
 /// Without workflows the compiler runs `build`, or else every job that needs no arguments.
@@ -94,7 +95,7 @@ struct Run<'a> {
     /// Budget units spent so far, as the compiler counts them.
     total: u64,
     found: Vec<Diagnostic>,
-    /// Jobs without a definition that were reported already.
+    /// Jobs without a definition that were reported already (by pointer).
     undefined: HashSet<&'a str>,
     /// Invocations reported already as nested too deeply.
     too_deep: HashSet<Span>,
@@ -142,7 +143,7 @@ impl<'a> Run<'a> {
         ptr: &str,
     ) -> u64 {
         if def.body().is_null() {
-            if self.undefined.insert(def.name) {
+            if self.undefined.insert(&def.ptr) {
                 self.found.push(undefined(def, at, ptr));
             }
             return 0;
@@ -152,7 +153,7 @@ impl<'a> Run<'a> {
             Err(Stop::Budget) => u64::MAX,
             Err(Stop::TooDeep(span)) => {
                 if self.too_deep.insert(span) {
-                    self.found.push(too_deep(span, at));
+                    self.found.push(too_deep(span, at).with_pointer(ptr));
                 }
                 0
             }

@@ -5,6 +5,8 @@
 //! must be a pipeline value. Tags must be well formed: closed, with balanced sections, and
 //! holding a reference or an expression the compiler can parse.
 
+use std::sync::LazyLock;
+
 use super::ctx::{Ctx, Scope};
 use super::model::Def;
 use super::suggest::did_you_mean;
@@ -13,6 +15,9 @@ use crate::diagnostic::Diagnostic;
 use crate::process::PipelineValues;
 use crate::source::Span;
 use crate::yaml::{Kind, Node, pointer_token};
+
+/// The pipeline values `process` knows (their local values do not matter here).
+static KNOWN: LazyLock<PipelineValues> = LazyLock::new(PipelineValues::default);
 
 /// Top-level keys whose references are checked elsewhere or never substituted.
 const HANDLED: [&str; 7] = [
@@ -262,11 +267,10 @@ fn pipeline_value(name: &str, span: Span, scope: Scope<'_>) -> Option<Diagnostic
     if is_scratch(scope) {
         return None;
     }
-    let values = PipelineValues::default();
-    if values.get(name).is_some() {
+    if KNOWN.get(name).is_some() {
         return None;
     }
-    let known: Vec<&str> = values.iter().map(|(k, _)| k).collect();
+    let known: Vec<&str> = KNOWN.iter().map(|(k, _)| k).collect();
     let mut message = format!("`{name}` is not a pipeline value");
     if let Some(best) = did_you_mean(name, known.iter().copied()) {
         message.push_str(&format!("; did you mean `{best}`?"));
