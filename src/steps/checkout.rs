@@ -82,9 +82,8 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         .await
         .map_err(|e| io::Error::other(e.to_string()))
         .and_then(|r| r);
-    uploaded?;
-    match written {
-        Ok(sent) => {
+    match (uploaded, written) {
+        (Ok(()), Ok(sent)) => {
             ctx.events.info(format!(
                 "Copied {} files ({}) from {} to {target}",
                 sent.files,
@@ -93,8 +92,13 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
             ));
             Ok(StepOutcome::Passed { exit_code: None })
         }
-        Err(e) => Ok(StepOutcome::failed(format!(
+        // A file that cannot be read fails the upload too; the file is the reason to show.
+        (_, Err(e)) if !tarball::is_engine_stopped(&e) => Ok(StepOutcome::failed(format!(
             "cannot read the repository: {e}"
+        ))),
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Ok(StepOutcome::failed(format!(
+            "cannot send the repository: {e}"
         ))),
     }
 }
