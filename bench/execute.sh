@@ -15,8 +15,11 @@
 #
 # The trivial job is timed whole (wall time, hyperfine). For checkout and the
 # caches, the time of the step is the duration localci prints for it
-# (`---> passed in 1.234s`), median of RUNS runs after a warm-up, so container
-# start-up is not counted; baselines are timed with hyperfine.
+# (`---> passed in 1.234s`), so container start-up is not counted. Their
+# baselines run in rounds with localci, one after the other (a warm-up round,
+# then RUNS timed rounds; medians), each in a container of its own started
+# for it, as localci's are, and timed without the `docker run` that starts it.
+# No container is removed before the end: see "fresh inodes" below.
 #
 # Usage: bench/execute.sh [--check] [trivial|checkout|cache|memory ...]
 #   Without names, runs all sections. Each section prints one line per figure:
@@ -27,7 +30,8 @@
 #   LOCALCI   the localci binary (default: a release build, built if missing,
 #             in ${CARGO_TARGET_DIR:-target}/release/localci)
 #   RUNS      timed runs per command (default 5; one warm-up run is added)
-#   TMPDIR    where the generated repos and caches go (about 3 GB for memory)
+#   TMPDIR    where the generated repos and caches go (about 3 GB for memory);
+#             the kept containers take about 4 GB more in Docker's storage
 set -euo pipefail
 
 IMAGE=localci-test/busybox:latest
@@ -272,21 +276,90 @@ def duration(step, path):
             return sum(float(n) * UNIT[u] for n, u in re.findall(r"([0-9.]+)(ms|h|m|s)", text))
     sys.exit("no duration for step %r in %s" % (step, path))
 step, paths = sys.argv[1], sys.argv[2:]
-print(statistics.median(duration(step, p) for p in paths))
+runs = [duration(step, p) for p in paths]
+print("  localci %s: %s" % (step, " ".join("%.2f" % r for r in runs)), file=sys.stderr)
+print(statistics.median(runs))
 PY
 }
 
-# The runs of (b) and (c) are shared: each run of checkout-save gives a
-# checkout duration and a save_cache duration (into an empty cache dir).
+# --- fresh inodes: why no container is removed while measuring -------------
+# Docker writes the copied files into the container's layer on the host file
+# system. On ext4 without a journal (this benchmark's VM), allocating an inode
+# skips, one by one, the inodes freed in the last minute (six while their
+# inode table block is not written back; fs/ext4/ialloc.c, recently_deleted),
+# so creating 10,000 files right after 10,000 were removed took 2 to 5 times
+# longer here (fuse-overlayfs' CPU, nearly all in ext4_create), depending on
+# which block groups the new files land in. Removing a container (Docker
+# deletes its files on the host) slowed the next copies that much; an `rm -rf`
+# inside a container did not, here. Removing each localci job's container
+# right before the next run, while the baseline reused one container, made
+# localci look twice as slow as the baseline. So every run, localci's and the
+# baseline's, copies into a fresh container, and all of them are kept
+# (`--keep`) until the script ends.
+
+# keep_containers OUT: remembers the containers a `--keep` run printed.
+keep_containers() {
+    local ids
+    ids=$(awk 'found { print; exit } /^Remove them with:/ { found = 1 }' "$1")
+    ids=${ids#*docker rm -f }
+    [ -n "$ids" ] || die "no kept containers in $1"
+    # shellcheck disable=SC2206 # ids are hex, split on spaces
+    CONTAINERS+=($ids)
+}
+
+# fresh_container NAME: a new baseline container with /root/project, not timed.
+fresh_container() {
+    start_container "$1"
+    docker exec "$1" mkdir -p /root/project
+}
+
+# since START: seconds from START (an $EPOCHREALTIME) to now.
+since() {
+    local end=$EPOCHREALTIME
+    calc "$end - $1"
+}
+
+# median_of FILE: the median of the seconds in FILE (one per line); all of them
+# go to stderr.
+median_of() {
+    python3 -c '
+import statistics, sys
+runs = [float(line) for line in open(sys.argv[1])]
+print("  baseline %s: %s" % (sys.argv[1].rsplit("/", 1)[-1][:-4], " ".join("%.2f" % r for r in runs)),
+      file=sys.stderr)
+print(statistics.median(runs))' "$1"
+}
+
+# The rounds of (b) and (c) are shared: each round runs localci's checkout-save
+# job (checkout, then save_cache into an empty cache dir), then the baselines of
+# both steps, in that order, in one fresh container.
+BASE_ARCHIVE=
 SAVE_RUNS_DONE=0
-run_save_jobs() {
+run_save_rounds() {
     [ "$SAVE_RUNS_DONE" -eq 1 ] && return 0
     make_big_repo
-    log "localci: 1 + $RUNS runs of a job with checkout and save_cache of $DATA_FILES files"
-    local i
+    BASE_ARCHIVE=$WORK/baseline.tar.zst
+    log "checkout and save_cache: 1 + $RUNS rounds of localci, then tar | docker cp and docker exec tar | zstd"
+    : >"$WORK/checkout-base.txt"
+    : >"$WORK/save-base.txt"
+    local i ctr start took
     for i in $(seq 0 "$RUNS"); do
         rm -rf "$WORK/cache"
-        run_job "$BIG_REPO" checkout-save "$WORK/save-$i.txt" --cache-dir "$WORK/cache"
+        run_job "$BIG_REPO" checkout-save "$WORK/save-$i.txt" --keep --cache-dir "$WORK/cache"
+        keep_containers "$WORK/save-$i.txt"
+        ctr=localci-bench-$$-save-$i
+        fresh_container "$ctr"
+        start=$EPOCHREALTIME
+        (cd "$BIG_REPO" && tar -c . | docker cp - "$ctr:/root/project") ||
+            die "baseline checkout failed"
+        took=$(since "$start")
+        [ "$i" -eq 0 ] || echo "$took" >>"$WORK/checkout-base.txt"
+        rm -f "$BASE_ARCHIVE"
+        start=$EPOCHREALTIME
+        docker exec "$ctr" tar -c -C / root/project/data | zstd -q -T0 -o "$BASE_ARCHIVE" ||
+            die "baseline save failed"
+        took=$(since "$start")
+        [ "$i" -eq 0 ] || echo "$took" >>"$WORK/save-base.txt"
     done
     SAVE_RUNS_DONE=1
 }
@@ -301,46 +374,40 @@ bytes_of() { du -sb "$1" | cut -f1; }
 
 # --- (b) checkout throughput -----------------------------------------------
 bench_checkout() {
-    run_save_jobs
-    local ctr=localci-bench-$$-checkout bytes m files ours base
-    start_container "$ctr"
+    run_save_rounds
+    local bytes files ours base
     # Both sides send the same tree: the files and .git.
     bytes=$(bytes_of "$BIG_REPO")
-    log "checkout baseline: tar -c . | docker cp - (hyperfine)"
-    bench "docker exec $ctr sh -c 'rm -rf /root/project && mkdir -p /root/project'" \
-        "cd $BIG_REPO && tar -c . | docker cp - $ctr:/root/project"
-    mapfile -t m < <(medians)
     mapfile -t files < <(timed_outputs save)
     ours=$(calc "$bytes / 1e6 / $(median_step "Checkout code" "${files[@]}")")
-    base=$(calc "$bytes / 1e6 / ${m[0]}")
+    base=$(calc "$bytes / 1e6 / $(median_of "$WORK/checkout-base.txt")")
     report "checkout of $DATA_FILES files, $(calc "round($bytes / 1e6)") MB with .git (throughput)" \
         "$ours" "$base" MB/s min 0.8
 }
 
 # --- (c) cache save and restore --------------------------------------------
 bench_cache() {
-    run_save_jobs
-    local ctr=localci-bench-$$-cache archive=$WORK/baseline.tar.zst m files i
-    start_container "$ctr"
-    (cd "$BIG_REPO" && tar -c data) | docker exec -i "$ctr" sh -c \
-        'mkdir -p /root/project && tar -x -C /root/project'
-    log "cache save baseline: docker exec tar -c | zstd (hyperfine)"
-    bench "rm -f $archive" "docker exec $ctr tar -c -C / root/project/data | zstd -q -T0 -o $archive"
-    mapfile -t m < <(medians)
+    run_save_rounds
+    local files i ctr start took
     mapfile -t files < <(timed_outputs save)
     report "cache save of $DATA_FILES files / 100 MB" \
-        "$(median_step "Save data" "${files[@]}")" "${m[0]}" s max 1.5
+        "$(median_step "Save data" "${files[@]}")" "$(median_of "$WORK/save-base.txt")" s max 1.5
 
-    log "localci: 1 + $RUNS runs of a job with restore_cache of $DATA_FILES files"
+    log "restore_cache: 1 + $RUNS rounds of localci, then zstd -dc | docker cp -"
+    : >"$WORK/restore-base.txt"
     for i in $(seq 0 "$RUNS"); do
-        run_job "$BIG_REPO" restore "$WORK/restore-$i.txt" --cache-dir "$WORK/cache"
+        run_job "$BIG_REPO" restore "$WORK/restore-$i.txt" --keep --cache-dir "$WORK/cache"
+        keep_containers "$WORK/restore-$i.txt"
+        ctr=localci-bench-$$-restore-$i
+        fresh_container "$ctr"
+        start=$EPOCHREALTIME
+        zstd -q -dc "$BASE_ARCHIVE" | docker cp - "$ctr:/" || die "baseline restore failed"
+        took=$(since "$start")
+        [ "$i" -eq 0 ] || echo "$took" >>"$WORK/restore-base.txt"
     done
-    log "cache restore baseline: zstd -dc | docker cp - (hyperfine)"
-    bench "docker exec $ctr rm -rf /root/project/data" "zstd -q -dc $archive | docker cp - $ctr:/"
-    mapfile -t m < <(medians)
     mapfile -t files < <(timed_outputs restore)
     report "cache restore of $DATA_FILES files / 100 MB" \
-        "$(median_step "Restore data" "${files[@]}")" "${m[0]}" s max 1.5
+        "$(median_step "Restore data" "${files[@]}")" "$(median_of "$WORK/restore-base.txt")" s max 1.5
 }
 
 # --- (d) peak memory with a 1 GB cache -------------------------------------
