@@ -12,7 +12,6 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 /// Kept for `steps/cache.rs`, which is being changed elsewhere; new code uses `crate::units`.
-pub use crate::units::format_go as format_duration;
 pub use job::{Auth, AwsAuth, DEFAULT_WORKING_DIRECTORY, DockerImage, Executor, Job, JobType};
 pub use step::{Run, Step, StepKind, When};
 pub use workflow::{Invocation, Workflow};

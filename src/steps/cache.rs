@@ -13,9 +13,9 @@ use super::context::StepContext;
 use super::process::collect;
 use super::tarball::{self, blocking_reader};
 use crate::backend::{BackendError, ExecSpec, Result};
-use crate::config::format_duration;
-use crate::store::{CacheEntry, CacheStore, CacheWriter, SaveOutcome, format_age};
+use crate::store::{CacheEntry, CacheStore, CacheWriter, SaveOutcome};
 use crate::template::{self, Template, TemplateContext, TemplateError};
+use crate::units::{format_age, format_bytes, format_go};
 
 /// The pax global header key listing the saved paths; Docker ignores global headers when it
 /// unpacks, and a restore reads it to create missing parent folders as the container user.
@@ -90,9 +90,9 @@ pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<Step
     match committed {
         Ok(SaveOutcome::Saved(entry)) => ctx.events.info(format!(
             "Stored cache {key}: {} archived, {} on disk, in {}",
-            human(entry.uncompressed_size),
-            human(entry.size),
-            format_duration(started.elapsed())
+            format_bytes(entry.uncompressed_size),
+            format_bytes(entry.size),
+            format_go(started.elapsed())
         )),
         Ok(SaveOutcome::AlreadyExists(entry)) => ctx.events.info(format!(
             "Skipping cache generation, cache already exists for key: {key}\nFound one created {} ago (saved by a concurrent run)",
@@ -141,7 +141,7 @@ async fn unpack(ctx: &StepContext, store: &CacheStore, entry: &CacheEntry) -> Re
         "Found a cache created {} ago at {}\nSize: {}\nUnarchiving cache...",
         age(entry),
         entry.key,
-        human(entry.uncompressed_size)
+        format_bytes(entry.uncompressed_size)
     ));
     let started = Instant::now();
     let roots = {
@@ -183,7 +183,7 @@ async fn unpack(ctx: &StepContext, store: &CacheStore, entry: &CacheEntry) -> Re
             ctx.events.info(format!(
                 "Restored cache {} in {}",
                 entry.key,
-                format_duration(started.elapsed())
+                format_go(started.elapsed())
             ));
             Ok(StepOutcome::Passed { exit_code: None })
         }
@@ -433,21 +433,6 @@ fn age(entry: &CacheEntry) -> String {
             .duration_since(entry.created)
             .unwrap_or_default(),
     )
-}
-
-pub(crate) fn human(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
             ctx.events.info(format!(
                 "Copied {} files ({}) from {} to {target}",
                 sent.files,
-                human_bytes(sent.bytes),
+                crate::units::format_bytes(sent.bytes),
                 root.display()
             ));
             Ok(StepOutcome::Passed { exit_code: None })
@@ -268,19 +268,4 @@ fn walk(
         }
     }
     Ok(())
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }

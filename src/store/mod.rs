@@ -12,6 +12,5 @@ mod trailer;
 mod writer;
 
 /// Kept for `steps/cache.rs`, which is being changed elsewhere; new code uses `crate::units`.
-pub use crate::units::format_age;
 pub use cache::{CacheEntry, CacheStore, CacheWriter, SaveOutcome};
 pub use read_ahead::{ReadAhead, read_ahead};
