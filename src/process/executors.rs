@@ -11,9 +11,6 @@ use super::library::{ElementKind, NsId};
 use super::output::environment_map;
 use super::params::{Callee, Decls, given_args};
 
-/// Keys of an executor definition that are not part of the job it configures.
-const DEFINITION_ONLY: &[&str] = &["parameters", "description"];
-
 impl Compiler<'_> {
     /// The body of the executor that `value` invokes from namespace `ns`, substituted.
     pub fn executor(&mut self, value: &Node, ns: NsId) -> Res<Map> {
@@ -62,14 +59,7 @@ impl Compiler<'_> {
             at,
         };
         let args = self.bind_args(&decls, &given, &callee, ns, ens)?;
-        let body = Map {
-            entries: def
-                .entries
-                .iter()
-                .filter(|e| !DEFINITION_ONLY.contains(&e.key.as_str()))
-                .cloned()
-                .collect(),
-        };
+        let body = super::jobs::definition_body(def);
         let body = Node::new(element.def.span, Kind::Map(body));
         self.ctx
             .push(at, format!("in executor `{name}`, used here"));

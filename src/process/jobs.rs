@@ -15,7 +15,20 @@ use super::steps::stray_steps;
 use super::template::{self, Piece};
 
 /// Keys of a job definition that do not belong in the compiled job.
+/// Keys of a job or executor definition that describe it rather than belong to what it makes.
 const DEFINITION_ONLY: &[&str] = &["parameters", "description"];
+
+/// A job or executor definition without its `parameters` and `description`.
+pub(crate) fn definition_body(def: &Map) -> Map {
+    Map {
+        entries: def
+            .entries
+            .iter()
+            .filter(|e| !DEFINITION_ONLY.contains(&e.key.as_str()))
+            .cloned()
+            .collect(),
+    }
+}
 
 /// One job invocation from a workflow, with its arguments already substituted.
 pub(crate) struct Invocation<'a> {
@@ -65,14 +78,7 @@ impl Compiler<'_> {
         jns: NsId,
         args: &Args,
     ) -> Res<Map> {
-        let body = Map {
-            entries: def
-                .entries
-                .iter()
-                .filter(|e| !DEFINITION_ONLY.contains(&e.key.as_str()))
-                .cloned()
-                .collect(),
-        };
+        let body = definition_body(def);
         let body = self.subst_in(&Node::new(span, Kind::Map(body)), jns, Some(args))?;
         let mut job = body.as_map().cloned().unwrap_or_default();
         if let Some(exec) = job.remove("executor") {

@@ -11,7 +11,7 @@ use crate::source::Span;
 use crate::yaml::{Kind, Map, Node};
 
 use super::context::{Ctx, Reported, Res};
-use super::value::{repr, type_name};
+use super::value::repr;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ParamType {
@@ -269,7 +269,7 @@ pub(crate) fn check(decl: &ParamDecl, value: &Node) -> Result<Option<String>, St
             "Type error for argument {name}: expected type: {}, actual value: {} (type {})",
             decl.ty.name(),
             repr(value),
-            type_name(value)
+            value.type_name()
         )
     };
     match (&decl.ty, &value.kind) {

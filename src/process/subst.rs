@@ -184,7 +184,7 @@ fn render(ctx: &mut Ctx, span: Span, pieces: &[Piece], scope: &Scope) -> Res<Str
                                 span,
                                 format!(
                                     "<< {content} >> is {} and cannot be embedded in a string",
-                                    value::type_name(&value)
+                                    value.type_name()
                                 ),
                             )
                             .with_hint("use the reference as the whole value instead"),
@@ -347,7 +347,7 @@ fn to_value(name: &str, node: &Node) -> Result<Value, String> {
         Kind::Seq(_) | Kind::Map(_) => {
             return Err(format!(
                 "{name} is a {} and cannot be used in an expression",
-                value::type_name(node)
+                node.type_name()
             ));
         }
     })

@@ -80,19 +80,6 @@ pub(crate) fn repr(node: &Node) -> String {
     }
 }
 
-/// The type name CircleCI uses in its type errors.
-pub(crate) fn type_name(node: &Node) -> &'static str {
-    match node.kind {
-        Kind::Null => "null",
-        Kind::Bool(_) => "boolean",
-        Kind::Int(_) => "integer",
-        Kind::Float(_) => "number",
-        Kind::Str(_) => "string",
-        Kind::Seq(_) => "list",
-        Kind::Map(_) => "map",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
