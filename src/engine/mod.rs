@@ -26,7 +26,7 @@ pub use signals::cancel_on_signals;
 
 use crate::backend::{Backend, BackendError, ImageInfo};
 use crate::plan::JobPlan;
-use crate::report::{Event, Events, Sink};
+use crate::report::{Event, Events, JobRef, Sink};
 use crate::steps::{Settings, StepContext};
 use containers::{Created, SocketMount, Startup};
 use sequence::Sequence;
@@ -93,7 +93,8 @@ pub async fn run_job(
     cancel: CancellationToken,
 ) -> Result<JobStatus, EngineError> {
     let run = RunInfo::new(options.keep);
-    let events = Events::new(sink, &plan.name);
+    let node = (plan.node_total > 1).then_some(plan.node_index);
+    let events = Events::new(sink, JobRef::new(&plan.name, node));
     let started = Instant::now();
     events.section("Spin up environment");
     // Leftovers are removed while the images are checked.

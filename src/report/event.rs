@@ -9,6 +9,84 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 pub use crate::backend::Stream;
 
+/// Which job (and which parallel node of it) an event comes from: the envelope every job
+/// event carries, so a reporter can attribute each line when several jobs run at once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct JobRef {
+    /// The name the job runs under in its workflow (`CIRCLE_JOB`).
+    pub name: Arc<str>,
+    /// `CIRCLE_NODE_INDEX`, when the job runs on more than one node (`parallelism` > 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<u32>,
+}
+
+impl JobRef {
+    pub fn new(name: &str, node: Option<u32>) -> JobRef {
+        JobRef {
+            name: Arc::from(name),
+            node,
+        }
+    }
+}
+
+impl std::fmt::Display for JobRef {
+    /// `build`, or `test[1]` for node 1 of a parallel job.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.node {
+            Some(node) => write!(f, "{}[{node}]", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// How a job of a run ended (or why it never started).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "reason")]
+pub enum JobStatus {
+    Success,
+    Failed,
+    /// Ctrl-C stopped it.
+    Canceled,
+    /// A job it requires ended in a status it does not accept (the reason names it).
+    NotRun(String),
+    /// Behind an approval that was not given (`--approve`).
+    OnHold(String),
+    /// Left out by `filters` or a requirement that was filtered out.
+    Skipped(String),
+}
+
+impl JobStatus {
+    /// The word CircleCI's `requires` statuses use (`success`, `failed`, `canceled`, `not_run`).
+    pub fn requires_word(&self) -> &'static str {
+        match self {
+            JobStatus::Success => "success",
+            JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
+            JobStatus::NotRun(_) | JobStatus::OnHold(_) | JobStatus::Skipped(_) => "not_run",
+        }
+    }
+}
+
+/// Counts of one job's (or node's) JUnit results.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TestCounts {
+    pub tests: u64,
+    pub failures: u64,
+    pub errors: u64,
+    pub skipped: u64,
+}
+
+/// One row of the end-of-run table.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct JobRow {
+    pub job: String,
+    #[serde(flatten)]
+    pub status: JobStatus,
+    /// Wall time of the job (all its nodes), when it ran.
+    pub duration: Option<Duration>,
+    pub tests: Option<TestCounts>,
+}
+
 /// How a step ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepStatus {
@@ -32,19 +110,19 @@ impl StepStatus {
 pub enum Event {
     /// A phase that is not a step ("Spin up environment").
     Section {
-        job: Arc<str>,
+        job: JobRef,
         title: String,
     },
     Info {
-        job: Arc<str>,
+        job: JobRef,
         text: String,
     },
     Warning {
-        job: Arc<str>,
+        job: JobRef,
         text: String,
     },
     StepStarted {
-        job: Arc<str>,
+        job: JobRef,
         step: usize,
         name: String,
         /// Lines shown under the step's title (`#!/bin/bash -eo pipefail` and the command).
@@ -52,26 +130,54 @@ pub enum Event {
         background: bool,
     },
     Output {
-        job: Arc<str>,
+        job: JobRef,
         step: usize,
         stream: Stream,
         line: String,
     },
     StepFinished {
-        job: Arc<str>,
+        job: JobRef,
         step: usize,
         status: StepStatus,
         duration: Duration,
     },
     StepSkipped {
-        job: Arc<str>,
+        job: JobRef,
         step: usize,
         name: String,
         reason: String,
     },
+    /// A run of a workflow (or of one job) begins: its id and the jobs it may run, in order.
+    RunStarted {
+        run: String,
+        workflow: Option<String>,
+        jobs: Vec<String>,
+    },
+    /// A job of the run starts (all its nodes): the scheduler handed it a slot.
+    JobStarted {
+        job: JobRef,
+    },
+    /// A job of the run ends without running (not run, on hold, skipped) or after all its nodes
+    /// ran; `JobFinished` still reports each node's own end.
+    JobEnded {
+        job: JobRef,
+        status: JobStatus,
+        duration: Option<Duration>,
+    },
+    /// The JUnit results one job (node) stored with `store_test_results`.
+    TestSummary {
+        job: JobRef,
+        counts: TestCounts,
+    },
+    /// The run is over: one row per job, the wall time and the sum of job times.
+    RunFinished {
+        rows: Vec<JobRow>,
+        wall: Duration,
+        job_time: Duration,
+    },
     /// Progress of one layer while an image is pulled; drawn only on a terminal.
     LayerProgress {
-        job: Arc<str>,
+        job: JobRef,
         image: String,
         layer: String,
         /// Docker's status text (`Downloading`, `Extracting`, `Pull complete` ...).
@@ -81,11 +187,11 @@ pub enum Event {
     },
     /// The pull of an image ended, either way: its layer lines go away.
     PullEnded {
-        job: Arc<str>,
+        job: JobRef,
         image: String,
     },
     JobFinished {
-        job: Arc<str>,
+        job: JobRef,
         passed: bool,
         /// The first failed step's name and why, when the job failed.
         failure: Option<String>,
@@ -103,6 +209,13 @@ const LINES_IN_FLIGHT: usize = 4096;
 pub struct Sink {
     tx: UnboundedSender<Event>,
     lines: Arc<Semaphore>,
+}
+
+impl Sink {
+    /// Sends a run-level event; a reporter that has gone away is not the run's problem.
+    pub fn send(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
 }
 
 /// The receiving end, for the one reporter.
@@ -153,19 +266,21 @@ impl Receiver {
 #[derive(Clone)]
 pub struct Events {
     sink: Sink,
-    job: Arc<str>,
+    job: JobRef,
 }
 
 impl Events {
-    pub fn new(sink: Sink, job: &str) -> Events {
-        Events {
-            sink,
-            job: Arc::from(job),
-        }
+    pub fn new(sink: Sink, job: JobRef) -> Events {
+        Events { sink, job }
     }
 
-    pub fn job(&self) -> Arc<str> {
+    pub fn job(&self) -> JobRef {
         self.job.clone()
+    }
+
+    /// The sink, for events that belong to the run rather than to this job.
+    pub fn sink(&self) -> &Sink {
+        &self.sink
     }
 
     /// Sends an event; a reporter that has gone away is not the job's problem.

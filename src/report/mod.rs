@@ -11,7 +11,10 @@ use std::io::{BufWriter, Write};
 
 use tokio::task::JoinHandle;
 
-pub use event::{Event, Events, Receiver, Sink, StepStatus, Stream, channel};
+pub use event::{
+    Event, Events, JobRef, JobRow, JobStatus, Receiver, Sink, StepStatus, Stream, TestCounts,
+    channel,
+};
 pub use lines::LineSplitter;
 pub use terminal::Terminal;
 

@@ -4,11 +4,10 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use indicatif::ProgressDrawTarget;
 
-use super::event::{Event, StepStatus};
+use super::event::{Event, JobRef, JobStatus, StepStatus};
 use super::pull_bars::PullBars;
 use crate::units::format_go;
 
@@ -16,9 +15,9 @@ pub struct Terminal<W: Write> {
     out: W,
     color: bool,
     /// Names of the background steps seen so far, by (job, step): their lines get a prefix.
-    background: HashMap<(Arc<str>, usize), String>,
+    background: HashMap<(JobRef, usize), String>,
     /// Short names of the steps started, by (job, step), for their closing line.
-    names: HashMap<(Arc<str>, usize), String>,
+    names: HashMap<(JobRef, usize), String>,
     /// The live layer lines of a pull (hidden unless [`Terminal::show_pulls`]).
     pulls: PullBars,
 }
@@ -43,6 +42,18 @@ const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
+
+/// The word a status is shown with in lines and the end table.
+fn status_word(status: &JobStatus) -> &'static str {
+    match status {
+        JobStatus::Success => "success",
+        JobStatus::Failed => "failed",
+        JobStatus::Canceled => "canceled",
+        JobStatus::NotRun(_) => "not run",
+        JobStatus::OnHold(_) => "on hold",
+        JobStatus::Skipped(_) => "skipped",
+    }
+}
 
 impl<W: Write> Terminal<W> {
     pub fn new(out: W, color: bool) -> Terminal<W> {
@@ -117,7 +128,47 @@ impl<W: Write> Terminal<W> {
 
     fn render(&mut self, event: &Event) -> String {
         match event {
-            Event::LayerProgress { .. } | Event::PullEnded { .. } => String::new(),
+            Event::LayerProgress { .. }
+            | Event::PullEnded { .. }
+            | Event::RunStarted { .. }
+            | Event::JobStarted { .. } => String::new(),
+            Event::JobEnded { job, status, .. } => match status {
+                JobStatus::NotRun(why) | JobStatus::OnHold(why) | JobStatus::Skipped(why) => {
+                    format!(
+                        "{}\n",
+                        self.paint(
+                            DIM,
+                            &format!("Job \"{job}\" {}: {why}", status_word(status))
+                        )
+                    )
+                }
+                _ => String::new(),
+            },
+            Event::TestSummary { job, counts } => format!(
+                "Tests of \"{job}\": {} run, {} failed, {} errors, {} skipped\n",
+                counts.tests, counts.failures, counts.errors, counts.skipped
+            ),
+            Event::RunFinished {
+                rows,
+                wall,
+                job_time,
+            } => {
+                let mut s = String::new();
+                for row in rows {
+                    let took = row.duration.map_or("-".to_string(), format_go);
+                    s.push_str(&format!(
+                        "  {:<30} {:<10} {took}\n",
+                        row.job,
+                        status_word(&row.status)
+                    ));
+                }
+                s.push_str(&format!(
+                    "Workflow took {} (jobs took {} in all)\n",
+                    format_go(*wall),
+                    format_go(*job_time)
+                ));
+                s
+            }
             Event::Section { title, .. } => {
                 format!("{}\n", self.paint(BOLD, &format!("====>> {title}")))
             }
@@ -235,7 +286,7 @@ mod tests {
 
     #[test]
     fn renders_circleci_style_sections() {
-        let job: Arc<str> = Arc::from("build");
+        let job = JobRef::new("build", None);
         let mut t = Terminal::new(Vec::new(), false);
         let events = [
             Event::StepStarted {
@@ -292,7 +343,7 @@ mod tests {
 
     #[test]
     fn pull_progress_never_reaches_the_text_output() {
-        let job: Arc<str> = Arc::from("build");
+        let job = JobRef::new("build", None);
         let mut t = Terminal::new(Vec::new(), false);
         let info = |text: &str| Event::Info {
             job: job.clone(),

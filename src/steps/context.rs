@@ -69,6 +69,39 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// `--docker-socket`: the host socket is mounted in the primary container at this path.
     pub docker_socket: Option<String>,
+    /// The workflow workspace this job persists to and attaches from; `None` when there is
+    /// none (a single job run without an earlier workflow run).
+    pub workspace: Option<Workspace>,
+}
+
+/// A job's view of its workflow's workspace (CircleCI: an additive stack of immutable layers,
+/// one or more per job that persists; semantics file 4.9). The engine decides the folders and the
+/// order; the workspace steps read and write layer files in them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Workspace {
+    /// The folder this job writes its layers to (`persist_to_workspace`): one file per persist
+    /// step and node, `<node>-<step>.tar`, written atomically.
+    pub layers_dir: PathBuf,
+    /// This job's node (`CIRCLE_NODE_INDEX`), for the layer file names.
+    pub node: u32,
+    /// The upstream jobs (transitive `requires`) whose layers `attach_workspace` applies, in
+    /// workflow-graph (topological) order.
+    pub upstream: Vec<UpstreamLayers>,
+    /// Said once by `attach_workspace` when the layers come from an earlier run
+    /// (`localci execute <job>` alone): which run and when.
+    pub from_run: Option<String>,
+}
+
+/// The layers one upstream job stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpstreamLayers {
+    /// The job's name in the workflow.
+    pub job: String,
+    /// Its layers folder (the `layers_dir` it had when it ran).
+    pub dir: PathBuf,
+    /// The upstream jobs of this one (transitive `requires`): a path written by two jobs is
+    /// a conflict only when neither is upstream of the other (CircleCI fails the attach).
+    pub ancestors: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone)]

@@ -11,7 +11,7 @@ pub mod process;
 pub mod run;
 pub mod tarball;
 
-pub use context::{Facts, Settings, StepContext};
+pub use context::{Facts, Settings, StepContext, UpstreamLayers, Workspace};
 
 use crate::backend::Result;
 use crate::config::{Step, StepKind};
