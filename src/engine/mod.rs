@@ -231,6 +231,7 @@ async fn run_in_containers(
             artifacts_dir: options.artifacts_dir.clone(),
             cache_dir: options.cache_dir.clone(),
             docker_socket: socket.map(|s| s.container_path),
+            workspace: None,
         }),
         run_dir,
         extra_env: Arc::new(Mutex::new(Vec::new())),
