@@ -14,7 +14,9 @@ use serde::Serialize;
 /// Kept for `steps/cache.rs`, which is being changed elsewhere; new code uses `crate::units`.
 pub use job::{Auth, AwsAuth, DEFAULT_WORKING_DIRECTORY, DockerImage, Executor, Job, JobType};
 pub use step::{Run, Step, StepKind, When};
-pub use workflow::{Invocation, Workflow};
+pub use workflow::{
+    Filters, Invocation, Pattern, PatternSet, REQUIRE_STATUSES, Requirement, Workflow,
+};
 
 use crate::diagnostic::Diagnostic;
 use crate::yaml::Node;

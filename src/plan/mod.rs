@@ -4,11 +4,15 @@
 
 mod environment;
 mod select;
+mod workflow;
 
 use serde::Serialize;
 
 pub use environment::Layers;
 pub use select::choices;
+pub use workflow::{
+    BuildRef, Need, PlannedJob, PlannedKind, WorkflowPlan, choose_workflow, plan_workflow,
+};
 
 use crate::config::{Auth, Config, DockerImage, Executor, JobType, Step};
 use crate::diagnostic::Diagnostic;
