@@ -13,7 +13,7 @@ use super::output::{self, errln, outln};
 use crate::backend::BackendError;
 use crate::backend::docker::DockerBackend;
 use crate::diagnostic::{self, Diagnostic};
-use crate::engine::{self, EngineError, EngineOptions, JobStatus};
+use crate::engine::{self, EngineError, EngineOptions, NodeOutcome};
 use crate::exit::Outcome;
 use crate::git::RepoInfo;
 use crate::plan::{Plan, PlanOptions};
@@ -157,9 +157,9 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     let result = engine::run_job(backend, plan, options, tx, cancel).await;
     let _ = reporter.await;
     match result {
-        Ok(JobStatus::Passed) => Outcome::Success,
-        Ok(JobStatus::Failed) => Outcome::JobFailed,
-        Ok(JobStatus::Interrupted) => Outcome::Interrupted,
+        Ok(NodeOutcome::Passed) => Outcome::Success,
+        Ok(NodeOutcome::Failed) => Outcome::JobFailed,
+        Ok(NodeOutcome::Interrupted) => Outcome::Interrupted,
         Err(e) => report_error(ctx, &e),
     }
 }

@@ -1,6 +1,8 @@
-//! Runs one planned job against a [`Backend`]: images, containers, the per-job setup, the
-//! steps, and cleanup on success, failure and Ctrl-C (or keeps the containers with
-//! `--keep`). Async (tokio); formats nothing (events go to the reporter).
+//! Runs planned jobs against a [`Backend`] in two parts: a [`Session`] per run (identity,
+//! the leftover sweep, images checked once, the event sink, cancellation) that runs each job
+//! (containers -> setup -> steps -> cleanup on success, failure and Ctrl-C, or kept with
+//! `--keep`), and the [`run_workflow`] scheduler that runs a workflow's jobs as a DAG.
+//! Async (tokio); formats nothing (events go to the reporter).
 
 mod cleanup;
 mod containers;
@@ -8,27 +10,29 @@ mod images;
 mod leftovers;
 mod owner;
 mod run_info;
+mod scheduler;
 mod sequence;
+mod session;
 mod setup;
 mod signals;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
 pub use images::interpolate;
 pub use owner::{LABEL_BOOT, LABEL_HOST, LABEL_PIDNS, LABEL_STARTED};
 pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo};
+pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
+pub use session::{Images, JobSettings, Session};
 pub use signals::cancel_on_signals;
 
-use crate::backend::{Backend, BackendError, ImageInfo};
+use crate::backend::{Backend, BackendError};
 use crate::plan::JobPlan;
-use crate::report::{Event, Events, JobRef, Sink};
-use crate::steps::{Settings, StepContext};
-use containers::{Created, SocketMount, Startup};
+use crate::report::{Events, Sink};
+use containers::{Created, SocketMount};
 use sequence::Sequence;
 
 /// Where the host socket is mounted in the primary with `--docker-socket`.
@@ -45,9 +49,9 @@ pub struct EngineOptions {
     pub cache_dir: PathBuf,
 }
 
-/// How the job ended, when the infrastructure held up.
+/// How one job (one node of it) ended, when the infrastructure held up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobStatus {
+pub enum NodeOutcome {
     Passed,
     Failed,
     Interrupted,
@@ -84,162 +88,25 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Runs the job; emits events into `sink`; cleans up whatever happens.
+/// Runs one job alone: opens a session, makes its images available, runs it. What
+/// `localci execute <job>` did before workflows, kept for tests and simple callers.
 pub async fn run_job(
     backend: Arc<dyn Backend>,
     plan: JobPlan,
     options: EngineOptions,
     sink: Sink,
     cancel: CancellationToken,
-) -> Result<JobStatus, EngineError> {
-    let run = RunInfo::new(options.keep);
-    let node = (plan.node_total > 1).then_some(plan.node_index);
-    let events = Events::new(sink, JobRef::new(&plan.name, node));
-    let started = Instant::now();
-    events.section("Spin up environment");
-    // Leftovers are removed while the images are checked.
-    let images = images::ensure(backend.as_ref(), &plan, &events, &cancel);
-    let (removed, images) = tokio::join!(leftovers::remove_stale(backend.as_ref(), &run), images);
-    match removed? {
-        0 => {}
-        n => events.info(format!(
-            "Removed {n} leftover container(s) of earlier runs that did not finish"
-        )),
-    }
-    let Some(images) = images? else {
-        events.info("Interrupted: stopping the job");
-        return Ok(JobStatus::Interrupted);
+) -> Result<NodeOutcome, EngineError> {
+    let settings = JobSettings {
+        artifacts_dir: options.artifacts_dir.clone(),
+        workspace: None,
+        agent_dir_files: Vec::new(),
     };
-    let plan = Arc::new(plan);
-    let mut created = Created::default();
-    let job = Job {
-        backend: &backend,
-        plan: &plan,
-        options: &options,
-        run: &run,
-        events: &events,
-        cancel: &cancel,
+    let session = Session::open(backend, options, sink, cancel).await?;
+    let Some(images) = session.images(&[&plan]).await? else {
+        return Ok(NodeOutcome::Interrupted);
     };
-    let result = run_in_containers(&job, &images, &mut created).await;
-    let status = match &result {
-        Ok(Sequence::Passed) => Some(JobStatus::Passed),
-        Ok(Sequence::Failed(_)) => Some(JobStatus::Failed),
-        Ok(Sequence::Interrupted) => Some(JobStatus::Interrupted),
-        Err(_) => None,
-    };
-    if status == Some(JobStatus::Interrupted) {
-        events.info("Interrupted: stopping the job and removing its containers");
-    }
-    let keep = options.keep && status != Some(JobStatus::Interrupted) && created.primary.is_some();
-    if keep {
-        announce_kept(&events, &created);
-    } else {
-        cleanup::cleanup(backend.as_ref(), &run, &created, &events).await;
-    }
-    let sequence = result?;
-    if let Sequence::Passed | Sequence::Failed(_) = &sequence {
-        events.send(Event::JobFinished {
-            job: events.job(),
-            passed: sequence == Sequence::Passed,
-            failure: match &sequence {
-                Sequence::Failed(why) => Some(why.clone()),
-                _ => None,
-            },
-            duration: started.elapsed(),
-        });
-    }
-    Ok(status.expect("set for every Ok result"))
-}
-
-/// What every phase of a run needs.
-struct Job<'a> {
-    backend: &'a Arc<dyn Backend>,
-    plan: &'a Arc<JobPlan>,
-    options: &'a EngineOptions,
-    run: &'a RunInfo,
-    events: &'a Events,
-    cancel: &'a CancellationToken,
-}
-
-async fn run_in_containers(
-    job: &Job<'_>,
-    images: &HashMap<String, ImageInfo>,
-    created: &mut Created,
-) -> Result<Sequence, EngineError> {
-    let Job {
-        backend,
-        plan,
-        options,
-        run,
-        events,
-        cancel,
-    } = *job;
-    let socket = socket_mount(backend.as_ref(), options, events);
-    // Not raced against Ctrl-C: `start` checks it between requests (see containers.rs).
-    let startup = containers::start(
-        backend.as_ref(),
-        plan,
-        run,
-        images,
-        socket.as_ref(),
-        cancel,
-        created,
-    )
-    .await?;
-    if startup == Startup::Interrupted {
-        return Ok(Sequence::Interrupted);
-    }
-    let primary = created.primary.clone().expect("set by containers::start");
-    let run_dir = format!("/tmp/.localci-{}", run.short());
-    let bash_env = plan
-        .environment
-        .get("BASH_ENV")
-        .unwrap_or_default()
-        .to_string();
-    let prepared = match setup::prepare(
-        backend.as_ref(),
-        &primary,
-        &plan.working_directory,
-        &run_dir,
-        &bash_env,
-    )
-    .await
-    {
-        Ok(prepared) => prepared,
-        Err(e) => return primary_gone(backend.as_ref(), &primary, e).await,
-    };
-    created.shell = Some(prepared.facts.default_shell.clone());
-    created.working_directory = Some(prepared.facts.working_directory.clone());
-    for warning in &prepared.warnings {
-        events.warning(warning.clone());
-    }
-    events.info(format!(
-        "Primary container {} ({}) as uid {}, working directory {}",
-        short_id(&primary),
-        plan.images[0].image,
-        prepared.facts.uid,
-        prepared.facts.working_directory
-    ));
-    let ctx = StepContext {
-        backend: backend.clone(),
-        plan: plan.clone(),
-        events: events.clone(),
-        cancel: cancel.clone(),
-        primary: primary.clone(),
-        facts: Arc::new(prepared.facts),
-        settings: Arc::new(Settings {
-            artifacts_dir: options.artifacts_dir.clone(),
-            cache_dir: options.cache_dir.clone(),
-            docker_socket: socket.map(|s| s.container_path),
-            workspace: None,
-        }),
-        run_dir,
-        extra_env: Arc::new(Mutex::new(Vec::new())),
-    };
-    match sequence::run_steps(&ctx).await {
-        Ok(sequence) => Ok(sequence),
-        Err(e) => primary_gone(backend.as_ref(), &primary, e.into()).await,
-    }
+    session.run_job(plan, &images, settings).await
 }
 
 /// An error talking to the primary container fails the job when the container has stopped

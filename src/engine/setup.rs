@@ -118,3 +118,39 @@ mod tests {
         assert!(parse("uid=1\n").is_none());
     }
 }
+
+/// Puts files into the job's agent folder (`run_dir`) before the first step, owned by the
+/// job's user so steps can read them and the in-container program can write next to them.
+pub async fn install_agent(
+    backend: &dyn Backend,
+    primary: &str,
+    run_dir: &str,
+    facts: &Facts,
+    files: &[(String, Vec<u8>)],
+) -> Result<(), EngineError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let tar = small_tar(files, facts.uid, facts.gid)
+        .map_err(|e| EngineError::Setup(format!("cannot pack the agent files: {e}")))?;
+    let stream = futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) });
+    backend
+        .upload(primary, run_dir, Box::pin(stream))
+        .await
+        .map_err(EngineError::from)
+}
+
+/// An in-memory tar of small regular files (mode 0644) owned by `uid`:`gid`.
+fn small_tar(files: &[(String, Vec<u8>)], uid: u64, gid: u64) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(uid);
+        header.set_gid(gid);
+        header.set_mtime(super::now_unix());
+        builder.append_data(&mut header, name, content.as_slice())?;
+    }
+    builder.into_inner()
+}

@@ -9,6 +9,7 @@ use super::*;
 use crate::backend::fake::{FakeBackend, Reply};
 use crate::backend::{LABEL, LABEL_PID, Labelled, ResourceKind, Stream};
 use crate::plan::{Plan, PlanOptions};
+use crate::report::Event;
 use crate::report::StepStatus;
 use crate::source::{Source, Sources};
 
@@ -36,7 +37,7 @@ fn job(steps: &str) -> String {
 }
 
 struct Ran {
-    status: Result<JobStatus, EngineError>,
+    status: Result<NodeOutcome, EngineError>,
     events: Vec<Event>,
 }
 
@@ -133,7 +134,7 @@ async fn passing_job_streams_output_and_removes_its_container() {
         ),
     )
     .await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Passed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
     assert_eq!(ran.output(), vec!["hello", "err"]);
     assert_eq!(ran.finished(), vec![(0, passed(0)), (1, passed(0))]);
     let state = backend.state();
@@ -160,7 +161,7 @@ async fn primary_is_kept_alive_and_labelled() {
         ..EngineOptions::default()
     };
     let ran = run_with(&backend, plan, options, CancellationToken::new()).await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Passed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
     let state = backend.state();
     let primary = state.containers.values().next().expect("kept with --keep");
     assert_eq!(
@@ -192,7 +193,7 @@ async fn after_a_failure_only_on_fail_and_always_steps_run() {
     let backend = Arc::new(FakeBackend::new(&["img"]));
     let steps = "      - run: exit 3\n      - run: echo skipped\n      - run: {command: echo on-fail, when: on_fail}\n      - run: {command: echo always, when: always}\n      - run: {command: exit 4, when: always}\n";
     let ran = run(&backend, plan_for(&job(steps), "build")).await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Failed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Failed);
     assert_eq!(ran.output(), vec!["on-fail", "always"]);
     assert_eq!(ran.skipped(), vec![1]);
     assert_eq!(
@@ -224,7 +225,7 @@ async fn on_fail_steps_are_skipped_when_all_passed() {
         ),
     )
     .await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Passed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
     assert_eq!(ran.skipped(), vec![0]);
 }
 
@@ -236,7 +237,7 @@ async fn a_failing_background_step_does_not_fail_the_job() {
         "{steps}      - run: {{command: \"echo later\\nexit 5\", background: true, name: bg2}}\n      - run: sleep 0.2\n"
     );
     let ran = run(&backend, plan_for(&job(&steps), "build")).await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Passed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
     let finished = ran.finished();
     assert!(finished.contains(&(2, failed(5))), "{finished:?}");
     assert!(ran.output().contains(&"bg".to_string()));
@@ -247,7 +248,7 @@ async fn no_output_timeout_kills_the_step_with_circlecis_message() {
     let backend = Arc::new(FakeBackend::new(&["img"]));
     let steps = "      - run: {command: hang, no_output_timeout: 200ms}\n";
     let ran = run(&backend, plan_for(&job(steps), "build")).await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Failed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Failed);
     assert_eq!(
         ran.finished(),
         vec![(
@@ -285,7 +286,7 @@ async fn reruns_until_an_attempt_passes() {
     }));
     let steps = "      - run: {command: flaky, max_auto_reruns: 3, auto_rerun_delay: 10ms}\n";
     let ran = run(&backend, plan_for(&job(steps), "build")).await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Passed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
     assert_eq!(ran.output(), vec!["attempt 1", "attempt 2", "attempt 3"]);
     assert!(
         ran.infos()
@@ -304,7 +305,7 @@ async fn reruns_that_all_fail_fail_the_step() {
         ),
     )
     .await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Failed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Failed);
     assert_eq!(
         backend
             .state()
@@ -331,7 +332,7 @@ async fn cancelling_during_a_step_removes_everything() {
         ..EngineOptions::default()
     };
     let ran = run_with(&backend, plan_for(yaml, "build"), options, cancel).await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Interrupted);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Interrupted);
     assert!(
         ran.output().is_empty(),
         "always steps do not run after a cancel"
@@ -452,7 +453,7 @@ async fn a_missing_image_is_pulled() {
     let backend = Arc::new(FakeBackend::new(&[]));
     backend.state().pullable.insert("img".into());
     let ran = run(&backend, plan_for(&job("      - run: echo hi\n"), "build")).await;
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Passed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
     assert_eq!(backend.state().pulled, vec!["img"]);
     assert!(ran.infos().contains("Pulled img"));
 }
@@ -533,7 +534,7 @@ async fn only_leftovers_of_runs_that_certainly_ended_are_removed() {
     let ran = run(&backend, plan_for(&job("      - run: echo hi\n"), "build")).await;
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
-    assert_eq!(*ran.status.as_ref().unwrap(), JobStatus::Passed);
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
     let left: Vec<String> = backend
         .state()
         .others
@@ -582,7 +583,7 @@ async fn a_primary_container_that_stops_fails_the_job() {
         let ran = run(&backend, plan_for(&job("      - run: echo hi\n"), "build")).await;
         assert_eq!(
             *ran.status.as_ref().unwrap(),
-            JobStatus::Failed,
+            NodeOutcome::Failed,
             "stopped at {helper}"
         );
         let Some(Event::JobFinished { failure, .. }) = ran.events.last() else {
@@ -621,7 +622,7 @@ async fn ctrl_c_while_containers_are_created_leaves_none_behind() {
         .await;
         assert_eq!(
             *ran.status.as_ref().unwrap(),
-            JobStatus::Interrupted,
+            NodeOutcome::Interrupted,
             "Ctrl-C at {cancel_after} ms"
         );
         assert!(ran.output().is_empty(), "Ctrl-C at {cancel_after} ms");

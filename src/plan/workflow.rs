@@ -289,7 +289,10 @@ fn plan_invocation(config: &Config, inv: &Invocation) -> Result<PlannedJob, Diag
 
 /// `None` when the job runs in this build, else why not (CircleCI reference, "filters"): a tag
 /// build runs only jobs with a matching `tags` filter; a branch build checks `branches`.
-fn filter_verdict(filters: Option<&Filters>, build: &BuildRef) -> Result<Option<String>, Diagnostic> {
+fn filter_verdict(
+    filters: Option<&Filters>,
+    build: &BuildRef,
+) -> Result<Option<String>, Diagnostic> {
     let empty = Filters::default();
     let filters = filters.unwrap_or(&empty);
     if let Some(tag) = &build.tag {
@@ -336,8 +339,11 @@ pub(crate) fn pattern_matches(pattern: &Pattern, name: &str) -> Result<bool, Dia
         return Ok(text == name);
     };
     let re = Regex::new(&format!("^(?:{body})$")).map_err(|e| {
-        Diagnostic::error(pattern.span, format!("filter `{text}` is not a regular expression we can read: {e}"))
-            .with_hint("filters take a literal name or /regex/ (matched against the whole name)")
+        Diagnostic::error(
+            pattern.span,
+            format!("filter `{text}` is not a regular expression we can read: {e}"),
+        )
+        .with_hint("filters take a literal name or /regex/ (matched against the whole name)")
     })?;
     Ok(re.is_match(name))
 }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::backend::fake::FakeBackend;
-use crate::engine::{EngineOptions, JobStatus, bash_env_path, run_job};
+use crate::engine::{EngineOptions, NodeOutcome, bash_env_path, run_job};
 use crate::git::RepoInfo;
 use crate::plan::{JobPlan, Plan, PlanOptions};
 use crate::report::Event;
@@ -35,7 +35,7 @@ fn plan(steps: &str, repo: RepoInfo) -> JobPlan {
     }
 }
 
-async fn run(backend: &Arc<FakeBackend>, plan: JobPlan, dirs: &Path) -> (JobStatus, String) {
+async fn run(backend: &Arc<FakeBackend>, plan: JobPlan, dirs: &Path) -> (NodeOutcome, String) {
     let (tx, mut rx) = crate::report::channel();
     let options = EngineOptions {
         artifacts_dir: dirs.join("artifacts"),
@@ -95,7 +95,7 @@ async fn checkout_sends_what_git_would_with_the_container_users_ownership() {
         dirs.path(),
     )
     .await;
-    assert_eq!(status, JobStatus::Passed);
+    assert_eq!(status, NodeOutcome::Passed);
     let state = backend.state();
     let (_, dir, data) = state.uploads.last().expect("checkout uploads");
     assert_eq!(dir, "/root/project");
@@ -142,7 +142,7 @@ async fn checkout_outside_a_repository_fails_the_step() {
         dirs.path(),
     )
     .await;
-    assert_eq!(status, JobStatus::Failed);
+    assert_eq!(status, NodeOutcome::Failed);
     assert!(text.contains("checkout needs a git repository"), "{text}");
 }
 
@@ -161,7 +161,7 @@ async fn save_then_restore_puts_files_back_at_their_absolute_paths() {
     let dirs = tempfile::tempdir().unwrap();
     let save = "      - save_cache: {key: 'deps-{{ checksum \"lock\" }}', paths: [~/.cache/demo, missing]}\n";
     let (status, text) = run(&backend, plan(save, RepoInfo::default()), dirs.path()).await;
-    assert_eq!(status, JobStatus::Passed, "{text}");
+    assert_eq!(status, NodeOutcome::Passed, "{text}");
     let key = format!("deps-{}", crate::template::checksum(b"v1"));
     assert!(text.contains(&format!("Stored cache {key}")), "{text}");
     assert!(
@@ -188,7 +188,7 @@ async fn save_then_restore_puts_files_back_at_their_absolute_paths() {
     backend.state().files.remove("/root/.cache/demo/a.txt");
     let restore = "      - restore_cache: {keys: [nope-, deps-]}\n";
     let (status, text) = run(&backend, plan(restore, RepoInfo::default()), dirs.path()).await;
-    assert_eq!(status, JobStatus::Passed);
+    assert_eq!(status, NodeOutcome::Passed);
     assert!(text.contains("No cache is found for key: nope-"), "{text}");
     assert_eq!(
         backend
@@ -206,7 +206,7 @@ async fn a_missing_checksum_file_fails_save_and_is_a_miss_for_restore() {
     let dirs = tempfile::tempdir().unwrap();
     let save = "      - save_cache: {key: 'k-{{ checksum \"nope.lock\" }}', paths: [x]}\n";
     let (status, text) = run(&backend, plan(save, RepoInfo::default()), dirs.path()).await;
-    assert_eq!(status, JobStatus::Failed);
+    assert_eq!(status, NodeOutcome::Failed);
     assert!(
         text.contains("error computing cache key: template: cacheKey:1:5: executing")
             && text.contains(
@@ -216,7 +216,7 @@ async fn a_missing_checksum_file_fails_save_and_is_a_miss_for_restore() {
     );
     let restore = "      - restore_cache: {key: 'k-{{ checksum \"nope.lock\" }}'}\n";
     let (status, text) = run(&backend, plan(restore, RepoInfo::default()), dirs.path()).await;
-    assert_eq!(status, JobStatus::Passed);
+    assert_eq!(status, NodeOutcome::Passed);
     assert!(text.contains("No cache was restored"), "{text}");
 }
 
@@ -230,7 +230,7 @@ async fn artifacts_are_copied_to_the_host_and_never_fail_the_job() {
     let dirs = tempfile::tempdir().unwrap();
     let steps = "      - store_artifacts: {path: out}\n      - store_artifacts: {path: out, destination: renamed}\n      - store_test_results: {path: nothing-here}\n";
     let (status, text) = run(&backend, plan(steps, RepoInfo::default()), dirs.path()).await;
-    assert_eq!(status, JobStatus::Passed, "{text}");
+    assert_eq!(status, NodeOutcome::Passed, "{text}");
     let artifacts = dirs.path().join("artifacts");
     assert_eq!(
         std::fs::read_to_string(artifacts.join("out/a/b.txt")).unwrap(),

@@ -97,7 +97,10 @@ workflows:
 
 #[test]
 fn branch_filters_match_whole_names() {
-    assert_eq!(skipped(&plan(FILTERED, &branch("main"))), Vec::<&str>::new());
+    assert_eq!(
+        skipped(&plan(FILTERED, &branch("main"))),
+        Vec::<&str>::new()
+    );
     assert_eq!(skipped(&plan(FILTERED, &branch("release-12"))), ["docs"]);
     // `/release-\d+/` must match the whole branch name.
     assert_eq!(
@@ -117,8 +120,22 @@ fn tag_builds_run_only_jobs_with_a_matching_tag_filter() {
     // test matches `/.*/`, but all it requires (build) is filtered out, so it does not run.
     let p = plan(FILTERED, &tag("nightly"));
     assert_eq!(skipped(&p), ["build", "test", "deploy", "docs"]);
-    assert!(p.get("test").unwrap().skipped.as_deref().unwrap().contains("left out (build)"));
-    assert!(p.get("docs").unwrap().skipped.as_deref().unwrap().contains("no `tags` filter"));
+    assert!(
+        p.get("test")
+            .unwrap()
+            .skipped
+            .as_deref()
+            .unwrap()
+            .contains("left out (build)")
+    );
+    assert!(
+        p.get("docs")
+            .unwrap()
+            .skipped
+            .as_deref()
+            .unwrap()
+            .contains("no `tags` filter")
+    );
 }
 
 #[test]
@@ -160,8 +177,18 @@ workflows:
     let wf = choose_workflow(&config, Some("ci")).unwrap();
     let errors = plan_workflow(&config, wf, &branch("main")).unwrap_err();
     let messages: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
-    assert!(messages.iter().any(|m| m.contains("`nope`, which is not a job")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.contains("form a cycle among: a, b")), "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("`nope`, which is not a job")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("form a cycle among: a, b")),
+        "{messages:?}"
+    );
 }
 
 #[test]
@@ -177,9 +204,19 @@ workflows:
     let config = config(text);
     let many = choose_workflow(&config, None).unwrap_err();
     assert!(many.message.contains("has 2 workflows"));
-    assert!(many.hint.unwrap().contains("localci execute --workflow two"));
+    assert!(
+        many.hint
+            .unwrap()
+            .contains("localci execute --workflow two")
+    );
     assert_eq!(choose_workflow(&config, Some("two")).unwrap().name, "two");
-    assert!(choose_workflow(&config, Some("three")).unwrap_err().hint.unwrap().contains("one, two"));
+    assert!(
+        choose_workflow(&config, Some("three"))
+            .unwrap_err()
+            .hint
+            .unwrap()
+            .contains("one, two")
+    );
 }
 
 #[test]
@@ -188,5 +225,9 @@ fn a_bad_regex_points_at_the_pattern() {
     let config = config(&text);
     let wf = choose_workflow(&config, None).unwrap();
     let errors = plan_workflow(&config, wf, &branch("x")).unwrap_err();
-    assert!(errors[0].message.contains("`/feature-(/` is not a regular expression"));
+    assert!(
+        errors[0]
+            .message
+            .contains("`/feature-(/` is not a regular expression")
+    );
 }

@@ -1,0 +1,269 @@
+//! One run of localci against the engine: the backend, the cancellation token, the run's
+//! identity (labels on everything it creates), the one leftover sweep, the images checked once
+//! for every job, and the event sink. Jobs run through [`Session::run_job`]: containers ->
+//! setup -> steps -> cleanup, on success, failure and Ctrl-C alike.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::containers::{self, Created, Startup};
+use super::run_info::RunInfo;
+use super::sequence::{self, Sequence};
+use super::{
+    EngineError, EngineOptions, NodeOutcome, announce_kept, cleanup, images, leftovers,
+    primary_gone, setup, short_id, socket_mount,
+};
+use crate::backend::{Backend, ImageInfo};
+use crate::plan::JobPlan;
+use crate::report::{Event, Events, JobRef, Sink};
+use crate::steps::{Settings, StepContext, Workspace};
+
+/// What differs between the jobs of one run on the host side.
+#[derive(Clone, Debug, Default)]
+pub struct JobSettings {
+    /// Where `store_artifacts` and `store_test_results` copy to.
+    pub artifacts_dir: PathBuf,
+    pub workspace: Option<Workspace>,
+    /// Files put into the job's agent folder before the first step (name, content): the
+    /// test timings `circleci tests split --split-by=timings` reads.
+    pub agent_dir_files: Vec<(String, Vec<u8>)>,
+}
+
+pub struct Session {
+    backend: Arc<dyn Backend>,
+    run: RunInfo,
+    options: EngineOptions,
+    sink: Sink,
+    cancel: CancellationToken,
+    /// Run-level messages (leftovers, images) go out under this name.
+    events: Events,
+}
+
+/// The images of a run, by name, after they were checked (and pulled).
+pub type Images = HashMap<String, ImageInfo>;
+
+impl Session {
+    /// Starts a run: removes what earlier runs left behind (never a live run's).
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        options: EngineOptions,
+        sink: Sink,
+        cancel: CancellationToken,
+    ) -> Result<Session, EngineError> {
+        let run = RunInfo::new(options.keep);
+        let events = Events::new(sink.clone(), JobRef::new("localci", None));
+        match leftovers::remove_stale(backend.as_ref(), &run).await? {
+            0 => {}
+            n => events.info(format!(
+                "Removed {n} leftover container(s) of earlier runs that did not finish"
+            )),
+        }
+        Ok(Session {
+            backend,
+            run,
+            options,
+            sink,
+            cancel,
+            events,
+        })
+    }
+
+    /// The run's id (`CIRCLE_WORKFLOW_ID` of a workflow run).
+    pub fn id(&self) -> &str {
+        &self.run.id
+    }
+
+    pub fn sink(&self) -> &Sink {
+        &self.sink
+    }
+
+    pub fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Checks (and pulls) every image of `plans` once, before any job starts; `None` when
+    /// Ctrl-C came first.
+    pub async fn images(&self, plans: &[&JobPlan]) -> Result<Option<Images>, EngineError> {
+        let mut all = Images::new();
+        for plan in plans {
+            if plan.images.iter().all(|i| all.contains_key(&i.image)) {
+                continue;
+            }
+            let events = match plans.len() {
+                1 => Events::new(self.sink.clone(), job_ref(plan)),
+                _ => self.events.clone(),
+            };
+            match images::ensure(self.backend.as_ref(), plan, &events, &self.cancel).await? {
+                Some(found) => all.extend(found),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(all))
+    }
+
+    /// Runs one job (one node of it): its containers, the setup, the steps, then cleanup.
+    pub async fn run_job(
+        &self,
+        plan: JobPlan,
+        images: &Images,
+        settings: JobSettings,
+    ) -> Result<NodeOutcome, EngineError> {
+        let events = Events::new(self.sink.clone(), job_ref(&plan));
+        let started = Instant::now();
+        events.section("Spin up environment");
+        let plan = Arc::new(plan);
+        let mut created = Created::default();
+        let runner = Runner {
+            backend: &self.backend,
+            plan: &plan,
+            options: &self.options,
+            run: &self.run,
+            events: &events,
+            cancel: &self.cancel,
+        };
+        let result = runner.run(images, &mut created, settings).await;
+        let status = match &result {
+            Ok(Sequence::Passed) => Some(NodeOutcome::Passed),
+            Ok(Sequence::Failed(_)) => Some(NodeOutcome::Failed),
+            Ok(Sequence::Interrupted) => Some(NodeOutcome::Interrupted),
+            Err(_) => None,
+        };
+        if status == Some(NodeOutcome::Interrupted) {
+            events.info("Interrupted: stopping the job and removing its containers");
+        }
+        let keep = self.options.keep
+            && status != Some(NodeOutcome::Interrupted)
+            && created.primary.is_some();
+        if keep {
+            announce_kept(&events, &created);
+        } else {
+            cleanup::cleanup(self.backend.as_ref(), &self.run, &created, &events).await;
+        }
+        let sequence = result?;
+        if let Sequence::Passed | Sequence::Failed(_) = &sequence {
+            events.send(Event::JobFinished {
+                job: events.job(),
+                passed: sequence == Sequence::Passed,
+                failure: match &sequence {
+                    Sequence::Failed(why) => Some(why.clone()),
+                    _ => None,
+                },
+                duration: started.elapsed(),
+            });
+        }
+        Ok(status.expect("set for every Ok result"))
+    }
+}
+
+/// The envelope of a job's events: its name, and its node when it runs on several.
+pub(crate) fn job_ref(plan: &JobPlan) -> JobRef {
+    JobRef::new(&plan.name, (plan.node_total > 1).then_some(plan.node_index))
+}
+
+/// What every phase of one job needs.
+struct Runner<'a> {
+    backend: &'a Arc<dyn Backend>,
+    plan: &'a Arc<JobPlan>,
+    options: &'a EngineOptions,
+    run: &'a RunInfo,
+    events: &'a Events,
+    cancel: &'a CancellationToken,
+}
+
+impl Runner<'_> {
+    async fn run(
+        &self,
+        images: &Images,
+        created: &mut Created,
+        settings: JobSettings,
+    ) -> Result<Sequence, EngineError> {
+        let socket = socket_mount(self.backend.as_ref(), self.options, self.events);
+        // Not raced against Ctrl-C: `start` checks it between requests (see containers.rs).
+        let startup = containers::start(
+            self.backend.as_ref(),
+            self.plan,
+            self.run,
+            images,
+            socket.as_ref(),
+            self.cancel,
+            created,
+        )
+        .await?;
+        if startup == Startup::Interrupted {
+            return Ok(Sequence::Interrupted);
+        }
+        let primary = created.primary.clone().expect("set by containers::start");
+        let run_dir = format!("/tmp/.localci-{}", self.run.short());
+        let prepared = match self.prepare(&primary, &run_dir, &settings).await {
+            Ok(prepared) => prepared,
+            Err(e) => return primary_gone(self.backend.as_ref(), &primary, e).await,
+        };
+        created.shell = Some(prepared.facts.default_shell.clone());
+        created.working_directory = Some(prepared.facts.working_directory.clone());
+        for warning in &prepared.warnings {
+            self.events.warning(warning.clone());
+        }
+        self.events.info(format!(
+            "Primary container {} ({}) as uid {}, working directory {}",
+            short_id(&primary),
+            self.plan.images[0].image,
+            prepared.facts.uid,
+            prepared.facts.working_directory
+        ));
+        let ctx = StepContext {
+            backend: self.backend.clone(),
+            plan: self.plan.clone(),
+            events: self.events.clone(),
+            cancel: self.cancel.clone(),
+            primary: primary.clone(),
+            facts: Arc::new(prepared.facts),
+            settings: Arc::new(Settings {
+                artifacts_dir: settings.artifacts_dir,
+                cache_dir: self.options.cache_dir.clone(),
+                docker_socket: socket.map(|s| s.container_path),
+                workspace: settings.workspace,
+            }),
+            run_dir,
+            extra_env: Arc::new(Mutex::new(Vec::new())),
+        };
+        match sequence::run_steps(&ctx).await {
+            Ok(sequence) => Ok(sequence),
+            Err(e) => primary_gone(self.backend.as_ref(), &primary, e.into()).await,
+        }
+    }
+
+    async fn prepare(
+        &self,
+        primary: &str,
+        run_dir: &str,
+        settings: &JobSettings,
+    ) -> Result<setup::Prepared, EngineError> {
+        let bash_env = self
+            .plan
+            .environment
+            .get("BASH_ENV")
+            .unwrap_or_default()
+            .to_string();
+        let prepared = setup::prepare(
+            self.backend.as_ref(),
+            primary,
+            &self.plan.working_directory,
+            run_dir,
+            &bash_env,
+        )
+        .await?;
+        setup::install_agent(
+            self.backend.as_ref(),
+            primary,
+            run_dir,
+            &prepared.facts,
+            &settings.agent_dir_files,
+        )
+        .await?;
+        Ok(prepared)
+    }
+}
