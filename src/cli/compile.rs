@@ -96,3 +96,29 @@ impl CompileArgs {
         })
     }
 }
+
+impl CompileArgs {
+    /// The front end's options for the config `config` (`-c`), from these flags.
+    pub fn front_options(
+        &self,
+        ctx: &Context,
+        config: Option<PathBuf>,
+        all_jobs: bool,
+    ) -> crate::frontend::FrontOptions {
+        crate::frontend::FrontOptions {
+            config,
+            cwd: ctx.cwd.clone(),
+            env: ctx.env.clone(),
+            branch: self.branch.clone(),
+            tag: self.tag.clone(),
+            pipeline_params: self.pipeline_params.clone(),
+            pipeline_values: self.pipeline_values.clone(),
+            orb_files: self
+                .orbs
+                .iter()
+                .map(|(k, v)| (k.clone(), PathBuf::from(v)))
+                .collect(),
+            all_jobs,
+        }
+    }
+}

@@ -1,10 +1,10 @@
-//! `localci execute <job>`: load, validate, compile (2.1), plan one job, then run it in Docker
-//! through the engine, with one reporter printing its events. Turns every way this can end
-//! into an [`Outcome`]: 0 passed, 1 failed, 2 invalid config or usage, 3 Docker unreachable
-//! or an image missing, 130 interrupted.
+//! `localci execute [<job>] [--workflow NAME]`: turns the arguments into front-end and launch
+//! options, connects to Docker, starts the one reporter, and maps how the run ended to an
+//! [`Outcome`]: 0 every job that ran passed, 1 a job failed, 2 invalid config or usage,
+//! 3 Docker unreachable or an image missing, 130 interrupted.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Context;
@@ -13,26 +13,54 @@ use super::output::{self, errln, outln};
 use crate::backend::BackendError;
 use crate::backend::docker::DockerBackend;
 use crate::diagnostic::{self, Diagnostic};
-use crate::engine::{self, EngineError, EngineOptions, NodeOutcome};
+use crate::engine::{self, Approvals, EngineError, EngineOptions, Schedule};
 use crate::exit::Outcome;
-use crate::git::RepoInfo;
-use crate::plan::{Plan, PlanOptions};
-use crate::source::{FileId, Sources};
+use crate::frontend::{self, FrontOptions};
+use crate::launch::{self, LaunchOptions};
+use crate::report::{JobRow, JobStatus};
+use crate::source::Sources;
 use crate::store::CacheStore;
-use crate::yaml::Node;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The job to run: a job of the (processed) config, or a named invocation of a workflow.
+    /// Run this one job: a job of the (processed) config, or a named invocation of a workflow.
+    /// Without it, the workflow (--workflow, or the only one) runs.
     #[arg(value_name = "JOB")]
-    pub job: String,
+    pub job: Option<String>,
+
+    /// Run this workflow as a DAG: each job starts as soon as what it requires has finished.
+    #[arg(
+        short = 'w',
+        long = "workflow",
+        value_name = "NAME",
+        conflicts_with = "job"
+    )]
+    pub workflow: Option<String>,
+
+    /// At most N nodes run at once [default: the number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Run only the jobs that failed or did not run in the workflow's latest run; the jobs
+    /// that passed keep their results and workspace layers.
+    #[arg(long = "rerun-failed", conflicts_with = "job")]
+    pub rerun_failed: bool,
+
+    /// Let approval jobs pass: all of them, or (repeatable) the one named.
+    #[arg(long = "approve", value_name = "NAME", num_args = 0..=1, default_missing_value = "*")]
+    pub approve: Vec<String>,
+
+    /// The folder of context files: `context: NAME` reads NAME.env there [default:
+    /// $XDG_CONFIG_HOME/localci/contexts, else ~/.config/localci/contexts]
+    #[arg(long = "context-dir", value_name = "DIR")]
+    pub context_dir: Option<PathBuf>,
 
     /// The config file [default: .circleci/config.yml of the current repository]
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// A variable for the job, like a project variable: KEY=VALUE, or KEY to pass on the value
-    /// from your environment. Repeatable; wins over --env-file.
+    /// A variable for the jobs, like a project variable: KEY=VALUE, or KEY to pass on the
+    /// value from your environment. Repeatable; wins over --env-file.
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
 
@@ -55,7 +83,7 @@ pub struct Args {
     pub cache_dir: Option<PathBuf>,
 
     /// Where store_artifacts and store_test_results copy files [default:
-    /// .localci/artifacts/<job> in the repository]
+    /// .localci/runs/<run>/<job> in the repository]
     #[arg(long = "artifacts-dir", value_name = "DIR")]
     pub artifacts_dir: Option<PathBuf>,
 
@@ -64,13 +92,13 @@ pub struct Args {
     #[arg(long = "docker-socket")]
     pub docker_socket: bool,
 
-    /// CIRCLE_NODE_INDEX of this run (0-based).
-    #[arg(long = "node-index", value_name = "N", default_value_t = 0)]
-    pub node_index: u32,
+    /// Run only this node (CIRCLE_NODE_INDEX, 0-based) of a job [default: all its nodes].
+    #[arg(long = "node-index", value_name = "N", requires = "job")]
+    pub node_index: Option<u32>,
 
-    /// CIRCLE_NODE_TOTAL of this run.
-    #[arg(long = "node-total", value_name = "M", default_value_t = 1)]
-    pub node_total: u32,
+    /// CIRCLE_NODE_TOTAL [default: the job's `parallelism`].
+    #[arg(long = "node-total", value_name = "M", requires = "job")]
+    pub node_total: Option<u32>,
 
     #[command(flatten)]
     pub compile: CompileArgs,
@@ -101,31 +129,25 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     };
     // Connecting (and negotiating the API version) overlaps with loading and planning.
     let connecting = tokio::spawn(DockerBackend::connect(ctx.env.clone()));
-    let mut sources = Sources::new();
-    let path = match crate::load::find_config(args.config.as_deref(), &ctx.cwd) {
-        Ok(path) => path,
-        Err(d) => {
-            output::stderr(&diagnostic::render_human(&sources, &[d], ctx.color));
-            return Outcome::Invalid;
-        }
+    let front = match frontend::compile(&front_options(ctx, args)) {
+        Ok(front) => front,
+        Err(failure) => return invalid(ctx, &failure.sources, failure.diagnostics),
     };
-    // The repository is the one that holds the config, wherever localci runs from.
-    let repo = args.compile.repo(&super::compile::config_dir(ctx, &path));
-    let planned = match plan_job(ctx, args, &path, &repo, &mut sources) {
-        Ok(plan) => plan,
-        Err(mut diags) => {
-            diagnostic::sort(&mut diags);
-            output::stderr(&diagnostic::render_human(&sources, &diags, ctx.color));
-            return Outcome::Invalid;
-        }
+    if !front.warnings.is_empty() {
+        output::stderr(&diagnostic::render_human(
+            &front.sources,
+            &front.warnings,
+            ctx.color,
+        ));
+    }
+    let prepared = match launch_options(ctx, args).and_then(|o| launch::prepare(&front, &o)) {
+        Ok(prepared) => prepared,
+        Err(diags) => return invalid(ctx, &front.sources, diags),
     };
-    let plan = match planned {
-        Plan::Run(plan) => *plan,
-        Plan::Nothing(why) => {
-            outln!("{why}");
-            return Outcome::Success;
-        }
-    };
+    if let Some(why) = &prepared.nothing {
+        outln!("{why}");
+        return Outcome::Success;
+    }
     let connected = tokio::select! {
         () = cancel.cancelled() => return Outcome::Interrupted,
         connected = connecting => connected,
@@ -138,79 +160,74 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Environment;
         }
     };
-    let root = repo.root.clone().unwrap_or_else(|| ctx.cwd.clone());
-    let options = EngineOptions {
+    let engine_options = EngineOptions {
         keep: args.keep,
         docker_socket: args.docker_socket,
-        artifacts_dir: args.artifacts_dir.clone().unwrap_or_else(|| {
-            root.join(".localci")
-                .join("artifacts")
-                .join(folder_name(&plan.name))
-        }),
-        cache_dir: cache_dir(ctx, args, &repo),
+        artifacts_dir: PathBuf::new(),
+        cache_dir: cache_dir(ctx, args, &front.repo),
+    };
+    let schedule = Schedule {
+        max_parallel: args.jobs.unwrap_or_else(default_parallel),
+        approvals: approvals(&args.approve),
     };
     let (tx, reporter) = crate::report::spawn(
         std::io::stdout(),
         ctx.color,
         std::io::stderr().is_terminal(),
     );
-    let result = engine::run_job(backend, plan, options, tx, cancel).await;
+    let result = launch::run(
+        prepared,
+        backend,
+        engine_options,
+        schedule,
+        tx,
+        cancel.clone(),
+    )
+    .await;
     let _ = reporter.await;
     match result {
-        Ok(NodeOutcome::Passed) => Outcome::Success,
-        Ok(NodeOutcome::Failed) => Outcome::JobFailed,
-        Ok(NodeOutcome::Interrupted) => Outcome::Interrupted,
+        Ok(rows) => outcome(&rows, cancel.is_cancelled()),
         Err(e) => report_error(ctx, &e),
     }
 }
 
-/// A job name as one safe folder name: a name like `../x` or `a/b` (legal in a workflow
-/// `name:`) must not lead the artifacts out of `.localci/artifacts`.
-fn folder_name(job: &str) -> String {
-    let name: String = job
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "-_.+@".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.chars().all(|c| c == '.') {
-        name.replace('.', "_")
-    } else {
-        name
+/// 0 when every job that ran passed (held and filtered jobs are not failures), 1 when one
+/// failed, 130 after Ctrl-C.
+fn outcome(rows: &[JobRow], interrupted: bool) -> Outcome {
+    if interrupted || rows.iter().any(|r| r.status == JobStatus::Canceled) {
+        return Outcome::Interrupted;
+    }
+    if rows
+        .iter()
+        .any(|r| matches!(r.status, JobStatus::Failed | JobStatus::NotRun(_)))
+    {
+        return Outcome::JobFailed;
+    }
+    Outcome::Success
+}
+
+fn default_parallel() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
+fn approvals(given: &[String]) -> Approvals {
+    Approvals {
+        all: given.iter().any(|n| n == "*"),
+        names: given.iter().filter(|n| *n != "*").cloned().collect(),
     }
 }
 
-/// Load -> parse -> validate -> process (2.1) -> typed config -> plan.
-fn plan_job(
-    ctx: &Context,
-    args: &Args,
-    path: &Path,
-    repo: &RepoInfo,
-    sources: &mut Sources,
-) -> Result<Plan, Vec<Diagnostic>> {
-    let file = crate::load::load(sources, path).map_err(|d| vec![d])?;
-    let node = crate::yaml::parse(sources.get(file), file).map_err(|d| vec![d])?;
-    let diags =
-        crate::validate::validate(sources, file, &node, &crate::validate::Options::default());
-    if diags.iter().any(Diagnostic::is_error) {
-        return Err(diags);
-    }
-    let processed = if crate::config::is_version_2_1(&node) {
-        process_config(sources, file, &node, ctx, args)?
-    } else {
-        node
-    };
-    let config = crate::config::parse(&processed)?;
+fn front_options(ctx: &Context, args: &Args) -> FrontOptions {
+    args.compile.front_options(ctx, args.config.clone(), true)
+}
+
+fn launch_options(ctx: &Context, args: &Args) -> Result<LaunchOptions, Vec<Diagnostic>> {
     let mut project_env = Vec::new();
     for env_file in &args.env_file {
-        project_env.extend(read_env_file(&ctx.cwd.join(env_file)).map_err(|d| vec![d])?);
+        project_env.extend(launch::read_env_file(&ctx.cwd.join(env_file)).map_err(|d| vec![d])?);
     }
     for item in &args.env {
-        project_env.push(parse_env_arg(item, ctx).map_err(|d| vec![d])?);
+        project_env.push(launch::parse_env_arg(item, &ctx.env).map_err(|d| vec![d])?);
     }
     let image_map = args
         .image_map
@@ -218,109 +235,36 @@ fn plan_job(
         .map(|m| parse_image_map(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|d| vec![d])?;
-    let options = PlanOptions {
-        repo: repo.clone(),
-        branch: args.compile.branch.clone(),
+    Ok(LaunchOptions {
+        job: args.job.clone(),
+        workflow: args.workflow.clone(),
+        rerun_failed: args.rerun_failed,
         node_index: args.node_index,
         node_total: args.node_total,
         project_env,
         image_map,
-        bash_env: engine::bash_env_path(engine::now_unix()),
-    };
-    crate::plan::plan(&config, &args.job, &options).map_err(|d| vec![d])
+        context_dir: launch::context_dir(
+            args.context_dir
+                .as_ref()
+                .map(|d| ctx.cwd.join(d))
+                .as_deref(),
+            &ctx.env,
+        ),
+        artifacts_dir: args.artifacts_dir.as_ref().map(|d| ctx.cwd.join(d)),
+        username: ctx
+            .env
+            .get("USER")
+            .or_else(|| ctx.env.get("LOGNAME"))
+            .cloned()
+            .unwrap_or_else(|| "localci".into()),
+        keep: args.keep,
+    })
 }
 
-/// Compiles a version 2.1 config to its 2.0 form (the `process` stage), keeping the jobs that
-/// no workflow invokes so that any job can be run.
-fn process_config(
-    sources: &mut Sources,
-    file: FileId,
-    node: &Node,
-    ctx: &Context,
-    args: &Args,
-) -> Result<Node, Vec<Diagnostic>> {
-    let path = sources.get(file).path().to_path_buf();
-    let mut options = args.compile.options(ctx, &path)?;
-    options.all_jobs = true;
-    let processed = crate::process::process(sources, file, node, &options)?;
-    if !processed.warnings.is_empty() {
-        output::stderr(&diagnostic::render_human(
-            sources,
-            &processed.warnings,
-            ctx.color,
-        ));
-    }
-    Ok(processed.config)
-}
-
-/// `-e KEY=VALUE`, or `-e KEY` taking the value from the caller's environment.
-fn parse_env_arg(item: &str, ctx: &Context) -> Result<(String, String), Diagnostic> {
-    if let Some((key, value)) = item.split_once('=') {
-        if valid_name(key) {
-            return Ok((key.to_string(), value.to_string()));
-        }
-    } else if valid_name(item) {
-        return match ctx.env.get(item) {
-            Some(value) => Ok((item.to_string(), value.clone())),
-            None => Err(Diagnostic::bare(format!(
-                "-e {item}: {item} is not set in your environment"
-            ))
-            .with_hint(format!(
-                "export {item}=... first, or pass the value: -e {item}=VALUE"
-            ))),
-        };
-    }
-    Err(
-        Diagnostic::bare(format!("-e {item}: not a variable assignment"))
-            .with_hint("write -e NAME=VALUE, or -e NAME to pass on NAME from your environment"),
-    )
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Reads `KEY=VALUE` lines; `#` comments, blank lines, `export ` and matching quotes allowed.
-fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::bare(format!("cannot read the env file {}: {e}", path.display()))
-            .with_hint("check the path given to --env-file")
-    })?;
-    let mut vars = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-        let parsed = line
-            .split_once('=')
-            .filter(|(k, _)| valid_name(k.trim()))
-            .map(|(k, v)| (k.trim().to_string(), unquote(v.trim()).to_string()));
-        match parsed {
-            Some(pair) => vars.push(pair),
-            None => {
-                return Err(Diagnostic::bare(format!(
-                    "{}:{}: `{line}` is not NAME=VALUE",
-                    path.display(),
-                    n + 1
-                ))
-                .with_hint("env files hold one NAME=VALUE per line; # starts a comment"));
-            }
-        }
-    }
-    Ok(vars)
-}
-
-fn unquote(v: &str) -> &str {
-    for q in ['"', '\''] {
-        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
-            return &v[1..v.len() - 1];
-        }
-    }
-    v
+fn invalid(ctx: &Context, sources: &Sources, mut diags: Vec<Diagnostic>) -> Outcome {
+    diagnostic::sort(&mut diags);
+    output::stderr(&diagnostic::render_human(sources, &diags, ctx.color));
+    Outcome::Invalid
 }
 
 fn parse_image_map(item: &str) -> Result<(String, String), Diagnostic> {
@@ -335,7 +279,7 @@ fn parse_image_map(item: &str) -> Result<(String, String), Diagnostic> {
 
 /// `--cache-dir`, else `$LOCALCI_CACHE_DIR`, else the project's default (as `localci cache`
 /// resolves it, without asking git again).
-fn cache_dir(ctx: &Context, args: &Args, repo: &RepoInfo) -> PathBuf {
+fn cache_dir(ctx: &Context, args: &Args, repo: &crate::git::RepoInfo) -> PathBuf {
     if let Some(dir) = &args.cache_dir {
         return ctx.cwd.join(dir);
     }
@@ -405,14 +349,6 @@ fn image_hint(e: &EngineError) -> String {
 mod tests {
     use super::*;
 
-    fn ctx() -> Context {
-        Context {
-            cwd: PathBuf::from("."),
-            color: false,
-            env: [("TOKEN".to_string(), "secret".to_string())].into(),
-        }
-    }
-
     fn image_error(reason: &str, with_auth: bool, unset: &[&str]) -> EngineError {
         EngineError::Image {
             image: "127.0.0.1:5000/app:1".into(),
@@ -451,51 +387,45 @@ mod tests {
     }
 
     #[test]
-    fn env_args() {
+    fn exit_codes_of_a_run() {
+        let row = |status| JobRow {
+            job: "a".into(),
+            status,
+            duration: None,
+            tests: None,
+        };
         assert_eq!(
-            parse_env_arg("A=b=c", &ctx()).unwrap(),
-            ("A".into(), "b=c".into())
+            outcome(
+                &[row(JobStatus::Success), row(JobStatus::OnHold("x".into()))],
+                false
+            ),
+            Outcome::Success
         );
         assert_eq!(
-            parse_env_arg("TOKEN", &ctx()).unwrap(),
-            ("TOKEN".into(), "secret".into())
+            outcome(
+                &[row(JobStatus::Success), row(JobStatus::Skipped("x".into()))],
+                false
+            ),
+            Outcome::Success
         );
-        assert!(
-            parse_env_arg("MISSING", &ctx())
-                .unwrap_err()
-                .message
-                .contains("not set")
-        );
-        assert!(parse_env_arg("1X=2", &ctx()).is_err());
-    }
-
-    #[test]
-    fn env_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".env");
-        std::fs::write(&path, "# c\n\nexport A=1\nB=\"two words\"\nC='x'\n").unwrap();
         assert_eq!(
-            read_env_file(&path).unwrap(),
-            vec![
-                ("A".into(), "1".into()),
-                ("B".into(), "two words".into()),
-                ("C".into(), "x".into())
-            ]
+            outcome(
+                &[row(JobStatus::Failed), row(JobStatus::NotRun("x".into()))],
+                false
+            ),
+            Outcome::JobFailed
         );
-        std::fs::write(&path, "A=1\nnope\n").unwrap();
-        assert!(
-            read_env_file(&path)
-                .unwrap_err()
-                .message
-                .ends_with(":2: `nope` is not NAME=VALUE")
+        assert_eq!(
+            outcome(&[row(JobStatus::Success)], true),
+            Outcome::Interrupted
         );
     }
 
     #[test]
-    fn job_names_cannot_leave_the_artifacts_folder() {
-        assert_eq!(folder_name("../../etc"), ".._.._etc");
-        assert_eq!(folder_name(".."), "__");
-        assert_eq!(folder_name("a/b"), "a_b");
-        assert_eq!(folder_name("test-3.12"), "test-3.12");
+    fn approvals_all_or_by_name() {
+        assert!(approvals(&["*".into()]).all);
+        let some = approvals(&["hold".into()]);
+        assert!(!some.all);
+        assert_eq!(some.names, ["hold"]);
     }
 }

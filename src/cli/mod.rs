@@ -46,7 +46,7 @@ pub enum Command {
     /// Compile a 2.1 config to 2.0 offline (like `circleci config process`) and print it.
     Process(process::Args),
     /// Run one job of the config in Docker: checkout, run steps, caches, services.
-    Execute(execute::Args),
+    Execute(Box<execute::Args>),
     /// List, remove and prune the local caches that `save_cache` stores.
     Cache(cache::Args),
 }

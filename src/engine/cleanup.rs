@@ -1,11 +1,13 @@
 //! Removes a finished (or failed, or interrupted) run's containers: those it knows by id, those
-//! whose create request failed by name, and then anything else carrying the run's label, so a
-//! container the daemon made without us hearing of it does not outlive the run. Never touches
-//! another run's containers (everything is matched by this run's id or names).
+//! whose create request failed by name, and then anything else carrying the run's and the job's
+//! labels, so a container the daemon made without us hearing of it does not outlive the job.
+//! Never touches another run's containers, nor another job's (or node's) of the same run:
+//! everything is matched by this run's id and this job's label, or by names.
 
 use std::time::Duration;
 
 use super::containers::{self, Created};
+use super::run_info::LABEL_JOB;
 use super::run_info::RunInfo;
 use super::short_id;
 use crate::backend::{Backend, LABEL_RUN};
@@ -49,6 +51,8 @@ async fn remove_labelled(
     let mut failed = Vec::new();
     for resource in found {
         if resource.labels.get(LABEL_RUN) == Some(&run.id)
+            && resource.labels.get(LABEL_JOB).map(String::as_str)
+                == Some(&*events.job().to_string())
             && let Err(e) = backend.remove(&resource).await
         {
             failed.push((resource.id.clone(), e.to_string()));

@@ -120,7 +120,11 @@ async fn create(
 
 fn base_spec(plan: &JobPlan, image: &ImagePlan, run: &RunInfo, suffix: &str) -> ContainerSpec {
     ContainerSpec {
-        name: Some(container_name(&plan.name, run.short(), suffix)),
+        name: Some(container_name(
+            &super::session::job_ref(plan).to_string(),
+            run.short(),
+            suffix,
+        )),
         image: image.image.clone(),
         entrypoint: image.entrypoint.clone(),
         cmd: image.command.clone(),
@@ -130,7 +134,7 @@ fn base_spec(plan: &JobPlan, image: &ImagePlan, run: &RunInfo, suffix: &str) -> 
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
         user: image.user.clone(),
-        labels: run.labels(&plan.name),
+        labels: run.labels(&super::session::job_ref(plan).to_string()),
         ..ContainerSpec::default()
     }
 }

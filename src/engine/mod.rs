@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use images::interpolate;
 pub use owner::{LABEL_BOOT, LABEL_HOST, LABEL_PIDNS, LABEL_STARTED};
-pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo};
+pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo, random_uuid};
 pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
 pub use session::{Images, JobSettings, Session};
 pub use signals::cancel_on_signals;
@@ -102,7 +102,8 @@ pub async fn run_job(
         workspace: None,
         agent_dir_files: Vec::new(),
     };
-    let session = Session::open(backend, options, sink, cancel).await?;
+    let run = RunInfo::new(options.keep);
+    let session = Session::open(backend, run, options, sink, cancel).await?;
     let Some(images) = session.images(&[&plan]).await? else {
         return Ok(NodeOutcome::Interrupted);
     };

@@ -51,7 +51,7 @@ impl RunInfo {
 
 /// 122 random bits from the standard library's per-process random hasher keys, seeded
 /// again with the clock and pid; no extra dependency for one id per run.
-fn random_uuid() -> String {
+pub fn random_uuid() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

@@ -47,14 +47,14 @@ pub struct Session {
 pub type Images = HashMap<String, ImageInfo>;
 
 impl Session {
-    /// Starts a run: removes what earlier runs left behind (never a live run's).
+    /// Starts the run `run`: removes what earlier runs left behind (never a live run's).
     pub async fn open(
         backend: Arc<dyn Backend>,
+        run: RunInfo,
         options: EngineOptions,
         sink: Sink,
         cancel: CancellationToken,
     ) -> Result<Session, EngineError> {
-        let run = RunInfo::new(options.keep);
         let events = Events::new(sink.clone(), JobRef::new("localci", None));
         match leftovers::remove_stale(backend.as_ref(), &run).await? {
             0 => {}
@@ -159,6 +159,12 @@ impl Session {
     }
 }
 
+/// The folder in the primary container for step scripts and the in-container `circleci`
+/// program's files (`LOCALCI_AGENT_DIR`): the halt marker, the test timings.
+pub(crate) fn agent_dir(run: &RunInfo) -> String {
+    format!("/tmp/.localci-{}", run.short())
+}
+
 /// The envelope of a job's events: its name, and its node when it runs on several.
 pub(crate) fn job_ref(plan: &JobPlan) -> JobRef {
     JobRef::new(&plan.name, (plan.node_total > 1).then_some(plan.node_index))
@@ -197,7 +203,7 @@ impl Runner<'_> {
             return Ok(Sequence::Interrupted);
         }
         let primary = created.primary.clone().expect("set by containers::start");
-        let run_dir = format!("/tmp/.localci-{}", self.run.short());
+        let run_dir = agent_dir(self.run);
         let prepared = match self.prepare(&primary, &run_dir, &settings).await {
             Ok(prepared) => prepared,
             Err(e) => return primary_gone(self.backend.as_ref(), &primary, e).await,
@@ -227,8 +233,11 @@ impl Runner<'_> {
                 docker_socket: socket.map(|s| s.container_path),
                 workspace: settings.workspace,
             }),
+            extra_env: Arc::new(Mutex::new(vec![(
+                "LOCALCI_AGENT_DIR".to_string(),
+                run_dir.clone(),
+            )])),
             run_dir,
-            extra_env: Arc::new(Mutex::new(Vec::new())),
         };
         match sequence::run_steps(&ctx).await {
             Ok(sequence) => Ok(sequence),

@@ -105,20 +105,6 @@ fn parse(stdout: &str) -> Option<Prepared> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_report() {
-        let p = parse("warning=x\nuid=3434\ngid=3434\nhome=/home/circleci\nwd=/home/circleci/project\nshell=/bin/bash\n").unwrap();
-        assert_eq!(p.facts.uid, 3434);
-        assert_eq!(p.facts.working_directory, "/home/circleci/project");
-        assert_eq!(p.warnings, vec!["x"]);
-        assert!(parse("uid=1\n").is_none());
-    }
-}
-
 /// Puts files into the job's agent folder (`run_dir`) before the first step, owned by the
 /// job's user so steps can read them and the in-container program can write next to them.
 pub async fn install_agent(
@@ -153,4 +139,18 @@ fn small_tar(files: &[(String, Vec<u8>)], uid: u64, gid: u64) -> std::io::Result
         builder.append_data(&mut header, name, content.as_slice())?;
     }
     builder.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_report() {
+        let p = parse("warning=x\nuid=3434\ngid=3434\nhome=/home/circleci\nwd=/home/circleci/project\nshell=/bin/bash\n").unwrap();
+        assert_eq!(p.facts.uid, 3434);
+        assert_eq!(p.facts.working_directory, "/home/circleci/project");
+        assert_eq!(p.warnings, vec!["x"]);
+        assert!(parse("uid=1\n").is_none());
+    }
 }

@@ -22,9 +22,8 @@ use environment::{BuiltinFacts, builtins};
 /// What the command line and the repository add to the config.
 #[derive(Clone, Debug, Default)]
 pub struct PlanOptions {
+    /// The repository, with `--branch`/`--tag` already applied by the front end.
     pub repo: RepoInfo,
-    /// `--branch`: replaces the repository's branch (and clears a tag).
-    pub branch: Option<String>,
     pub node_index: u32,
     pub node_total: u32,
     /// `--env-file` entries then `-e` entries; later ones win.
@@ -33,6 +32,11 @@ pub struct PlanOptions {
     pub image_map: Vec<(String, String)>,
     /// Path of the per-job `BASH_ENV` file inside the primary container.
     pub bash_env: String,
+    /// Context variables (`context:` of the workflow job), above project variables.
+    pub context_env: Vec<(String, String)>,
+    /// Built-in variables of a workflow run (`CIRCLE_WORKFLOW_ID`, `CIRCLE_BUILD_NUM` ...);
+    /// they win over the defaults of a single job.
+    pub extra_builtins: Vec<(String, String)>,
 }
 
 /// Everything the engine needs to run one job.
@@ -90,7 +94,16 @@ pub enum Plan {
 /// Plans `name`. Errors are usage or config problems (exit 2).
 pub fn plan(config: &Config, name: &str, options: &PlanOptions) -> Result<Plan, Diagnostic> {
     let selected = select::select(config, name)?;
-    let job = selected.job;
+    plan_job(selected.job, &selected.run_name, options)
+}
+
+/// Plans the job definition `job` running under the name `run_name` (a workflow invocation).
+pub fn plan_job(
+    job: &crate::config::Job,
+    run_name: &str,
+    options: &PlanOptions,
+) -> Result<Plan, Diagnostic> {
+    let name = run_name;
     match job.job_type {
         JobType::Build => {}
         JobType::NoOp => {
@@ -131,8 +144,8 @@ pub fn plan(config: &Config, name: &str, options: &PlanOptions) -> Result<Plan, 
     }
     let git = git_facts(options);
     let (user, repo) = options.repo.project_slug();
-    let builtin = builtins(&BuiltinFacts {
-        job: &selected.run_name,
+    let mut builtin = builtins(&BuiltinFacts {
+        job: run_name,
         working_directory: &job.working_directory,
         branch: git.branch.as_deref(),
         tag: git.tag.as_deref(),
@@ -143,8 +156,9 @@ pub fn plan(config: &Config, name: &str, options: &PlanOptions) -> Result<Plan, 
         node_total: options.node_total.max(1),
         bash_env: &options.bash_env,
     });
+    builtin.extend(options.extra_builtins.iter().cloned());
     Ok(Plan::Run(Box::new(JobPlan {
-        name: selected.run_name.clone(),
+        name: run_name.to_string(),
         job: job.name.clone(),
         images: images
             .iter()
@@ -153,7 +167,12 @@ pub fn plan(config: &Config, name: &str, options: &PlanOptions) -> Result<Plan, 
         working_directory: job.working_directory.clone(),
         shell: job.shell.clone(),
         environment: Layers {
-            project: options.project_env.clone(),
+            project: options
+                .project_env
+                .iter()
+                .chain(&options.context_env)
+                .cloned()
+                .collect(),
             builtin,
             job: job.environment.clone(),
         },
@@ -175,19 +194,11 @@ fn unsupported_executor(job: &crate::config::Job, name: &str) -> Diagnostic {
 }
 
 fn git_facts(options: &PlanOptions) -> GitFacts {
-    match &options.branch {
-        Some(branch) => GitFacts {
-            branch: Some(branch.clone()),
-            tag: None,
-            revision: options.repo.revision.clone(),
-            root: options.repo.root.clone(),
-        },
-        None => GitFacts {
-            branch: options.repo.branch.clone(),
-            tag: options.repo.tag.clone(),
-            revision: options.repo.revision.clone(),
-            root: options.repo.root.clone(),
-        },
+    GitFacts {
+        branch: options.repo.branch.clone(),
+        tag: options.repo.tag.clone(),
+        revision: options.repo.revision.clone(),
+        root: options.repo.root.clone(),
     }
 }
 

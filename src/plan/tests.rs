@@ -120,14 +120,17 @@ fn no_op_runs_nothing_and_bad_node_index_is_refused() {
 }
 
 #[test]
-fn branch_override_replaces_a_tag_build() {
+fn tag_builds_contexts_and_workflow_builtins() {
     let mut opts = options();
     opts.repo.tag = Some("v1".into());
     opts.repo.branch = None;
-    opts.branch = Some("feature".into());
+    opts.context_env = vec![("TOKEN".into(), "from-context".into())];
+    opts.extra_builtins = vec![("CIRCLE_BUILD_NUM".into(), "7".into())];
     let plan = run(super::plan(&config(CONFIG), "build", &opts).unwrap());
-    assert_eq!(plan.git.branch.as_deref(), Some("feature"));
-    assert_eq!(plan.git.tag, None);
+    assert_eq!(plan.git.branch, None);
+    assert_eq!(plan.git.tag.as_deref(), Some("v1"));
+    assert_eq!(plan.environment.get("TOKEN"), Some("from-context"));
+    assert_eq!(plan.environment.get("CIRCLE_BUILD_NUM"), Some("7"));
 }
 
 #[test]

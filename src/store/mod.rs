@@ -8,6 +8,7 @@ pub mod cache;
 mod hashing;
 pub mod junit;
 mod read_ahead;
+pub mod runs;
 mod trailer;
 mod writer;
 

@@ -1,0 +1,205 @@
+//! The runs kept in the repository's `.localci/runs/<run>/`: a `run.json` record per run
+//! (workflow, build, each job's status and where its workspace layers and test results are),
+//! each job's artifacts and test results, its log, and the workspace layers. Later runs read
+//! them: `--rerun-failed` reuses the jobs that passed, `localci execute <job>` attaches the
+//! workspace of the latest workflow run, `circleci tests split --split-by=timings` reads the
+//! timings of earlier results. Also the local build-number counter. Synchronous std I/O;
+//! records are written atomically (temp file + rename).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The record of one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    /// `None` for a run of one job.
+    pub workflow: Option<String>,
+    /// Seconds since the epoch.
+    pub started: u64,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    /// `CIRCLE_WORKFLOW_WORKSPACE_ID`: the id of the run whose workspace this one continues.
+    pub workspace_id: String,
+    pub jobs: BTreeMap<String, JobRecord>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// `success`, `failed`, `canceled`, `not_run`, `on_hold`, `skipped`, or `running`.
+    pub status: String,
+    /// Its workspace layers folder (in this run's folder, or an earlier run's when reused).
+    pub layers: Option<PathBuf>,
+    /// Where its test results were stored.
+    pub results: Option<PathBuf>,
+}
+
+/// `.localci/` of one repository.
+#[derive(Clone, Debug)]
+pub struct RunStore {
+    root: PathBuf,
+}
+
+const RECORD: &str = "run.json";
+
+impl RunStore {
+    /// The store of the repository (or folder) at `repo`.
+    pub fn new(repo: &Path) -> RunStore {
+        RunStore {
+            root: repo.join(".localci"),
+        }
+    }
+
+    pub fn run_dir(&self, run: &str) -> PathBuf {
+        self.root.join("runs").join(folder_name(run))
+    }
+
+    /// A job's folder (artifacts, test results); `node` for the nodes of a parallel job.
+    pub fn job_dir(&self, run: &str, job: &str, node: Option<u32>) -> PathBuf {
+        let dir = self.run_dir(run).join(folder_name(job));
+        match node {
+            Some(n) => dir.join(format!("node-{n}")),
+            None => dir,
+        }
+    }
+
+    /// A job's workspace layers.
+    pub fn layers_dir(&self, run: &str, job: &str) -> PathBuf {
+        self.run_dir(run).join("workspace").join(folder_name(job))
+    }
+
+    /// A job's (node's) log, what `CIRCLE_BUILD_URL` points at.
+    pub fn log_path(&self, run: &str, job: &str, node: Option<u32>) -> PathBuf {
+        let name = match node {
+            Some(n) => format!("{}-node-{n}.log", folder_name(job)),
+            None => format!("{}.log", folder_name(job)),
+        };
+        self.run_dir(run).join("logs").join(name)
+    }
+
+    /// Writes the record atomically.
+    pub fn save(&self, record: &RunRecord) -> io::Result<()> {
+        let dir = self.run_dir(&record.id);
+        fs::create_dir_all(&dir)?;
+        let text = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        let tmp = dir.join(format!(".{RECORD}.{}.tmp", std::process::id()));
+        {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, dir.join(RECORD))
+    }
+
+    /// Every readable record, newest first.
+    pub fn records(&self) -> Vec<RunRecord> {
+        let Ok(entries) = fs::read_dir(self.root.join("runs")) else {
+            return Vec::new();
+        };
+        let mut records: Vec<RunRecord> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| fs::read(e.path().join(RECORD)).ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect();
+        records.sort_by(|a: &RunRecord, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+        records
+    }
+
+    /// The newest record that `wanted` accepts.
+    pub fn latest(&self, wanted: impl Fn(&RunRecord) -> bool) -> Option<RunRecord> {
+        self.records().into_iter().find(|r| wanted(r))
+    }
+
+    /// The next local build number (`CIRCLE_BUILD_NUM`): grows by one per job, across runs,
+    /// never empty. The counter file is locked while it is read and written.
+    pub fn next_build_num(&self) -> io::Result<u64> {
+        fs::create_dir_all(&self.root)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.root.join("build-num"))?;
+        file.lock()?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        let next = text.trim().parse::<u64>().unwrap_or(0) + 1;
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(format!("{next}\n").as_bytes())?;
+        file.sync_all()?;
+        Ok(next)
+    }
+}
+
+/// A name as one safe folder name: a job name like `../x` or `a/b` (legal in a workflow
+/// `name:`) must not lead out of the run's folder.
+pub fn folder_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.+@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() || clean.chars().all(|c| c == '.') {
+        clean.replace('.', "_") + "_"
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_the_latest_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        for (id, started) in [("a", 10), ("b", 30), ("c", 20)] {
+            let mut record = RunRecord {
+                id: id.into(),
+                workflow: Some("ci".into()),
+                started,
+                ..RunRecord::default()
+            };
+            record.jobs.insert(
+                "build".into(),
+                JobRecord {
+                    status: "success".into(),
+                    ..JobRecord::default()
+                },
+            );
+            store.save(&record).unwrap();
+        }
+        assert_eq!(store.latest(|_| true).unwrap().id, "b");
+        assert_eq!(store.latest(|r| r.started < 25).unwrap().id, "c");
+        assert_eq!(store.records().len(), 3);
+    }
+
+    #[test]
+    fn build_numbers_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        assert_eq!(store.next_build_num().unwrap(), 1);
+        assert_eq!(store.next_build_num().unwrap(), 2);
+        assert_eq!(RunStore::new(dir.path()).next_build_num().unwrap(), 3);
+    }
+
+    #[test]
+    fn job_names_cannot_leave_the_run_folder() {
+        assert_eq!(folder_name("../../etc"), ".._.._etc");
+        assert_eq!(folder_name(".."), "___");
+        assert_eq!(folder_name("a/b"), "a_b");
+        assert_eq!(folder_name("test-3.12"), "test-3.12");
+        assert_eq!(folder_name(""), "_");
+    }
+}
