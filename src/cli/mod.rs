@@ -4,7 +4,9 @@
 mod cache;
 mod compile;
 mod execute;
+mod list;
 mod output;
+mod plan;
 mod process;
 mod validate;
 
@@ -45,8 +47,12 @@ pub enum Command {
     Validate(validate::Args),
     /// Compile a 2.1 config to 2.0 offline (like `circleci config process`) and print it.
     Process(process::Args),
-    /// Run one job of the config in Docker: checkout, run steps, caches, services.
+    /// Run a workflow (as a DAG) or one job of the config in Docker.
     Execute(Box<execute::Args>),
+    /// List the workflows, their jobs, requires, filters and contexts.
+    List(list::Args),
+    /// Show what a workflow run would do for this build, in which order, without Docker.
+    Plan(plan::Args),
     /// List, remove and prune the local caches that `save_cache` stores.
     Cache(cache::Args),
 }
@@ -81,6 +87,8 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Process(args) => process::run(&ctx, &args),
         Command::Execute(args) => execute::run(&ctx, &args),
+        Command::List(args) => list::run(&ctx, &args),
+        Command::Plan(args) => plan::run(&ctx, &args),
         Command::Cache(args) => cache::run(&ctx, &args),
     }
 }
