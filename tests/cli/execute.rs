@@ -201,14 +201,14 @@ impl Project {
         self.dir.path()
     }
 
-    fn write(&self, rel: &str, text: &str) -> &Project {
+    pub(crate) fn write(&self, rel: &str, text: &str) -> &Project {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
         self
     }
 
-    fn git(&self, args: &[&str]) {
+    pub(crate) fn git(&self, args: &[&str]) {
         let ok = Command::new("git")
             .arg("-C")
             .arg(self.path())
@@ -221,7 +221,7 @@ impl Project {
         assert!(ok, "git {args:?}");
     }
 
-    fn commit(&self) {
+    pub(crate) fn commit(&self) {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "-m", "commit"]);
     }
@@ -271,8 +271,28 @@ impl Project {
         (child, owner)
     }
 
-    fn artifacts(&self) -> PathBuf {
-        self.path().join(".localci/artifacts")
+    /// The records of the runs made here (`.localci/runs/*/run.json`), newest first.
+    pub(crate) fn runs(&self) -> Vec<serde_json::Value> {
+        let Ok(entries) = std::fs::read_dir(self.path().join(".localci/runs")) else {
+            return Vec::new();
+        };
+        let mut runs: Vec<serde_json::Value> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read(e.path().join("run.json")).ok())
+            .map(|b| serde_json::from_slice(&b).expect("run.json is JSON"))
+            .collect();
+        runs.sort_by_key(|r| std::cmp::Reverse(r["started"].as_u64()));
+        runs
+    }
+
+    /// The folder of `job` in the newest run (its artifacts and test results).
+    pub(crate) fn job_dir(&self, job: &str) -> PathBuf {
+        let runs = self.runs();
+        let run = runs.first().expect("a run was recorded");
+        self.path()
+            .join(".localci/runs")
+            .join(run["id"].as_str().unwrap())
+            .join(job)
     }
 }
 
@@ -991,7 +1011,7 @@ fn artifacts_and_test_results_are_copied_out_and_summarised() {
         .assert_stdout("failed: calc::divides")
         .assert_stdout("/nonexistent does not exist; nothing was stored")
         .assert_nothing_left();
-    let artifacts = p.artifacts().join("build");
+    let artifacts = p.job_dir("build");
     assert_eq!(
         std::fs::read_to_string(artifacts.join("reports/sub/report.txt")).unwrap(),
         "report\n"

@@ -320,9 +320,15 @@ fn flask_build_job_passes_and_hits_its_cache_the_second_time() {
         .assert_shows("5 passed")
         .assert_shows("Stored cache v1-pip-")
         .assert_shows("Test results: 5 passed, 0 failed");
+    let stored = std::fs::read_dir(repo.root().join(".localci/runs"))
+        .map(|runs| {
+            runs.filter_map(Result::ok)
+                .any(|r| r.path().join("build").is_dir())
+        })
+        .unwrap_or(false);
     assert!(
-        repo.root().join(".localci/artifacts/build").is_dir(),
-        "store_artifacts copied nothing to .localci/artifacts/build"
+        stored,
+        "store_artifacts copied nothing to .localci/runs/<run>/build"
     );
     repo.execute("build", &map)
         .assert_code(0)
