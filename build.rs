@@ -11,9 +11,15 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The files of `src/agent/` that `agent/main.rs` includes.
+const SHARED: [&str; 6] = ["args", "dir", "glob", "split", "subst", "tsv"];
+
 fn main() {
+    // The agent's sources: its main and the logic files it shares with the library.
     println!("cargo:rerun-if-changed=agent");
-    println!("cargo:rerun-if-changed=src/agent");
+    for shared in SHARED {
+        println!("cargo:rerun-if-changed=src/agent/{shared}.rs");
+    }
     println!("cargo:rerun-if-env-changed=LOCALCI_AGENT_TARGET");
     let out =
         PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("localci-agent");

@@ -208,7 +208,11 @@ pub(crate) fn expand_braces(pattern: &str) -> Result<Vec<String>, PatternError> 
     while let Some(p) = todo.pop() {
         match first_brace(&p).map_err(error)? {
             None => done.push(p),
-            Some((open, close, commas)) => {
+            Some(Brace {
+                open,
+                close,
+                commas,
+            }) => {
                 let mut cuts = vec![open];
                 cuts.extend(commas);
                 cuts.push(close);
@@ -228,8 +232,15 @@ pub(crate) fn expand_braces(pattern: &str) -> Result<Vec<String>, PatternError> 
     Ok(done)
 }
 
-/// The first top-level `{...}`: byte offsets of `{`, `}` and its top-level commas.
-fn first_brace(p: &str) -> Result<Option<(usize, usize, Vec<usize>)>, &'static str> {
+/// A top-level `{...}`: byte offsets of its `{`, its `}` and its top-level commas.
+struct Brace {
+    open: usize,
+    close: usize,
+    commas: Vec<usize>,
+}
+
+/// The first top-level `{...}` of a pattern.
+fn first_brace(p: &str) -> Result<Option<Brace>, &'static str> {
     let mut open = None;
     let mut depth = 0usize;
     let mut commas = Vec::new();
@@ -255,7 +266,11 @@ fn first_brace(p: &str) -> Result<Option<(usize, usize, Vec<usize>)>, &'static s
             '}' if depth > 0 => {
                 depth -= 1;
                 if depth == 0 {
-                    return Ok(open.map(|o| (o, i, commas)));
+                    return Ok(open.map(|open| Brace {
+                        open,
+                        close: i,
+                        commas,
+                    }));
                 }
             }
             ',' if depth == 1 => commas.push(i),

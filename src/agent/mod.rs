@@ -13,6 +13,10 @@
 mod archive;
 #[allow(dead_code, reason = "the workflow engine uses it (issue 7)")]
 pub(crate) mod dir;
+#[allow(
+    dead_code,
+    reason = "the agent reads the timings file (`parse`), the host writes it"
+)]
 mod tsv;
 
 #[cfg(test)]
