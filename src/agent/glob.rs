@@ -80,7 +80,13 @@ fn compile(pattern: &str) -> Result<Vec<Segment>, &'static str> {
     if pattern.is_empty() {
         return Err("the pattern is empty");
     }
-    pattern.split('/').map(parse_segment).collect()
+    let mut segments: Vec<Segment> = pattern
+        .split('/')
+        .map(parse_segment)
+        .collect::<Result<_, _>>()?;
+    // `**/**` is `**`; walking each would repeat the same paths once per way to split them.
+    segments.dedup_by(|b, a| *a == Segment::AnyDepth && *b == Segment::AnyDepth);
+    Ok(segments)
 }
 
 fn parse_segment(text: &str) -> Result<Segment, &'static str> {

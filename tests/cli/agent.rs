@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::execute::{BUSYBOX, docker_ready};
@@ -335,13 +337,12 @@ fn substituting_halting_and_refusing(c: &Container) {
     );
 }
 
-fn exercise(image: &str) {
-    let container = Container::with_agent(image);
-    installed_and_globbing(&container);
-    splitting(&container);
-    splitting_by_timings(&container);
-    running(&container);
-    substituting_halting_and_refusing(&container);
+fn exercise(container: &Container) {
+    installed_and_globbing(container);
+    splitting(container);
+    splitting_by_timings(container);
+    running(container);
+    substituting_halting_and_refusing(container);
 }
 
 #[test]
@@ -353,6 +354,8 @@ fn the_agent_works_in_an_image_without_libc() {
         .args([
             "run",
             "--rm",
+            "--label",
+            "localci=1",
             BUSYBOX,
             "sh",
             "-c",
@@ -365,7 +368,7 @@ fn the_agent_works_in_an_image_without_libc() {
         "0",
         "the image has no libc"
     );
-    exercise(BUSYBOX);
+    exercise(&Container::with_agent(BUSYBOX));
 }
 
 #[test]
@@ -373,5 +376,123 @@ fn the_agent_works_in_a_glibc_image() {
     if !docker_ready() {
         return;
     }
-    exercise(DEBIAN);
+    let container = Container::with_agent(DEBIAN);
+    // Installing over an earlier install (or an image's own `circleci`) replaces it.
+    container.upload(&archive::of(AGENT));
+    exercise(&container);
+}
+
+/// The agent as a host program (it is a static Linux executable), in a temporary folder.
+struct HostAgent {
+    dir: tempfile::TempDir,
+}
+
+impl HostAgent {
+    fn new() -> HostAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("circleci");
+        std::fs::write(&path, AGENT).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        HostAgent { dir }
+    }
+
+    /// Runs a shell script in `cwd` with the agent first on PATH and no CIRCLE_NODE_* set.
+    fn sh(&self, cwd: &Path, script: &str) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(cwd)
+            .env("PATH", path)
+            .env_remove("CIRCLE_NODE_INDEX")
+            .env_remove("CIRCLE_NODE_TOTAL")
+            .env_remove("LOCALCI_AGENT_DIR")
+            .output()
+            .unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+#[test]
+fn split_reads_a_list_file_and_shows_counts() {
+    let agent = HostAgent::new();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("list.txt"), "c.py\na.py b.py\n\nd.py\n").unwrap();
+    let out = agent.sh(
+        work.path(),
+        "circleci tests split --total=2 --index=1 --show-counts list.txt",
+    );
+    assert_eq!(
+        (out.code, out.lines()),
+        (0, vec!["b.py".to_string(), "d.py".to_string()])
+    );
+    assert_eq!(out.stderr, "node 1 of 2 (0-based) runs 2 of 4 tests\n");
+    let out = agent.sh(work.path(), "circleci tests split missing.txt");
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.starts_with("circleci: reading missing.txt: "),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn usage_errors_exit_1_with_what_to_do() {
+    let agent = HostAgent::new();
+    let work = tempfile::tempdir().unwrap();
+    let out = agent.sh(
+        work.path(),
+        "echo a | circleci tests split --index 2 --total 2",
+    );
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "circleci: node index 2 is out of range: there are 2 nodes (0 to 1) (see `circleci help`)\n"
+    );
+    let out = agent.sh(work.path(), "circleci tests glob 'tests/[a.py'");
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("invalid glob pattern \"tests/[a.py\""),
+        "{}",
+        out.stderr
+    );
+    let out = agent.sh(work.path(), "printf 'x ${A' | circleci env subst");
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no closing"), "{}", out.stderr);
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let agent = HostAgent::new();
+    let work = tempfile::tempdir().unwrap();
+    let out = agent.sh(
+        work.path(),
+        "seq 1 200000 | circleci tests split | head -n 1",
+    );
+    assert_eq!(out.lines()[0], "1");
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn run_is_verbose_on_request_and_passes_stdin_through() {
+    let agent = HostAgent::new();
+    let work = tempfile::tempdir().unwrap();
+    let out = agent.sh(
+        work.path(),
+        "printf 'b\\na\\n' | circleci tests run --verbose --command 'while read t; do echo \"got $t\"; done'",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.lines(), ["got a", "got b"]);
+    assert!(
+        out.stderr.starts_with("Running `while read t"),
+        "{}",
+        out.stderr
+    );
 }

@@ -166,3 +166,12 @@ fn bad_patterns_are_errors_that_name_the_pattern() {
         );
     }
 }
+
+#[test]
+fn repeated_double_stars_match_like_one() {
+    let dir = tree(FILES);
+    assert_eq!(
+        run(dir.path(), &["tests/**/**/**/*.py"]),
+        run(dir.path(), &["tests/**/*.py"])
+    );
+}
