@@ -39,7 +39,11 @@ fn main() -> ExitCode {
     let program = argv
         .next()
         .as_deref()
-        .and_then(|p| Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .and_then(|p| {
+            Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "circleci".into());
     let rest: Vec<String> = argv.collect();
     match run(&rest) {
@@ -95,7 +99,11 @@ fn run(argv: &[String]) -> Result<ExitCode, Failure> {
         Command::Help(text) => print(text.as_bytes()),
         Command::Glob(patterns) => tests_glob(&patterns),
         Command::Split(split) => tests_split(&split),
-        Command::Run { split, command, verbose } => tests_run(&split, &command, verbose),
+        Command::Run {
+            split,
+            command,
+            verbose,
+        } => tests_run(&split, &command, verbose),
         Command::StepHalt => step_halt(),
         Command::EnvSubst(text) => env_subst(text),
         Command::NotEmulated(words) => Err(Failure::NotEmulated(words)),
@@ -137,10 +145,17 @@ fn tests_run(split: &SplitArgs, command: &str, verbose: bool) -> Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     if verbose {
-        eprintln!("Running `{command}` with {} tests on its stdin:", share.len());
+        eprintln!(
+            "Running `{command}` with {} tests on its stdin:",
+            share.len()
+        );
         eprint!("{}", lines(&share));
     }
-    let shell = if Path::new("/bin/sh").exists() { "/bin/sh" } else { "sh" };
+    let shell = if Path::new("/bin/sh").exists() {
+        "/bin/sh"
+    } else {
+        "sh"
+    };
     let mut child = std::process::Command::new(shell)
         .args(["-c", command])
         .stdin(Stdio::piped())
@@ -194,7 +209,10 @@ fn weigh(split: &SplitArgs, tests: &[String]) -> Weighed {
     match split.by {
         SplitBy::Name => split::by_name(tests),
         SplitBy::Filesize => split::by_filesize(tests, &|t| {
-            fs::metadata(t).ok().filter(|m| m.is_file()).map(|m| m.len())
+            fs::metadata(t)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
         }),
         SplitBy::Timings => {
             let timings = agent_dir()
@@ -207,18 +225,24 @@ fn weigh(split: &SplitArgs, tests: &[String]) -> Weighed {
 }
 
 fn agent_dir() -> Option<PathBuf> {
-    env::var_os(dir::ENV).filter(|d| !d.is_empty()).map(PathBuf::from)
+    env::var_os(dir::ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
 }
 
 fn step_halt() -> Result<ExitCode, Failure> {
     let folder = agent_dir().ok_or_else(|| {
         Failure::File(
             "step halt".into(),
-            io::Error::other(format!("{} is not set: step halt works only in a job that localci runs", dir::ENV)),
+            io::Error::other(format!(
+                "{} is not set: step halt works only in a job that localci runs",
+                dir::ENV
+            )),
         )
     })?;
     let marker = folder.join(dir::HALT);
-    fs::write(&marker, b"").map_err(|e| Failure::File(format!("writing {}", marker.display()), e))?;
+    fs::write(&marker, b"")
+        .map_err(|e| Failure::File(format!("writing {}", marker.display()), e))?;
     Ok(ExitCode::SUCCESS)
 }
 
