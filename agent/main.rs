@@ -50,11 +50,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(Failure::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(failure @ Failure::NotEmulated(_)) => {
-            eprintln!("{program} {failure}");
+            note(&format!("{program} {failure}"));
             ExitCode::FAILURE
         }
         Err(failure) => {
-            eprintln!("{program}: {failure}");
+            note(&format!("{program}: {failure}"));
             ExitCode::FAILURE
         }
     }
@@ -117,6 +117,11 @@ fn print(bytes: &[u8]) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A line on stderr; a closed stderr is no reason to fail (nor to panic, as `eprintln!` does).
+fn note(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{text}");
+}
+
 fn lines(items: &[String]) -> String {
     items.iter().map(|i| format!("{i}\n")).collect()
 }
@@ -141,15 +146,14 @@ fn tests_run(split: &SplitArgs, command: &str, verbose: bool) -> Result<ExitCode
     let share = share(split, &String::from_utf8_lossy(&list))?;
     if share.is_empty() {
         // Scripts test the output for "There were no tests found" (CircleCI's agent says so).
-        println!("There were no tests found for this node; the command was not run.");
-        return Ok(ExitCode::SUCCESS);
+        return print(b"There were no tests found for this node; the command was not run.\n");
     }
     if verbose {
-        eprintln!(
+        note(&format!(
             "Running `{command}` with {} tests on its stdin:",
             share.len()
-        );
-        eprint!("{}", lines(&share));
+        ));
+        note(lines(&share).trim_end());
     }
     let shell = if Path::new("/bin/sh").exists() {
         "/bin/sh"
@@ -190,17 +194,18 @@ fn share(split: &SplitArgs, list: &str) -> Result<Vec<String>, Failure> {
         args::node(split, index.as_deref(), total.as_deref()).map_err(Failure::Usage)?;
     let tests = split::parse_list(list);
     let weighed = weigh(split, &tests);
-    for note in &weighed.notes {
-        eprintln!("{note}");
+    for line in &weighed.notes {
+        note(line);
     }
     let mut nodes = split::partition(weighed.tests, total);
-    let share = std::mem::take(&mut nodes[index]);
+    // Nodes past the returned ones get no test.
+    let share = nodes.get_mut(index).map(std::mem::take).unwrap_or_default();
     if split.show_counts {
-        eprintln!(
+        note(&format!(
             "node {index} of {total} (0-based) runs {} of {} tests",
             share.len(),
             tests.len()
-        );
+        ));
     }
     Ok(share)
 }

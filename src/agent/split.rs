@@ -16,7 +16,8 @@
 //!
 //! Std only, no I/O (file sizes come through a lookup function): shared with the agent binary.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
 use super::tsv::Timing;
 
@@ -60,20 +61,22 @@ pub(crate) fn parse_list(text: &str) -> Vec<String> {
 }
 
 /// `tests` split over `total` nodes: the share of each node, in the order it was dealt.
+/// Only the first `min(total, tests)` nodes are returned: the lightest node is always the
+/// lowest empty one while there are empty nodes, so later nodes would get nothing (and a huge
+/// `--total` costs no memory).
 pub(crate) fn partition(mut tests: Vec<(String, u64)>, total: usize) -> Vec<Vec<String>> {
     tests.sort_by(|(a, wa), (b, wb)| wb.cmp(wa).then_with(|| a.cmp(b)));
-    let mut nodes: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); total.max(1)];
+    let nodes = total.clamp(1, tests.len().max(1));
+    let mut shares = vec![Vec::new(); nodes];
+    // (load, tests so far, index): the smallest is the node to deal to next.
+    let mut lightest: BinaryHeap<Reverse<(u64, usize, usize)>> =
+        (0..nodes).map(|i| Reverse((0, 0, i))).collect();
     for (test, weight) in tests {
-        let lightest = nodes
-            .iter_mut()
-            .enumerate()
-            .min_by_key(|(i, (load, share))| (*load, share.len(), *i))
-            .map(|(_, node)| node)
-            .expect("there is at least one node");
-        lightest.0 = lightest.0.saturating_add(weight);
-        lightest.1.push(test);
+        let Reverse((load, count, index)) = lightest.pop().expect("there is at least one node");
+        shares[index].push(test);
+        lightest.push(Reverse((load.saturating_add(weight), count + 1, index)));
     }
-    nodes.into_iter().map(|(_, share)| share).collect()
+    shares
 }
 
 /// Every test weighs the same.
