@@ -206,50 +206,34 @@ impl Flags {
 
     fn split_args(&mut self) -> Result<SplitArgs, UsageError> {
         Ok(SplitArgs {
-            by: match self.take("split-by").as_deref() {
-                None | Some("name") => SplitBy::Name,
-                Some("filesize") => SplitBy::Filesize,
-                Some("timings") => SplitBy::Timings,
-                Some(other) => {
-                    return Err(invalid("--split-by", other, "name, filesize or timings"));
-                }
-            },
-            timings_type: match self.take("timings-type").as_deref() {
-                None | Some("autodetect") => TimingsType::Autodetect,
-                Some("filename") => TimingsType::Filename,
-                Some("classname") => TimingsType::Classname,
-                Some("testname") => TimingsType::Testname,
-                Some(other) => {
-                    return Err(invalid(
-                        "--timings-type",
-                        other,
-                        "filename, classname, testname or autodetect",
-                    ));
-                }
-            },
-            index: self
-                .take("index")
-                .map(|v| number("--index", &v))
-                .transpose()?,
-            total: self
-                .take("total")
-                .map(|v| number("--total", &v))
-                .transpose()?,
+            by: split_by(self.take("split-by").as_deref())?,
+            timings_type: timings_type(self.take("timings-type").as_deref())?,
+            index: self.number("index")?,
+            total: self.number("total")?,
             show_counts: self.switch("show-counts"),
-            time_default: self
-                .take("time-default")
-                .map(|v| {
-                    duration_micros(&v).ok_or_else(|| {
-                        invalid(
-                            "--time-default",
-                            &v,
-                            "a duration such as 10s, 1.5s or 1m30s",
-                        )
-                    })
-                })
-                .transpose()?,
+            time_default: self.duration("time-default")?,
             file: None,
         })
+    }
+
+    fn number(&mut self, name: &str) -> Result<Option<usize>, UsageError> {
+        self.take(name)
+            .map(|v| number(&format!("--{name}"), &v))
+            .transpose()
+    }
+
+    fn duration(&mut self, name: &str) -> Result<Option<u64>, UsageError> {
+        self.take(name)
+            .map(|v| {
+                duration_micros(&v).ok_or_else(|| {
+                    invalid(
+                        &format!("--{name}"),
+                        &v,
+                        "a duration such as 10s, 1.5s or 1m30s",
+                    )
+                })
+            })
+            .transpose()
     }
 
     fn reject_rest(&self, command: &str) -> Result<(), UsageError> {
@@ -257,6 +241,29 @@ impl Flags {
             Some((name, _)) => Err(UsageError(format!("`{command}` has no flag --{name}"))),
             None => Ok(()),
         }
+    }
+}
+
+fn split_by(value: Option<&str>) -> Result<SplitBy, UsageError> {
+    match value {
+        None | Some("name") => Ok(SplitBy::Name),
+        Some("filesize") => Ok(SplitBy::Filesize),
+        Some("timings") => Ok(SplitBy::Timings),
+        Some(other) => Err(invalid("--split-by", other, "name, filesize or timings")),
+    }
+}
+
+fn timings_type(value: Option<&str>) -> Result<TimingsType, UsageError> {
+    match value {
+        None | Some("autodetect") => Ok(TimingsType::Autodetect),
+        Some("filename") => Ok(TimingsType::Filename),
+        Some("classname") => Ok(TimingsType::Classname),
+        Some("testname") => Ok(TimingsType::Testname),
+        Some(other) => Err(invalid(
+            "--timings-type",
+            other,
+            "filename, classname, testname or autodetect",
+        )),
     }
 }
 
