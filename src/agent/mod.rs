@@ -3,12 +3,13 @@
 //!
 //! `build.rs` builds the agent (`agent/main.rs`) with rustc, statically linked, and this module
 //! embeds it ([`AGENT_BINARY`]). The engine uploads [`agent_archive`] at `/` of the primary
-//! container and writes [`timings_tsv`] into the job's `$LOCALCI_AGENT_DIR`; after each step it
+//! container ([`install`]) and writes [`timings_tsv`] into the job's `$LOCALCI_AGENT_DIR`; after each step it
 //! checks that folder for the `halt` marker of `circleci-agent step halt` (semantics §10.2).
 //!
 //! The agent's logic (`args`, `dir`, `glob`, `split`, `subst`, `tsv`) is in files both the agent and
 //! this library compile, std only, so `cargo test` covers them; the library itself uses only
-//! `dir` and `tsv` (the host writes what the agent reads). Nothing here talks to Docker.
+//! `dir` and `tsv` (the host writes what the agent reads). Nothing here imports bollard: the
+//! upload goes through the `Backend` trait.
 
 mod archive;
 #[allow(dead_code, reason = "the workflow engine uses it (issue 7)")]
@@ -33,6 +34,10 @@ mod tests;
 use std::io;
 use std::path::Path;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::backend::{self, Backend};
 use crate::store::junit::{self, CaseTiming};
 
 /// The agent program (a static Linux executable), as `build.rs` built it.
@@ -44,6 +49,15 @@ pub(crate) const AGENT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 #[allow(dead_code, reason = "the workflow engine uploads it (issue 7)")]
 pub(crate) fn agent_archive() -> Vec<u8> {
     archive::of(AGENT_BINARY)
+}
+
+/// Installs the agent in a (created or running) container through the backend's archive
+/// upload: `/usr/local/bin/circleci` and `/usr/local/bin/circleci-agent`.
+#[allow(dead_code, reason = "the workflow engine calls it (issue 7)")]
+pub(crate) async fn install(backend: &dyn Backend, container: &str) -> backend::Result<()> {
+    let archive = Bytes::from(agent_archive());
+    let tar = futures_util::stream::once(async move { Ok(archive) }).boxed();
+    backend.upload(container, "/", tar).await
 }
 
 /// The timings file for `--split-by=timings` (`$LOCALCI_AGENT_DIR/timings.tsv`): one line per

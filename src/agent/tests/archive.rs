@@ -2,8 +2,9 @@
 
 use std::io::Read;
 
-use crate::agent::agent_archive;
 use crate::agent::archive::{AGENT_PATH, INSTALL_PATH, of};
+use crate::agent::{agent_archive, install};
+use crate::backend::fake::FakeBackend;
 
 #[test]
 fn the_archive_holds_the_binary_and_a_hard_link_to_it() {
@@ -59,4 +60,22 @@ fn has_interpreter(elf: &[u8]) -> bool {
         let at = offset + i * size;
         u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
     })
+}
+
+#[tokio::test]
+async fn install_uploads_the_archive_at_the_root() {
+    let backend = FakeBackend::new(&["img"]);
+    install(&backend, "primary").await.unwrap();
+    let state = backend.state();
+    assert_eq!(state.uploads.len(), 1);
+    let (container, dir, tar) = &state.uploads[0];
+    assert_eq!((container.as_str(), dir.as_str()), ("primary", "/"));
+    assert_eq!(tar, &agent_archive());
+    assert_eq!(
+        state
+            .files
+            .get("/usr/local/bin/circleci")
+            .map(Vec::as_slice),
+        Some(crate::agent::AGENT_BINARY)
+    );
 }
