@@ -175,3 +175,33 @@ fn repeated_double_stars_match_like_one() {
         run(dir.path(), &["tests/**/*.py"])
     );
 }
+
+#[test]
+fn stars_backtrack_and_classes_take_a_leading_bracket_and_a_trailing_dash_literally() {
+    let dir = tree(&[
+        "w/test_a_spec_b.rb",
+        "w/test_spec.rb",
+        "w/x]y.txt",
+        "w/x-y.txt",
+        "w/xzy.txt",
+    ]);
+    assert_eq!(
+        run(dir.path(), &["w/test_*spec*.rb"]),
+        ["w/test_a_spec_b.rb", "w/test_spec.rb"]
+    );
+    assert_eq!(run(dir.path(), &["w/*_*_*.rb"]), ["w/test_a_spec_b.rb"]);
+    assert_eq!(
+        run(dir.path(), &["w/x[]]y.txt"]),
+        ["w/x]y.txt"],
+        "`]` first is a character"
+    );
+    assert_eq!(
+        run(dir.path(), &["w/x[z-]y.txt"]),
+        ["w/x-y.txt", "w/xzy.txt"],
+        "`-` last too"
+    );
+    assert_eq!(
+        run(dir.path(), &["w/x[!-]y.txt"]),
+        ["w/x]y.txt", "w/xzy.txt"]
+    );
+}
