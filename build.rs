@@ -55,7 +55,11 @@ fn main() {
             "-Crelocation-model=static",
         ]);
     }
-    command.arg("-o").arg(&out).arg("agent/main.rs");
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    command
+        .arg("-o")
+        .arg(&out)
+        .arg(manifest_dir.join("agent/main.rs"));
     match command.status() {
         Ok(status) if status.success() => {}
         Ok(status) => fail(&format!(

@@ -1,15 +1,16 @@
 //! localci's in-container agent: the `circleci` / `circleci-agent` program put into every
 //! primary container (docs/agent.md), and what the host gives it.
 //!
-//! `build.rs` builds the agent (`agent/main.rs`) with rustc, statically linked, and this module
-//! embeds it ([`AGENT_BINARY`]). The engine uploads [`agent_archive`] at `/` of the primary
-//! container ([`install`]) and writes [`timings_tsv`] into the job's `$LOCALCI_AGENT_DIR`; after each step it
-//! checks that folder for the `halt` marker of `circleci-agent step halt` (semantics §10.2).
+//! `build.rs` builds the agent (`agent/main.rs`) with rustc, statically linked, and this
+//! module embeds it ([`AGENT_BINARY`]). The engine uploads [`agent_archive`] at `/` of the
+//! primary container ([`install`]) and writes [`timings_tsv`] into the job's
+//! `$LOCALCI_AGENT_DIR`; after each step it checks that folder for the `halt` marker of
+//! `circleci-agent step halt` (semantics §10.2).
 //!
-//! The agent's logic (`args`, `dir`, `glob`, `split`, `subst`, `tsv`) is in files both the agent and
-//! this library compile, std only, so `cargo test` covers them; the library itself uses only
-//! `dir` and `tsv` (the host writes what the agent reads). Nothing here imports bollard: the
-//! upload goes through the `Backend` trait.
+//! The agent's logic (`args`, `dir`, `glob`, `split`, `subst`, `tsv`) is in files that both
+//! the agent and this library compile, std only, so `cargo test` covers them; the library
+//! itself uses only `dir` and `tsv` (the host writes what the agent reads). Nothing here
+//! imports bollard: the upload goes through the `Backend` trait.
 
 mod archive;
 #[allow(dead_code, reason = "the workflow engine uses it (issue 7)")]
