@@ -496,3 +496,26 @@ fn run_is_verbose_on_request_and_passes_stdin_through() {
         out.stderr
     );
 }
+
+// The form real configs use to learn a node's share, then halt when it is empty.
+#[test]
+fn run_can_write_the_share_to_a_file_and_skips_nodes_without_tests() {
+    let agent = HostAgent::new();
+    let work = tempfile::tempdir().unwrap();
+    let script = |index: usize| {
+        format!(
+            "printf 'b.py\\na.py\\nc.py\\n' | circleci tests run --command='>tests.txt xargs echo' \
+             --index {index} --total 4; [ -s tests.txt ] && cat tests.txt || echo 'nothing to run'; rm -f tests.txt"
+        )
+    };
+    let out = agent.sh(work.path(), &script(0));
+    assert_eq!(out.lines(), ["a.py"], "{}", out.stderr);
+    let out = agent.sh(work.path(), &script(3));
+    assert_eq!(
+        out.lines(),
+        [
+            "There were no tests found for this node; the command was not run.",
+            "nothing to run"
+        ]
+    );
+}
