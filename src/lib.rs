@@ -11,6 +11,7 @@
 //! Everything before the engine is synchronous, pure and Docker-free. `diagnostic` is the one
 //! error type for config problems; `exit` maps outcomes to exit codes.
 
+mod agent;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -3,7 +3,9 @@
 //! (quick-xml events), so big reports cost little memory; producers differ (pytest, jest,
 //! Maven surefire, nested suites, several suites per file), so only `testsuite`, `testcase`,
 //! `failure`, `error` and `skipped` are interpreted. A file that is not valid XML is reported in
-//! `warnings` and left out of the counts; it never fails the caller.
+//! `warnings` and left out of the counts; it never fails the caller. [`case_timings`] reads
+//! the same reports for each test case's file, class, name and duration (the timings that
+//! `circleci tests split --split-by=timings` weighs tests by).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader};
@@ -43,19 +45,23 @@ impl TestSummary {
     }
 }
 
+/// One test case's duration, and where it is (empty when the report does not say).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaseTiming {
+    /// The `file` attribute of the `<testcase>`, else of its innermost `<testsuite>` that has one
+    /// (CircleCI reads it from either: "Use the CircleCI CLI to split tests", "JUnit XML reports").
+    pub file: String,
+    pub classname: String,
+    pub name: String,
+    /// The `time` attribute; 0 when missing or not a number.
+    pub seconds: f64,
+}
+
 /// Summarizes one report file, or every `*.xml` under a directory (recursively, symlinked
 /// directories not followed). Only a path that cannot be read at all is an error.
 pub fn summarize(dir_or_file: &Path) -> io::Result<TestSummary> {
-    let files = if fs::metadata(dir_or_file)?.is_dir() {
-        let mut files = Vec::new();
-        xml_files(dir_or_file, &mut files)?;
-        files.sort();
-        files
-    } else {
-        vec![dir_or_file.to_path_buf()]
-    };
     let mut summary = TestSummary::default();
-    for file in files {
+    for file in report_files(dir_or_file)? {
         match summarize_file(&file) {
             Ok(Some(one)) => summary.add(one),
             Ok(None) => summary.warnings.push(format!(
@@ -68,6 +74,28 @@ pub fn summarize(dir_or_file: &Path) -> io::Result<TestSummary> {
         }
     }
     Ok(summary)
+}
+
+/// The timing of every test case in one report or under a directory (as [`summarize`] finds
+/// them); files that are not JUnit reports are left out.
+pub fn case_timings(dir_or_file: &Path) -> io::Result<Vec<CaseTiming>> {
+    let mut timings = Vec::new();
+    for file in report_files(dir_or_file)? {
+        if let Ok(Some(state)) = read_report(&file, true) {
+            timings.extend(state.timings.unwrap_or_default());
+        }
+    }
+    Ok(timings)
+}
+
+fn report_files(dir_or_file: &Path) -> io::Result<Vec<PathBuf>> {
+    if !fs::metadata(dir_or_file)?.is_dir() {
+        return Ok(vec![dir_or_file.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    xml_files(dir_or_file, &mut files)?;
+    files.sort();
+    Ok(files)
 }
 
 fn xml_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -100,13 +128,23 @@ struct Case {
     name: String,
     class: String,
     outcome: Outcome,
+    file: String,
+    seconds: f64,
 }
 
 /// Reads one file. `Ok(None)`: well-formed, but the root is not a test suite.
 fn summarize_file(path: &Path) -> Result<Option<TestSummary>, String> {
+    Ok(read_report(path, false)?.map(|state| state.summary))
+}
+
+/// Reads one file, with the timing of each case when `timings` is set.
+fn read_report(path: &Path, timings: bool) -> Result<Option<State>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let mut reader = Reader::from_reader(BufReader::new(file));
-    let mut state = State::default();
+    let mut state = State {
+        timings: timings.then(Vec::new),
+        ..State::default()
+    };
     let mut buf = Vec::new();
     loop {
         let event = reader
@@ -128,7 +166,7 @@ fn summarize_file(path: &Path) -> Result<Option<TestSummary>, String> {
         return Err("empty file".into());
     }
     state.summary.files = 1;
-    Ok(Some(state.summary))
+    Ok(Some(state))
 }
 
 #[derive(Default)]
@@ -136,6 +174,10 @@ struct State {
     summary: TestSummary,
     /// Names of the open `<testsuite>`s, innermost last.
     suites: Vec<String>,
+    /// `file` attributes of the open `<testsuite>`s, innermost last (empty: none).
+    suite_files: Vec<String>,
+    /// Each case's timing, when asked for.
+    timings: Option<Vec<CaseTiming>>,
     case: Option<Case>,
     rooted: bool,
     not_junit: bool,
@@ -150,12 +192,17 @@ impl State {
             self.not_junit = tag != "testsuite" && tag != "testsuites";
         }
         match tag {
-            "testsuite" if !empty => self.suites.push(attr(e, "name")?),
+            "testsuite" if !empty => {
+                self.suites.push(attr(e, "name")?);
+                self.suite_files.push(attr(e, "file")?);
+            }
             "testcase" => {
                 let case = Case {
                     name: attr(e, "name")?,
                     class: attr(e, "classname")?,
                     outcome: Outcome::Passed,
+                    file: attr(e, "file")?,
+                    seconds: attr(e, "time")?.trim().parse().unwrap_or(0.0),
                 };
                 if empty {
                     self.record(case);
@@ -181,6 +228,7 @@ impl State {
         match tag {
             "testsuite" => {
                 self.suites.pop();
+                self.suite_files.pop();
             }
             "testcase" => {
                 if let Some(case) = self.case.take() {
@@ -192,6 +240,23 @@ impl State {
     }
 
     fn record(&mut self, case: Case) {
+        if let Some(timings) = self.timings.as_mut() {
+            let suite_file = self.suite_files.iter().rev().find(|f| !f.is_empty());
+            timings.push(CaseTiming {
+                file: if case.file.is_empty() {
+                    suite_file.cloned().unwrap_or_default()
+                } else {
+                    case.file.clone()
+                },
+                classname: case.class.clone(),
+                name: case.name.clone(),
+                seconds: if case.seconds.is_finite() {
+                    case.seconds.max(0.0)
+                } else {
+                    0.0
+                },
+            });
+        }
         let s = &mut self.summary;
         match case.outcome {
             Outcome::Passed => s.passed += 1,

@@ -1,5 +1,6 @@
 //! The one integration-test binary: each module drives the real `localci` binary.
 
+mod agent;
 mod cache;
 mod execute;
 mod process;

@@ -171,3 +171,42 @@ fn a_missing_path_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     assert!(summarize(&dir.path().join("nope")).is_err());
 }
+
+#[test]
+fn case_timings_take_the_file_from_the_case_or_its_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a/cases.xml",
+        r#"<testsuites><testsuite name="s" file="tests/suite.py">
+        <testcase classname="C" name="t1" time="1.5" file="tests/own.py"/>
+        <testcase classname="C" name="t2" time="0.25"><failure/></testcase>
+        <testcase classname="D" name="t3" time="oops"/></testsuite></testsuites>"#,
+    );
+    write(dir.path(), "b/not-junit.xml", "<html/>");
+    let timings = case_timings(dir.path()).unwrap();
+    let row = |file: &str, class: &str, name: &str, seconds: f64| CaseTiming {
+        file: file.into(),
+        classname: class.into(),
+        name: name.into(),
+        seconds,
+    };
+    assert_eq!(
+        timings,
+        vec![
+            row("tests/own.py", "C", "t1", 1.5),
+            row("tests/suite.py", "C", "t2", 0.25),
+            row("tests/suite.py", "D", "t3", 0.0),
+        ]
+    );
+}
+
+#[test]
+fn case_timings_of_jest_reports_without_file_attributes_have_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let timings = case_timings(&write(dir.path(), "jest.xml", JEST)).unwrap();
+    assert_eq!(timings.len(), 4);
+    assert!(timings.iter().all(|t| t.file.is_empty()));
+    assert_eq!(timings[3].name, "api rejects bad tokens");
+    assert_eq!(timings[3].seconds, 0.2);
+}
