@@ -13,7 +13,6 @@
 //! imports bollard: the upload goes through the `Backend` trait.
 
 mod archive;
-#[allow(dead_code, reason = "the workflow engine uses it (issue 7)")]
 pub(crate) mod dir;
 #[allow(
     dead_code,
@@ -42,19 +41,16 @@ use crate::backend::{self, Backend};
 use crate::store::junit::{self, CaseTiming};
 
 /// The agent program (a static Linux executable), as `build.rs` built it.
-#[allow(dead_code, reason = "the workflow engine uploads it (issue 7)")]
 pub(crate) const AGENT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/localci-agent"));
 
 /// A tar holding the agent as `usr/local/bin/circleci` and `usr/local/bin/circleci-agent`
 /// (mode 0755, owner root), to be extracted at `/` of a container.
-#[allow(dead_code, reason = "the workflow engine uploads it (issue 7)")]
 pub(crate) fn agent_archive() -> Vec<u8> {
     archive::of(AGENT_BINARY)
 }
 
 /// Installs the agent in a (created or running) container through the backend's archive
 /// upload: `/usr/local/bin/circleci` and `/usr/local/bin/circleci-agent`.
-#[allow(dead_code, reason = "the workflow engine calls it (issue 7)")]
 pub(crate) async fn install(backend: &dyn Backend, container: &str) -> backend::Result<()> {
     let archive = Bytes::from(agent_archive());
     let tar = futures_util::stream::once(async move { Ok(archive) }).boxed();
@@ -63,7 +59,6 @@ pub(crate) async fn install(backend: &dyn Backend, container: &str) -> backend::
 
 /// The timings file for `--split-by=timings` (`$LOCALCI_AGENT_DIR/timings.tsv`): one line per
 /// test case of earlier runs' JUnit reports.
-#[allow(dead_code, reason = "the workflow engine writes it (issue 7)")]
 pub(crate) fn timings_tsv(cases: &[CaseTiming]) -> String {
     cases
         .iter()
@@ -72,7 +67,6 @@ pub(crate) fn timings_tsv(cases: &[CaseTiming]) -> String {
 }
 
 /// [`timings_tsv`] of every JUnit report in a results folder (or one report file).
-#[allow(dead_code, reason = "the workflow engine writes it (issue 7)")]
 pub(crate) fn timings_tsv_from(results: &Path) -> io::Result<String> {
     Ok(timings_tsv(&junit::case_timings(results)?))
 }

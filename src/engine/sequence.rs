@@ -25,13 +25,19 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
     let mut background: Vec<JoinHandle<()>> = Vec::new();
     let steps = ctx.plan.steps.clone();
     let mut result = Ok(Sequence::Passed);
+    let mut halted = false;
     for (index, step) in steps.iter().enumerate() {
         if ctx.cancel.is_cancelled() {
             result = Ok(Sequence::Interrupted);
             break;
         }
         let name = step.display_name();
-        if let Some(reason) = skip_reason(step.when, failure.is_some()) {
+        let skip = if halted {
+            Some("the job was halted (circleci-agent step halt)")
+        } else {
+            skip_reason(step.when, failure.is_some())
+        };
+        if let Some(reason) = skip {
             ctx.events.send(Event::StepSkipped {
                 job: ctx.events.job(),
                 step: index,
@@ -75,6 +81,12 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
         {
             failure = Some(describe(&name, *exit_code, reason.as_deref()));
         }
+        if matches!(step.kind, StepKind::Run(_)) && !halted && halt_requested(ctx).await? {
+            halted = true;
+            ctx.events.info(
+                "circleci-agent step halt: the job ends here, the remaining steps are skipped",
+            );
+        }
     }
     // CircleCI tears the container down when the foreground steps end, killing whatever
     // background steps still run.
@@ -84,6 +96,18 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
     match (result, failure) {
         (Ok(Sequence::Passed), Some(why)) => Ok(Sequence::Failed(why)),
         (other, _) => other,
+    }
+}
+
+/// Whether a step ran `circleci-agent step halt` (the in-container program leaves a marker in
+/// the agent folder; semantics file 10.2): the job then ends after that step, keeping its
+/// status (a failing job stays failed).
+async fn halt_requested(ctx: &StepContext) -> Result<bool> {
+    let marker = format!("{}/{}", ctx.run_dir, crate::agent::dir::HALT);
+    match ctx.backend.download(&ctx.primary, &marker).await {
+        Ok(_) => Ok(true),
+        Err(crate::backend::BackendError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

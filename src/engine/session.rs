@@ -234,7 +234,7 @@ impl Runner<'_> {
                 workspace: settings.workspace,
             }),
             extra_env: Arc::new(Mutex::new(vec![(
-                "LOCALCI_AGENT_DIR".to_string(),
+                crate::agent::dir::ENV.to_string(),
                 run_dir.clone(),
             )])),
             run_dir,
@@ -265,6 +265,12 @@ impl Runner<'_> {
             &bash_env,
         )
         .await?;
+        // The in-container `circleci` program (tests glob/split, step halt ...).
+        if let Err(e) = crate::agent::install(self.backend.as_ref(), primary).await {
+            self.events.warning(format!(
+                "cannot put the `circleci` program into the primary container: {e}"
+            ));
+        }
         setup::install_agent(
             self.backend.as_ref(),
             primary,

@@ -279,6 +279,7 @@ fn plan_nodes(
         ))
     })?;
     let job_id = engine::random_uuid();
+    let agent_files = timings(facts.store, &planned.name);
     let nodes: Vec<u32> = match only_node {
         Some(n) => vec![n],
         None => (0..total).collect(),
@@ -325,11 +326,26 @@ fn plan_nodes(
             JobSettings {
                 artifacts_dir,
                 workspace,
-                agent_dir_files: Vec::new(),
+                agent_dir_files: agent_files.clone(),
             },
         ));
     }
     Ok(out)
+}
+
+/// The timings file for `circleci tests split --split-by=timings`: the test cases of the JUnit
+/// results that the latest earlier run of this job stored (none when there are none).
+fn timings(store: &RunStore, job: &str) -> Vec<(String, Vec<u8>)> {
+    let results = store.latest(|r| r.jobs.get(job).is_some_and(|j| j.results.is_some()));
+    let Some(dir) = results.and_then(|r| r.jobs.get(job)?.results.clone()) else {
+        return Vec::new();
+    };
+    match crate::agent::timings_tsv_from(&dir) {
+        Ok(tsv) if !tsv.is_empty() => {
+            vec![(crate::agent::dir::TIMINGS.to_string(), tsv.into_bytes())]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// `localci execute <job>`: the job's nodes, the contexts of its workflow invocation, and the

@@ -259,3 +259,67 @@ fn several_workflows_need_a_choice_and_list_and_plan_show_them() {
     let plan = localci(&["plan", "--workflow", "two"]);
     assert!(String::from_utf8_lossy(&plan.stdout).contains("1  b  after a"));
 }
+
+#[test]
+fn step_halt_ends_the_job_successfully_after_the_current_step() {
+    require_docker!();
+    let jobs = "  build:\n    executor: bb\n    steps:\n      - run: echo \"before-$((1+1))\"; circleci-agent step halt\n      - run: echo \"after-$((2+2))\"\n";
+    let p = Project::new(&config(jobs, "  ci:\n    jobs: [build]\n"));
+    let run = p.execute(&[]);
+    run.assert_code(0)
+        .assert_stdout("before-2")
+        .assert_nothing_left();
+    assert!(!run.stdout.contains("after-4"), "{}", run.stdout);
+    assert_eq!(status(&p.runs()[0], "build"), "success");
+}
+
+/// The test files each node ran, from `ran:<file>` output lines.
+fn ran(stdout: &str) -> Vec<String> {
+    let mut files: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.split_once("ran:tests/")
+                .map(|(_, f)| f.trim().to_string())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn split_nodes_together_run_every_test_exactly_once() {
+    require_docker!();
+    let steps = r#"      - checkout
+      - run: |
+          circleci tests glob "tests/*.txt" | circleci tests split --split-by=timings > /tmp/mine
+          mkdir -p results
+          echo "<testsuite>" > results/junit.xml
+          for f in $(cat /tmp/mine); do
+            echo "ran:$f"
+            echo "<testcase file=\"$f\" classname=\"t\" name=\"$f\" time=\"$(cat $f)\"/>" >> results/junit.xml
+          done
+          echo "</testsuite>" >> results/junit.xml
+      - store_test_results: {path: results}
+"#;
+    let jobs = format!("  test:\n    executor: bb\n    parallelism: 2\n    steps:\n{steps}");
+    let p = Project::new(&config(&jobs, "  ci:\n    jobs: [test]\n"));
+    for (i, seconds) in [9, 1, 1, 1, 1, 5, 2].iter().enumerate() {
+        p.write(&format!("tests/t{i}.txt"), &seconds.to_string());
+    }
+    p.commit();
+    let all: Vec<String> = (0..7).map(|i| format!("t{i}.txt")).collect();
+    // First run: no timings yet, so the split falls back to names.
+    let first = p.execute(&[]);
+    first.assert_code(0).assert_nothing_left();
+    assert_eq!(ran(&first.stdout), all, "{}", first.stdout);
+    first.assert_stdout("Falling back to weighting by name");
+    // Second run: the stored results give timings; still every test exactly once.
+    let second = p.execute(&[]);
+    second.assert_code(0);
+    assert_eq!(ran(&second.stdout), all, "{}", second.stdout);
+    assert!(
+        !second.stdout.contains("Falling back"),
+        "the timings of the first run were used\n{}",
+        second.stdout
+    );
+}
