@@ -15,7 +15,8 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures_util::stream::{self, BoxStream};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
@@ -221,6 +222,48 @@ impl Backend for DockerBackend {
                 .await
                 .map_err(api)?;
             Ok(info.state.and_then(|s| s.running).unwrap_or(false))
+        }
+        .boxed()
+    }
+
+    fn container_exit_code(&self, id: &str) -> Fut<'_, Option<i64>> {
+        let id = id.to_string();
+        async move {
+            let info = self
+                .docker
+                .inspect_container(&id, None)
+                .await
+                .map_err(api)?;
+            let state = info.state.unwrap_or_default();
+            Ok(match state.running {
+                Some(true) => None,
+                _ => state.exit_code,
+            })
+        }
+        .boxed()
+    }
+
+    fn logs_tail(&self, id: &str, lines: usize) -> Fut<'_, Vec<String>> {
+        /// A service that prints one endless line must not grow our memory.
+        const MAX_BYTES: usize = 64 << 10;
+        let id = id.to_string();
+        async move {
+            let options = LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .tail(&lines.to_string())
+                .build();
+            let mut stream = self.docker.logs(&id, Some(options));
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                bytes.extend_from_slice(&chunk.map_err(api)?.into_bytes());
+                if bytes.len() > MAX_BYTES {
+                    bytes.drain(..bytes.len() - MAX_BYTES);
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<String> = text.lines().map(str::to_string).collect();
+            Ok(all[all.len().saturating_sub(lines)..].to_vec())
         }
         .boxed()
     }

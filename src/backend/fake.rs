@@ -272,6 +272,15 @@ impl Backend for FakeBackend {
         async move { Ok(running) }.boxed()
     }
 
+    fn container_exit_code(&self, id: &str) -> Fut<'_, Option<i64>> {
+        let running = self.state().containers.get(id).is_some_and(|c| c.running);
+        async move { Ok((!running).then_some(0)) }.boxed()
+    }
+
+    fn logs_tail(&self, _id: &str, _lines: usize) -> Fut<'_, Vec<String>> {
+        async move { Ok(Vec::new()) }.boxed()
+    }
+
     fn remove_container(&self, id: &str) -> Fut<'_, ()> {
         let mut state = self.state();
         // Like Docker, accept a name as well as an id.

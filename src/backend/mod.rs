@@ -140,6 +140,10 @@ pub trait Backend: Send + Sync {
     fn create_container(&self, spec: ContainerSpec) -> Fut<'_, String>;
     fn start_container(&self, id: &str) -> Fut<'_, ()>;
     fn container_running(&self, id: &str) -> Fut<'_, bool>;
+    /// The exit code of a container that has stopped; `None` while it runs.
+    fn container_exit_code(&self, id: &str) -> Fut<'_, Option<i64>>;
+    /// The last `lines` lines a container printed (stdout and stderr), at most 64 KiB.
+    fn logs_tail(&self, id: &str, lines: usize) -> Fut<'_, Vec<String>>;
     /// Kills and removes a container with its anonymous volumes.
     fn remove_container(&self, id: &str) -> Fut<'_, ()>;
     /// Starts a process and attaches to its output.

@@ -105,9 +105,12 @@ pub async fn run_job(
     let run = RunInfo::new(options.keep);
     let session = Session::open(backend, run, options, sink, cancel).await?;
     let Some(images) = session.images(&[&plan]).await? else {
+        session.close().await;
         return Ok(NodeOutcome::Interrupted);
     };
-    session.run_job(plan, &images, settings).await
+    let outcome = session.run_job(plan, &images, settings).await;
+    session.close().await;
+    outcome
 }
 
 /// An error talking to the primary container fails the job when the container has stopped

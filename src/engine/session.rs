@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::containers::{self, Created, Startup};
@@ -41,6 +42,9 @@ pub struct Session {
     cancel: CancellationToken,
     /// Run-level messages (leftovers, images) go out under this name.
     events: Events,
+    /// Removals of finished jobs' containers: they run while later jobs start (a job's
+    /// dependents need not wait for its teardown); [`Session::close`] waits for them all.
+    cleanups: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// The images of a run, by name, after they were checked (and pulled).
@@ -69,7 +73,25 @@ impl Session {
             sink,
             cancel,
             events,
+            cleanups: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Waits until every container of the run is removed. Call it before the run ends,
+    /// on success, failure and Ctrl-C alike.
+    pub async fn close(&self) {
+        loop {
+            let pending: Vec<JoinHandle<()>> = {
+                let mut cleanups = self.cleanups.lock().expect("no task panics holding it");
+                cleanups.drain(..).collect()
+            };
+            if pending.is_empty() {
+                return;
+            }
+            for handle in pending {
+                let _ = handle.await;
+            }
+        }
     }
 
     /// The run's id (`CIRCLE_WORKFLOW_ID` of a workflow run).
@@ -126,6 +148,8 @@ impl Session {
             cancel: &self.cancel,
         };
         let result = runner.run(images, &mut created, settings).await;
+        let failed = matches!(result, Ok(Sequence::Failed(_)));
+        show_services(self.backend.as_ref(), &plan, &created, &events, failed).await;
         let status = match &result {
             Ok(Sequence::Passed) => Some(NodeOutcome::Passed),
             Ok(Sequence::Failed(_)) => Some(NodeOutcome::Failed),
@@ -141,7 +165,14 @@ impl Session {
         if keep {
             announce_kept(&events, &created);
         } else {
-            cleanup::cleanup(self.backend.as_ref(), &self.run, &created, &events).await;
+            let (backend, run, events) = (self.backend.clone(), self.run.clone(), events.clone());
+            let removal = tokio::spawn(async move {
+                cleanup::cleanup(backend.as_ref(), &run, &created, &events).await;
+            });
+            self.cleanups
+                .lock()
+                .expect("no task panics holding it")
+                .push(removal);
         }
         let sequence = result?;
         if let Sequence::Passed | Sequence::Failed(_) = &sequence {
@@ -156,6 +187,45 @@ impl Session {
             });
         }
         Ok(status.expect("set for every Ok result"))
+    }
+}
+
+/// Lines of a service's output shown when it exited non-zero during the job, or when the
+/// job failed (CircleCI shows services' output in their own tabs; here it is the tail).
+const SERVICE_LINES: usize = 20;
+
+/// Shows the last lines of each service that exited non-zero, or of every service when the
+/// job failed. A daemon that cannot say is no reason to fail the job.
+async fn show_services(
+    backend: &dyn Backend,
+    plan: &JobPlan,
+    created: &Created,
+    events: &Events,
+    job_failed: bool,
+) {
+    for (id, image) in created.services.iter().zip(plan.images.iter().skip(1)) {
+        let exit = backend.container_exit_code(id).await.ok().flatten();
+        let crashed = exit.is_some_and(|code| code != 0);
+        if !crashed && !job_failed {
+            continue;
+        }
+        let Ok(lines) = backend.logs_tail(id, SERVICE_LINES).await else {
+            continue;
+        };
+        let name = image.name.as_deref().unwrap_or(&image.image);
+        let how = match exit {
+            Some(code) => format!(" (exited with code {code})"),
+            None => String::new(),
+        };
+        let mut text = format!("Last lines of service {name}{how}:");
+        if lines.is_empty() {
+            text.push_str(" (no output)");
+        }
+        for line in lines {
+            text.push_str("\n  | ");
+            text.push_str(&line);
+        }
+        events.info(text);
     }
 }
 

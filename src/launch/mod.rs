@@ -558,7 +558,9 @@ pub async fn run(
             (j.planned.name.clone(), dir)
         })
         .collect();
-    let rows = engine::run_workflow(Arc::new(session), jobs, Arc::new(images), schedule).await;
+    let session = Arc::new(session);
+    let rows = engine::run_workflow(session.clone(), jobs, Arc::new(images), schedule).await;
+    session.close().await;
     if let Ok(rows) = &rows {
         for row in rows {
             if record.jobs.contains_key(&row.job) {
