@@ -323,3 +323,17 @@ fn split_nodes_together_run_every_test_exactly_once() {
         second.stdout
     );
 }
+
+#[test]
+fn a_crashed_service_shows_its_last_lines() {
+    require_docker!();
+    let jobs = format!(
+        "  build:\n    docker:\n      - image: {BUSYBOX}\n      - image: {BUSYBOX}\n        name: db\n        command: [sh, -c, 'echo \"db-says-$((6*7))\"; exit 4']\n    steps:\n      - run: sleep 2\n"
+    );
+    let p = Project::new(&config(&jobs, "  ci:\n    jobs: [build]\n"));
+    p.execute(&[])
+        .assert_code(0)
+        .assert_stdout("Last lines of service db (exited with code 4):")
+        .assert_stdout("| db-says-42")
+        .assert_nothing_left();
+}
