@@ -176,6 +176,10 @@ impl Run {
         if let Some(why) = &job.skipped {
             return Some(JobStatus::Skipped(why.clone()));
         }
+        // After Ctrl-C nothing new starts: the workflow is canceled.
+        if session.cancel().is_cancelled() {
+            return Some(JobStatus::Canceled);
+        }
         let mut ended = Vec::new();
         for need in &job.needs {
             match self.index.get(&need.job).map(|&j| &self.states[j]) {
@@ -195,9 +199,6 @@ impl Run {
                     status_text(status)
                 )));
             }
-        }
-        if session.cancel().is_cancelled() {
-            return Some(JobStatus::Canceled);
         }
         if stopping {
             return Some(JobStatus::NotRun("the run stopped after an error".into()));

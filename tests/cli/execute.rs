@@ -55,7 +55,7 @@ macro_rules! require_docker {
 /// A process, told apart from a later one with the same pid by its start time (Linux).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Proc {
-    pid: u32,
+    pub(crate) pid: u32,
     started: Option<u64>,
 }
 
@@ -82,7 +82,7 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Ids of the containers a localci process created (by its pid and start time labels).
-fn containers_of(owner: Proc) -> Vec<String> {
+pub(crate) fn containers_of(owner: Proc) -> Vec<String> {
     let mut args = vec![
         "ps".to_string(),
         "-aq".to_string(),
@@ -259,7 +259,7 @@ impl Project {
         }
     }
 
-    fn spawn(&self, args: &[&str]) -> (Child, Proc) {
+    pub(crate) fn spawn(&self, args: &[&str]) -> (Child, Proc) {
         let child = self
             .command(args)
             .stdout(Stdio::piped())

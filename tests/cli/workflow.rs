@@ -337,3 +337,66 @@ fn a_crashed_service_shows_its_last_lines() {
         .assert_stdout("| db-says-42")
         .assert_nothing_left();
 }
+
+#[test]
+fn ctrl_c_stops_every_running_job_and_removes_their_containers() {
+    require_docker!();
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let jobs = [
+        job("a", r#"echo "started-$((10+1))"; sleep 300"#),
+        job("b", r#"echo "started-$((10+2))"; sleep 300"#),
+        job("c", "echo never"),
+    ]
+    .concat();
+    let workflows = "  ci:\n    jobs:\n      - a\n      - b\n      - c: {requires: [a, b]}\n";
+    let p = Project::new(&config(&jobs, workflows));
+    let (mut child, owner) = p.spawn(&["-j", "4"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut started = 0;
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.ends_with("started-11") || line.ends_with("started-12") {
+            started += 1;
+            if started == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(started, 2, "both jobs did not start:\n{seen}");
+    assert_eq!(super::execute::containers_of(owner).len(), 2);
+    // SAFETY: sending SIGINT to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(owner.pid as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "localci did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !rest
+            .iter()
+            .any(|l| l.ends_with("never") && !l.contains("echo"))
+    );
+    assert_eq!(super::execute::containers_of(owner), Vec::<String>::new());
+    let record = &p.runs()[0];
+    assert_eq!(status_of(record, "a"), "canceled");
+    assert_eq!(status_of(record, "c"), "canceled");
+}
+
+fn status_of<'a>(run: &'a Value, job: &str) -> &'a str {
+    status(run, job)
+}
