@@ -9,6 +9,7 @@ mod hashing;
 pub mod junit;
 mod read_ahead;
 mod trailer;
+pub mod workspace;
 mod writer;
 
 /// Kept for `steps/cache.rs`, which is being changed elsewhere; new code uses `crate::units`.
