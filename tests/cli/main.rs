@@ -6,3 +6,4 @@ mod process;
 mod pull;
 mod samples;
 mod validate;
+mod workspace;
