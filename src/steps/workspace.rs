@@ -477,4 +477,6 @@ fn no_workspace(step: &str) -> StepOutcome {
 }
 
 #[cfg(test)]
+mod docker_tests;
+#[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ use crate::report::{Event, Events, JobRef, Receiver};
 use crate::steps::{Facts, Settings, UpstreamLayers};
 use crate::store::workspace::{LayerWriter, job_layers};
 
-fn job_plan() -> JobPlan {
+pub(super) fn job_plan() -> JobPlan {
     let yaml =
         "version: 2\njobs:\n  build:\n    docker: [{image: img}]\n    steps: [{run: 'true'}]\n";
     let mut sources = crate::source::Sources::new();
