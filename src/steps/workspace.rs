@@ -63,9 +63,11 @@ pub async fn persist(
         Ok(w) => w,
         Err(e) => return Ok(StepOutcome::failed(e.to_string())),
     };
+    let root_for_task = root.clone();
     let filtering = tokio::task::spawn_blocking(move || {
         let mut builder = tar::Builder::new(writer);
-        let kept = keep_matching(&mut builder, blocking_reader(stream), &patterns)?;
+        let base = Base::of(&root_for_task);
+        let kept = keep_matching(&mut builder, blocking_reader(stream), &patterns, base)?;
         let writer = builder.into_inner()?;
         Ok::<_, io::Error>((kept, writer, patterns))
     });
@@ -151,6 +153,7 @@ fn keep_matching<W: Write>(
     builder: &mut tar::Builder<W>,
     reader: impl Read,
     patterns: &[Pattern],
+    base: Base,
 ) -> io::Result<Kept> {
     let mut kept = Kept {
         matched: vec![false; patterns.len()],
@@ -167,7 +170,7 @@ fn keep_matching<W: Write>(
             // Devices, fifos and global headers have no place in a workspace.
             continue;
         }
-        let Some(rel) = below_base(&entry.path()?) else {
+        let Some(rel) = base.strip(&entry.path()?) else {
             continue;
         };
         while open
@@ -191,7 +194,7 @@ fn keep_matching<W: Write>(
                 *written = true;
                 kept.entries += 1;
             }
-            if write_entry(builder, &mut entry, header.clone(), &rel, &files)? {
+            if write_entry(builder, &mut entry, header.clone(), &rel, &files, base)? {
                 kept.entries += 1;
                 if kind.is_file() {
                     kept.bytes += entry.size();
@@ -208,18 +211,39 @@ fn keep_matching<W: Write>(
     Ok(kept)
 }
 
-/// The entry's path without its first component (the base name of root); `None` for root
-/// itself.
-fn below_base(path: &std::path::Path) -> Option<String> {
-    let parts: Vec<String> = path
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
-            _ => None,
-        })
-        .skip(1)
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("/"))
+/// How the engine names the entries of a downloaded root: under the root's base name
+/// (`ws/dist/a.js` for `/root/project/ws`), or, for `/`, from the top (`/bin/sh`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Base {
+    Named,
+    FileSystemRoot,
+}
+
+impl Base {
+    fn of(root: &str) -> Base {
+        if root.trim_end_matches('/').is_empty() {
+            Base::FileSystemRoot
+        } else {
+            Base::Named
+        }
+    }
+
+    /// The entry's path relative to root; `None` for root itself.
+    fn strip(self, path: &std::path::Path) -> Option<String> {
+        let skip = match self {
+            Base::Named => 1,
+            Base::FileSystemRoot => 0,
+        };
+        let parts: Vec<String> = path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .skip(skip)
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("/"))
+    }
 }
 
 /// A GNU header with the entry's type, mode, owner, times and size; the path is set when
@@ -243,6 +267,7 @@ fn write_entry<W: Write, R: Read>(
     mut header: tar::Header,
     rel: &str,
     files: &HashSet<String>,
+    base: Base,
 ) -> io::Result<bool> {
     let kind = header.entry_type();
     if kind.is_file() {
@@ -256,7 +281,7 @@ fn write_entry<W: Write, R: Read>(
             .unwrap_or_default();
         let target = if kind.is_hard_link() {
             // Hard links name another entry of the archive, under root's base name.
-            match below_base(&target) {
+            match base.strip(&target) {
                 Some(t) if files.contains(&t) => std::path::PathBuf::from(t),
                 _ => return Ok(false),
             }

@@ -131,6 +131,10 @@ async fn persist_then_attach_through_the_real_daemon() {
     let paths = vec!["dist".to_string(), "t?p.*".to_string()];
     let outcome = persist(&ctx, 2, "ws", &paths).await.unwrap();
     assert_eq!(outcome, StepOutcome::Passed { exit_code: None });
+    // `/` as root: Docker names those entries from the top, not under a base name.
+    let paths = vec!["root/project/ws/t*".to_string()];
+    let outcome = persist(&ctx, 3, "/", &paths).await.unwrap();
+    assert_eq!(outcome, StepOutcome::Passed { exit_code: None });
 
     let deployer = start(&backend, Some("1000:1000")).await;
     let ws = Workspace {
@@ -151,13 +155,13 @@ async fn persist_then_attach_through_the_real_daemon() {
         &deployer,
         &format!(
             "cd /tmp/attached/here; cat dist/a.js dist/sub/b.txt dist/sub/{long} top.txt; \
-             readlink dist/link; stat -c '%u:%g %a %n' . dist dist/a.js; \
+             cat root/project/ws/top.txt; readlink dist/link; stat -c '%u:%g %a %n' . dist dist/a.js; \
              test -e skip && echo skip-came-along; echo more >> dist/a.js && echo writable"
         ),
     )
     .await;
     assert_eq!(
         seen,
-        "js\ndeep\nlong\ntop\na.js\n1000:1000 755 .\n1000:1000 750 dist\n1000:1000 644 dist/a.js\nwritable\n"
+        "js\ndeep\nlong\ntop\ntop\na.js\n1000:1000 755 .\n1000:1000 750 dist\n1000:1000 644 dist/a.js\nwritable\n"
     );
 }

@@ -439,7 +439,7 @@ fn container_archive() -> Vec<u8> {
 fn parents_of_kept_entries_come_along_with_their_modes_and_links_are_kept() {
     let patterns = vec![Pattern::parse("bin/*/[a-t]*").unwrap()];
     let mut out = tar::Builder::new(Vec::new());
-    let kept = keep_matching(&mut out, &container_archive()[..], &patterns).unwrap();
+    let kept = keep_matching(&mut out, &container_archive()[..], &patterns, Base::Named).unwrap();
     let out = out.into_inner().unwrap();
     let mut got = Vec::new();
     for entry in tar::Archive::new(&out[..]).entries().unwrap() {
@@ -474,4 +474,30 @@ fn parents_of_kept_entries_come_along_with_their_modes_and_links_are_kept() {
     assert_eq!(kept.bytes, 9);
     assert_eq!(kept.matched, vec![true]);
     assert_eq!(kept.dropped_links, vec!["bin/deep/orphan".to_string()]);
+}
+
+#[test]
+fn a_file_system_root_is_archived_from_the_top() {
+    // What Docker sends for `/`: entries named from `/`, no base name to strip.
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in [("/usr/local/bin/tool", "t"), ("/etc/hostname", "h")] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o755);
+        // The tar crate refuses absolute names; Docker writes them, so set the bytes.
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        builder.append(&h, content.as_bytes()).unwrap();
+    }
+    let archive = builder.into_inner().unwrap();
+    let patterns = vec![Pattern::parse("usr/local/bin").unwrap()];
+    let mut out = tar::Builder::new(Vec::new());
+    let kept = keep_matching(&mut out, &archive[..], &patterns, Base::of("/")).unwrap();
+    assert_eq!(kept.entries, 1);
+    let names: Vec<String> = entries(&out.into_inner().unwrap())
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(names, vec!["usr/local/bin/tool"]);
+    assert_eq!(Base::of("/root/project/ws"), Base::Named);
 }
