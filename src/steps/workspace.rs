@@ -404,8 +404,9 @@ fn applying(layers: &[VerifiedLayer]) -> String {
     text
 }
 
-/// Creates `at` as the job's user, as the extraction by that user would. `Some` is the
-/// step's failure.
+/// Creates `at` as the job's user, as the extraction by that user would, and checks that the
+/// user can write there: CircleCI unpacks as the job's user, so a folder it cannot write to
+/// fails the attach (Docker's own extraction would not care). `Some` is the step's failure.
 async fn make_dir(ctx: &StepContext, at: &str) -> Result<Option<StepOutcome>> {
     let made = collect(
         ctx.backend.as_ref(),
@@ -414,7 +415,7 @@ async fn make_dir(ctx: &StepContext, at: &str) -> Result<Option<StepOutcome>> {
             cmd: vec![
                 "/bin/sh".into(),
                 "-c".into(),
-                r#"mkdir -p -- "$1""#.into(),
+                r#"mkdir -p -- "$1" && { [ -w "$1" ] || { echo "$1: permission denied for uid $(id -u)" >&2; exit 1; }; }"#.into(),
                 "localci-attach".into(),
                 at.to_string(),
             ],
@@ -426,7 +427,8 @@ async fn make_dir(ctx: &StepContext, at: &str) -> Result<Option<StepOutcome>> {
         return Ok(None);
     }
     Ok(Some(StepOutcome::failed(format!(
-        "cannot create the folder {at} to attach the workspace at: {}",
+        "cannot attach the workspace at {at}: {}. The job's user must be able to create and \
+         write to that folder; attach under its home or working directory instead.",
         made.stderr.trim()
     ))))
 }

@@ -148,6 +148,25 @@ async fn persist_then_attach_through_the_real_daemon() {
         from_run: None,
     };
     let ctx = context(backend.clone(), &deployer, 1000, ws);
+    // As on CircleCI, a folder the job's user cannot write to fails the attach.
+    let outcome = attach(&ctx, "/etc/ws").await.unwrap();
+    let StepOutcome::Failed {
+        reason: Some(reason),
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        reason.starts_with("cannot attach the workspace at /etc/ws: mkdir:"),
+        "{reason}"
+    );
+    let outcome = attach(&ctx, "/etc").await.unwrap();
+    assert!(
+        matches!(&outcome, StepOutcome::Failed { reason: Some(r), .. }
+            if r.contains("/etc: permission denied for uid 1000")),
+        "{outcome:?}"
+    );
     let outcome = attach(&ctx, "/tmp/attached/here").await.unwrap();
     assert_eq!(outcome, StepOutcome::Passed { exit_code: None });
     let seen = sh(
