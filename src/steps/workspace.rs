@@ -90,6 +90,16 @@ pub async fn persist(
         )));
     }
     report_unmatched(ctx, &root, &patterns, &kept);
+    publish(ctx, writer, &kept, started).await
+}
+
+/// Commits the layer and says what it holds.
+async fn publish(
+    ctx: &StepContext,
+    writer: LayerWriter,
+    kept: &Kept,
+    started: Instant,
+) -> Result<StepOutcome> {
     ctx.events.info("Uploading workspace archive...");
     let committed = tokio::task::spawn_blocking(move || writer.commit())
         .await
