@@ -10,6 +10,7 @@ pub mod notices;
 pub mod process;
 pub mod run;
 pub mod tarball;
+pub mod workspace;
 
 pub use context::{Facts, Settings, StepContext, UpstreamLayers, Workspace};
 
@@ -71,8 +72,10 @@ pub async fn execute(ctx: &StepContext, index: usize, step: &Step) -> Result<Ste
         StepKind::SetupRemoteDocker { version } => {
             Ok(notices::setup_remote_docker(ctx, version.as_deref()))
         }
-        StepKind::PersistToWorkspace { .. } => Ok(notices::workspace(ctx, "persist_to_workspace")),
-        StepKind::AttachWorkspace { .. } => Ok(notices::workspace(ctx, "attach_workspace")),
+        StepKind::PersistToWorkspace { root, paths } => {
+            workspace::persist(ctx, index, root, paths).await
+        }
+        StepKind::AttachWorkspace { at } => workspace::attach(ctx, at).await,
         StepKind::SaveCache { key, paths } => cache::save(ctx, key, paths).await,
         StepKind::RestoreCache { keys } => cache::restore(ctx, keys).await,
         StepKind::StoreArtifacts { path, destination } => {

@@ -44,12 +44,3 @@ pub fn setup_remote_docker(ctx: &StepContext, version: Option<&str>) -> StepOutc
     }
     StepOutcome::Passed { exit_code: None }
 }
-
-/// `persist_to_workspace` / `attach_workspace` in a single job.
-pub fn workspace(ctx: &StepContext, step: &str) -> StepOutcome {
-    ctx.events.info(format!(
-        "{step}: skipped; workspaces pass files between the jobs of a workflow, and \
-         `localci execute` runs a single job."
-    ));
-    StepOutcome::Passed { exit_code: None }
-}

@@ -10,6 +10,7 @@ pub mod junit;
 mod read_ahead;
 pub mod runs;
 mod trailer;
+pub mod workspace;
 mod writer;
 
 /// Kept for `steps/cache.rs`, which is being changed elsewhere; new code uses `crate::units`.

@@ -1028,8 +1028,6 @@ fn steps_without_a_local_counterpart_say_what_they_do() {
     require_docker!();
     let steps = r#"      - setup_remote_docker
       - add_ssh_keys: {fingerprints: ["SHA256:abc"]}
-      - persist_to_workspace: {root: ., paths: [x]}
-      - attach_workspace: {at: /tmp/ws}
       - run: echo "host=${DOCKER_HOST:-none}"; test -S /var/run/docker.sock && echo has-socket || echo no-socket
 "#;
     let p = Project::new(&config(&[job("build", BUSYBOX, steps)]));
@@ -1040,8 +1038,6 @@ fn steps_without_a_local_counterpart_say_what_they_do() {
         )
         .assert_stdout("Warning: add_ssh_keys:")
         .assert_stdout("SHA256:abc")
-        .assert_stdout("persist_to_workspace: skipped")
-        .assert_stdout("attach_workspace: skipped")
         .assert_stdout("host=none\nno-socket\n")
         .assert_nothing_left();
     p.execute(&["build", "--docker-socket"])

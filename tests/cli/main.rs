@@ -8,3 +8,4 @@ mod pull;
 mod samples;
 mod validate;
 mod workflow;
+mod workspace;
