@@ -5,6 +5,11 @@
 mod event;
 mod lines;
 mod pull_bars;
+mod live;
+mod prefix;
+mod render;
+mod style;
+mod table;
 mod terminal;
 
 use std::io::{BufWriter, Write};
