@@ -17,6 +17,7 @@ use crate::engine::{self, EngineError, EngineOptions, JobStatus};
 use crate::exit::Outcome;
 use crate::git::RepoInfo;
 use crate::plan::{Plan, PlanOptions};
+use crate::report::ReporterKind;
 use crate::source::{FileId, Sources};
 use crate::store::CacheStore;
 use crate::yaml::Node;
@@ -72,6 +73,10 @@ pub struct Args {
     #[arg(long = "node-total", value_name = "M", default_value_t = 1)]
     pub node_total: u32,
 
+    /// Print the run as JSON events, one object per line (docs/events.md), instead of text.
+    #[arg(long)]
+    pub json: bool,
+
     #[command(flatten)]
     pub compile: CompileArgs,
 }
@@ -121,6 +126,11 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     };
     let plan = match planned {
         Plan::Run(plan) => *plan,
+        // With --json, stdout carries only events.
+        Plan::Nothing(why) if args.json => {
+            errln!("{why}");
+            return Outcome::Success;
+        }
         Plan::Nothing(why) => {
             outln!("{why}");
             return Outcome::Success;
@@ -149,11 +159,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         }),
         cache_dir: cache_dir(ctx, args, &repo),
     };
-    let (tx, reporter) = crate::report::spawn(
-        std::io::stdout(),
-        ctx.color,
-        std::io::stderr().is_terminal(),
-    );
+    let (tx, reporter) = crate::report::spawn(std::io::stdout(), reporter_kind(ctx, args));
     let result = engine::run_job(backend, plan, options, tx, cancel).await;
     let _ = reporter.await;
     match result {
@@ -161,6 +167,18 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         Ok(JobStatus::Failed) => Outcome::JobFailed,
         Ok(JobStatus::Interrupted) => Outcome::Interrupted,
         Err(e) => report_error(ctx, &e),
+    }
+}
+
+/// JSON events with `--json`, else text with the live view when stderr is a terminal.
+fn reporter_kind(ctx: &Context, args: &Args) -> ReporterKind {
+    if args.json {
+        return ReporterKind::Json;
+    }
+    ReporterKind::Terminal {
+        color: ctx.color,
+        live: std::io::stderr().is_terminal(),
+        multi_job: false,
     }
 }
 
