@@ -4,5 +4,6 @@ mod cache;
 mod execute;
 mod process;
 mod pull;
+mod report;
 mod samples;
 mod validate;

@@ -1,0 +1,243 @@
+//! The reporters from the outside: the live view drawn on a real terminal (a pty from
+//! `script`, bsdutils) and never on a pipe, and `execute --json` against the real daemon,
+//! every line valid against `schema/events.schema.json`.
+//!
+//! The live-view tests run this test binary again, as a child that feeds synthetic events of a
+//! two-job run into the reporter (`live_view_child`): the workflow scheduler is not needed to
+//! see what the reporter draws.
+
+use std::io::IsTerminal;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use localci::report::{Event, JobRef, JobRow, JobStatus, ReporterKind, Sink, StepStatus, Stream};
+use serde_json::Value;
+
+use crate::execute::{BUSYBOX, Project, config, docker_ready, job};
+
+/// Set for the child run: only then does `live_view_child` feed the reporter.
+const CHILD: &str = "LOCALCI_TEST_LIVE_VIEW_CHILD";
+
+/// The log lines the child's run prints (stripped of color), in order per job.
+const LOG_A: [&str; 3] = ["a | ====>> compile", "a |   make all", "a | compiled 1 of 1"];
+const LOG_B: [&str; 2] = ["b | ====>> lint", "b | lint clean"];
+
+#[test]
+#[ignore = "a helper: the live_view tests run it under a pty or with pipes"]
+fn live_view_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The test harness has printed `test ... ` without a newline: the run starts a line.
+    println!();
+    runtime.block_on(async {
+        let tty = std::io::stderr().is_terminal();
+        let kind = ReporterKind::Terminal {
+            color: tty,
+            live: tty,
+            multi_job: true,
+        };
+        let (sink, reporter) = localci::report::spawn(std::io::stdout(), kind);
+        feed(&sink).await;
+        drop(sink);
+        reporter.await.unwrap();
+    });
+}
+
+/// Two jobs running at once, slow enough for the live view to draw between events.
+async fn feed(sink: &Sink) {
+    let (a, b) = (JobRef::new("a", None), JobRef::new("b", None));
+    let pause = || tokio::time::sleep(Duration::from_millis(300));
+    sink.send(Event::RunStarted {
+        run: "r1".into(),
+        workflow: Some("ci".into()),
+        jobs: vec!["a".into(), "b".into()],
+    });
+    for (job, name) in [(&a, "compile"), (&b, "lint")] {
+        sink.send(Event::JobStarted { job: job.clone() });
+        sink.send(Event::StepStarted {
+            job: job.clone(),
+            step: 1,
+            name: name.into(),
+            header: if name == "compile" {
+                vec!["make all".into()]
+            } else {
+                vec![]
+            },
+            background: false,
+        });
+    }
+    pause().await;
+    sink.send(output(&a, "compiled 1 of 1"));
+    pause().await;
+    sink.send(output(&b, "lint clean"));
+    pause().await;
+    for job in [&a, &b] {
+        sink.send(Event::StepFinished {
+            job: job.clone(),
+            step: 1,
+            status: StepStatus::Passed { exit_code: Some(0) },
+            duration: Duration::from_secs(1),
+        });
+        sink.send(Event::JobFinished {
+            job: job.clone(),
+            passed: true,
+            failure: None,
+            duration: Duration::from_secs(1),
+        });
+    }
+    sink.send(Event::RunFinished {
+        rows: ["a", "b"].map(row).to_vec(),
+        wall: Duration::from_secs(1),
+        job_time: Duration::from_secs(2),
+    });
+}
+
+fn output(job: &JobRef, line: &str) -> Event {
+    Event::Output {
+        job: job.clone(),
+        step: 1,
+        stream: Stream::Stdout,
+        line: line.into(),
+    }
+}
+
+fn row(job: &str) -> JobRow {
+    JobRow {
+        job: job.into(),
+        status: JobStatus::Success,
+        duration: Some(Duration::from_secs(1)),
+        tests: None,
+    }
+}
+
+/// Runs `live_view_child` in a child process built by `wrap`.
+fn child(wrap: impl FnOnce(String) -> Command) -> (String, String) {
+    let exe = std::env::current_exe().unwrap();
+    let args = "--exact report::live_view_child --ignored --nocapture --test-threads=1";
+    let mut cmd = wrap(format!("'{}' {args}", exe.display()));
+    let out = cmd
+        .env(CHILD, "1")
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the child starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// What a terminal would show of each line: escape sequences removed, and of a line that was
+/// overwritten after a carriage return only its last part.
+fn screen_lines(transcript: &str) -> Vec<String> {
+    strip_escapes(transcript)
+        .lines()
+        .map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap_or_default())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The text without its escape sequences (colors, cursor moves, line clearing).
+fn strip_escapes(transcript: &str) -> String {
+    let csi = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").unwrap();
+    csi.replace_all(transcript, "").into_owned()
+}
+
+/// The log lines of `job` as shown, in order.
+fn log_of(lines: &[String], job: &str) -> Vec<String> {
+    let prefix = format!("{job} | ");
+    lines
+        .iter()
+        .filter(|l| l.starts_with(&prefix) && !l.contains("Success!") && !l.contains("--->"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_live_view_draws_job_lines_on_a_terminal_without_tearing_the_logs() {
+    let (transcript, _) = child(|cmd| {
+        let mut script = Command::new("script");
+        script.args(["-qfec", &cmd, "/dev/null"]);
+        script
+    });
+    // indicatif redraws its block by moving the cursor up and clearing lines.
+    assert!(transcript.contains("\x1b[2K"), "{transcript:?}");
+    assert!(transcript.contains("\x1b[1A"), "{transcript:?}");
+    let lines = screen_lines(&transcript);
+    // One line per running job, with its state and current step, drawn (then cleared with a
+    // carriage return) between the log lines.
+    let plain = strip_escapes(&transcript);
+    let live = |job: &str, step: &str| {
+        let line = format!(r"(^|\s){job}\s+\d+s running: {step}(\s|$)");
+        regex::Regex::new(&line).unwrap().is_match(&plain)
+    };
+    assert!(live("a", "compile") && live("b", "lint"), "{plain:?}");
+    // Every log line arrived whole, under its job's prefix, in order.
+    assert_eq!(log_of(&lines, "a"), LOG_A, "{lines:#?}");
+    assert_eq!(log_of(&lines, "b"), LOG_B, "{lines:#?}");
+    assert!(lines.iter().any(|l| l == "Workflow took 1s (jobs took 2s in all)"));
+}
+
+#[test]
+fn without_a_terminal_there_are_plain_prefixed_lines_and_no_escape_code() {
+    let (stdout, stderr) = child(|cmd| {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &cmd]);
+        sh
+    });
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    assert_eq!(log_of(&lines, "a"), LOG_A, "{stdout}");
+    assert_eq!(log_of(&lines, "b"), LOG_B, "{stdout}");
+    assert!(!stdout.contains("running: "), "no live line on a pipe: {stdout}");
+}
+
+#[test]
+fn execute_json_prints_only_events_valid_against_the_schema() {
+    if !docker_ready() {
+        return;
+    }
+    let p = Project::new(&config(&[job(
+        "bad",
+        BUSYBOX,
+        "      - run: echo hello\n      - run: {name: Break, command: 'echo broken >&2; exit 7'}\n",
+    )]));
+    let run = p.execute(&["bad", "--json"]);
+    run.assert_code(1).assert_nothing_left();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/events.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let events: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect();
+    for e in &events {
+        let errors: Vec<String> = validator.iter_errors(e).map(|x| x.to_string()).collect();
+        assert!(errors.is_empty(), "{e}: {errors:?}");
+    }
+    let has = |kind: &str, field: &str, value: Value| {
+        events
+            .iter()
+            .any(|e| e["type"] == kind && e["job"] == "bad" && e[field] == value)
+    };
+    assert!(has("output", "line", "hello".into()), "{}", run.stdout);
+    assert!(has("output", "stream", "stderr".into()), "{}", run.stdout);
+    assert!(has("step_finished", "exit_code", 7.into()), "{}", run.stdout);
+    assert!(has("job_finished", "passed", false.into()), "{}", run.stdout);
+    let times: Vec<u64> = events.iter().map(|e| e["time"].as_u64().unwrap()).collect();
+    assert!(times.is_sorted(), "{times:?}");
+}
