@@ -55,6 +55,11 @@ impl Live {
         !self.pulls.is_empty()
     }
 
+    /// Whether the block is on screen now (drawn on a terminal and not empty).
+    pub(crate) fn is_drawn(&self) -> bool {
+        !(self.multi.is_hidden() || self.jobs.is_empty() && self.pulls.is_empty())
+    }
+
     /// Runs `write` with the block cleared, then draws it again under what was written.
     pub(crate) fn suspend<R>(&self, write: impl FnOnce() -> R) -> R {
         if self.jobs.is_empty() && self.pulls.is_empty() {
@@ -179,4 +184,4 @@ impl JobLine {
 }
 
 /// How often the spinners move while nothing else happens.
-pub(crate) const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(100);

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use indicatif::ProgressDrawTarget;
 
@@ -32,6 +33,8 @@ pub struct Terminal<W: Write> {
     workflow: Option<String>,
     /// Text not yet written: it goes out in one piece, with the live block out of the way.
     pending: Vec<u8>,
+    /// When pending text was last written while the live block was drawn.
+    last_write: Option<Instant>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -42,6 +45,11 @@ enum LiveTarget {
 
 /// Pending text is written out at this size even if more events are waiting.
 const PENDING_MAX: usize = 64 * 1024;
+
+/// While the live block is drawn, every write clears and redraws it: at most this often (the
+/// tick writes what waited), so a job printing a line every few milliseconds does not make
+/// the block flicker.
+const LIVE_WRITE_EVERY: Duration = Duration::from_millis(50);
 
 impl<W: Write> Terminal<W> {
     pub fn new(out: W, color: bool) -> Terminal<W> {
@@ -57,6 +65,7 @@ impl<W: Write> Terminal<W> {
             tests: HashMap::new(),
             workflow: None,
             pending: Vec::new(),
+            last_write: None,
         }
     }
 
@@ -80,12 +89,6 @@ impl<W: Write> Terminal<W> {
         };
         self.rebuild_live();
         self
-    }
-
-    /// Draws pull progress (one line per layer) on stderr; for when stderr is a terminal.
-    #[must_use]
-    pub fn show_pulls(self) -> Terminal<W> {
-        self.live(true)
     }
 
     fn rebuild_live(&mut self) {
@@ -194,15 +197,30 @@ impl<W: Write> Terminal<W> {
         }
     }
 
-    /// Advances the live block's spinners and clocks.
+    /// Advances the live block's spinners and clocks, and writes what waited.
     pub fn tick(&mut self) {
         self.live.tick();
+        self.write_out();
     }
 
-    /// Writes out what is pending, with the live block out of the way.
+    /// Writes out what is pending, with the live block out of the way (or leaves it to the
+    /// next tick when the block was redrawn a moment ago).
     pub fn flush(&mut self) {
+        let recent = self
+            .last_write
+            .is_some_and(|at| at.elapsed() < LIVE_WRITE_EVERY);
+        if recent && self.live.is_drawn() && self.pending.len() < PENDING_MAX {
+            return;
+        }
+        self.write_out();
+    }
+
+    fn write_out(&mut self) {
         if self.pending.is_empty() {
             return;
+        }
+        if self.live.is_drawn() {
+            self.last_write = Some(Instant::now());
         }
         let text = std::mem::take(&mut self.pending);
         let out = &mut self.out;
@@ -215,7 +233,7 @@ impl<W: Write> Terminal<W> {
     /// Clears what is still drawn and writes everything out; the last call.
     pub fn finish(&mut self) {
         self.live.clear();
-        self.flush();
+        self.write_out();
     }
 }
 

@@ -18,9 +18,26 @@ use crate::execute::{BUSYBOX, Project, config, docker_ready, job};
 /// Set for the child run: only then does `live_view_child` feed the reporter.
 const CHILD: &str = "LOCALCI_TEST_LIVE_VIEW_CHILD";
 
-/// The log lines the child's run prints (stripped of color), in order per job.
-const LOG_A: [&str; 3] = ["a | ====>> compile", "a |   make all", "a | compiled 1 of 1"];
-const LOG_B: [&str; 2] = ["b | ====>> lint", "b | lint clean"];
+/// Lines each job prints in a burst, both jobs at once, while the live block is drawn.
+const BURST: usize = 200;
+
+/// The log lines the child's run prints for `job` (stripped of color), in order.
+fn expected_log(job: &str) -> Vec<String> {
+    let mut log = match job {
+        "a" => vec!["a | ====>> compile".to_string(), "a |   make all".into()],
+        _ => vec!["b | ====>> lint".to_string()],
+    };
+    log.extend((0..BURST).map(|i| format!("{job} | {}", burst_line(job, i))));
+    log.push(match job {
+        "a" => "a | compiled 1 of 1".into(),
+        _ => "b | lint clean".into(),
+    });
+    log
+}
+
+fn burst_line(job: &str, i: usize) -> String {
+    format!("{job} burst {i} {}", "=".repeat(i % 50))
+}
 
 #[test]
 #[ignore = "a helper: the live_view tests run it under a pty or with pipes"]
@@ -70,6 +87,11 @@ async fn feed(sink: &Sink) {
             },
             background: false,
         });
+    }
+    pause().await;
+    for i in 0..BURST {
+        sink.send(output(&a, &burst_line("a", i)));
+        sink.send(output(&b, &burst_line("b", i)));
     }
     pause().await;
     sink.send(output(&a, "compiled 1 of 1"));
@@ -179,8 +201,8 @@ fn the_live_view_draws_job_lines_on_a_terminal_without_tearing_the_logs() {
     };
     assert!(live("a", "compile") && live("b", "lint"), "{plain:?}");
     // Every log line arrived whole, under its job's prefix, in order.
-    assert_eq!(log_of(&lines, "a"), LOG_A, "{lines:#?}");
-    assert_eq!(log_of(&lines, "b"), LOG_B, "{lines:#?}");
+    assert_eq!(log_of(&lines, "a"), expected_log("a"), "{lines:#?}");
+    assert_eq!(log_of(&lines, "b"), expected_log("b"), "{lines:#?}");
     assert!(lines.iter().any(|l| l == "Workflow took 1s (jobs took 2s in all)"));
 }
 
@@ -194,8 +216,8 @@ fn without_a_terminal_there_are_plain_prefixed_lines_and_no_escape_code() {
     assert!(!stdout.contains('\x1b'), "{stdout:?}");
     assert!(!stderr.contains('\x1b'), "{stderr:?}");
     let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
-    assert_eq!(log_of(&lines, "a"), LOG_A, "{stdout}");
-    assert_eq!(log_of(&lines, "b"), LOG_B, "{stdout}");
+    assert_eq!(log_of(&lines, "a"), expected_log("a"), "{stdout}");
+    assert_eq!(log_of(&lines, "b"), expected_log("b"), "{stdout}");
     assert!(!stdout.contains("running: "), "no live line on a pipe: {stdout}");
 }
 
