@@ -5,9 +5,9 @@
 mod event;
 mod json;
 mod lines;
-mod pull_bars;
 mod live;
 mod prefix;
+mod pull_bars;
 mod render;
 mod style;
 mod table;

@@ -160,7 +160,12 @@ mod tests {
             b.line("fa71c512a4f3"),
             Some(("Pulling fs layer".into(), 0, Some(0), false))
         );
-        b.update("img", "fa71c512a4f3", "Downloading", (Some(65_536), Some(6_291_456)));
+        b.update(
+            "img",
+            "fa71c512a4f3",
+            "Downloading",
+            (Some(65_536), Some(6_291_456)),
+        );
         assert_eq!(
             b.line("fa71c512a4f3"),
             Some(("Downloading".into(), 65_536, Some(6_291_456), true))

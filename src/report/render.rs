@@ -112,7 +112,8 @@ impl Render {
         self.names.insert((job.clone(), step), short_name(name));
         if background {
             title.push_str(&p.paint(DIM, " (background)"));
-            self.background.insert((job.clone(), step), short_name(name));
+            self.background
+                .insert((job.clone(), step), short_name(name));
         }
         let mut lines = vec![title];
         lines.extend(header.iter().map(|l| p.paint(DIM, &format!("  {l}"))));
@@ -167,7 +168,10 @@ impl Render {
 fn job_ended(p: Paint, job: &JobRef, status: &JobStatus) -> Vec<String> {
     match status {
         JobStatus::NotRun(why) | JobStatus::OnHold(why) | JobStatus::Skipped(why) => {
-            vec![p.paint(DIM, &format!("Job \"{job}\" {}: {why}", status_word(status)))]
+            vec![p.paint(
+                DIM,
+                &format!("Job \"{job}\" {}: {why}", status_word(status)),
+            )]
         }
         JobStatus::Success | JobStatus::Failed | JobStatus::Canceled => Vec::new(),
     }
@@ -200,10 +204,7 @@ pub(crate) fn service_block(
     lines: &[String],
 ) -> Vec<String> {
     let exited = exit_code.map_or(String::new(), |c| format!(" (exited with code {c})"));
-    let mut block = vec![p.paint(
-        BOLD,
-        &format!("last lines of service {service}{exited}:"),
-    )];
+    let mut block = vec![p.paint(BOLD, &format!("last lines of service {service}{exited}:"))];
     if lines.is_empty() {
         block.push(p.paint(DIM, "  (no output)"));
     }
@@ -228,7 +229,10 @@ mod tests {
     #[test]
     fn a_service_block_names_the_service_and_its_exit_code() {
         let block = service_block(Paint::new(false), "db", Some(3), &["boom".into()]);
-        assert_eq!(block, ["last lines of service db (exited with code 3):", "  boom"]);
+        assert_eq!(
+            block,
+            ["last lines of service db (exited with code 3):", "  boom"]
+        );
         let empty = service_block(Paint::new(false), "db", None, &[]);
         assert_eq!(empty, ["last lines of service db:", "  (no output)"]);
     }

@@ -33,7 +33,7 @@ pub(crate) fn table(p: Paint, s: &Summary<'_>) -> Vec<String> {
     }
     let mut lines = vec![p.paint(BOLD, &title(s.workflow))];
     let header = HEADERS.map(String::from);
-    lines.push(p.paint(DIM, &line(&header, &widths, "").trim_end().to_string()));
+    lines.push(p.paint(DIM, line(&header, &widths, "").trim_end()));
     for (row, cell) in s.rows.iter().zip(&cells) {
         lines.push(row_line(p, &row.status, cell, &widths));
     }
@@ -129,7 +129,11 @@ fn totals(s: &Summary<'_>) -> Option<String> {
 /// `12 tests, 1 failed, 2 skipped`: the counts that are not zero after the total.
 pub(crate) fn counts_text(c: &TestCounts) -> String {
     let mut s = format!("{} tests", c.tests);
-    for (n, word) in [(c.failures, "failed"), (c.errors, "errors"), (c.skipped, "skipped")] {
+    for (n, word) in [
+        (c.failures, "failed"),
+        (c.errors, "errors"),
+        (c.skipped, "skipped"),
+    ] {
         if n > 0 {
             s.push_str(&format!(", {n} {word}"));
         }

@@ -160,7 +160,12 @@ fn child(wrap: impl FnOnce(String) -> Command) -> (String, String) {
 fn screen_lines(transcript: &str) -> Vec<String> {
     strip_escapes(transcript)
         .lines()
-        .map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap_or_default())
+        .map(|l| {
+            l.trim_end_matches('\r')
+                .rsplit('\r')
+                .next()
+                .unwrap_or_default()
+        })
         .map(str::to_string)
         .collect()
 }
@@ -203,7 +208,11 @@ fn the_live_view_draws_job_lines_on_a_terminal_without_tearing_the_logs() {
     // Every log line arrived whole, under its job's prefix, in order.
     assert_eq!(log_of(&lines, "a"), expected_log("a"), "{lines:#?}");
     assert_eq!(log_of(&lines, "b"), expected_log("b"), "{lines:#?}");
-    assert!(lines.iter().any(|l| l == "Workflow took 1s (jobs took 2s in all)"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "Workflow took 1s (jobs took 2s in all)")
+    );
 }
 
 #[test]
@@ -218,7 +227,10 @@ fn without_a_terminal_there_are_plain_prefixed_lines_and_no_escape_code() {
     let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
     assert_eq!(log_of(&lines, "a"), expected_log("a"), "{stdout}");
     assert_eq!(log_of(&lines, "b"), expected_log("b"), "{stdout}");
-    assert!(!stdout.contains("running: "), "no live line on a pipe: {stdout}");
+    assert!(
+        !stdout.contains("running: "),
+        "no live line on a pipe: {stdout}"
+    );
 }
 
 #[test]
@@ -258,8 +270,16 @@ fn execute_json_prints_only_events_valid_against_the_schema() {
     };
     assert!(has("output", "line", "hello".into()), "{}", run.stdout);
     assert!(has("output", "stream", "stderr".into()), "{}", run.stdout);
-    assert!(has("step_finished", "exit_code", 7.into()), "{}", run.stdout);
-    assert!(has("job_finished", "passed", false.into()), "{}", run.stdout);
+    assert!(
+        has("step_finished", "exit_code", 7.into()),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        has("job_finished", "passed", false.into()),
+        "{}",
+        run.stdout
+    );
     let times: Vec<u64> = events.iter().map(|e| e["time"].as_u64().unwrap()).collect();
     assert!(times.is_sorted(), "{times:?}");
 }

@@ -169,7 +169,13 @@ fn a_stream_of_every_event_kind_is_valid_against_the_schema() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["$ref"].as_str().unwrap().trim_start_matches("#/$defs/").into())
+        .map(|r| {
+            r["$ref"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("#/$defs/")
+                .into()
+        })
         .collect();
     assert_eq!(kinds, declared);
 }
