@@ -4,7 +4,7 @@
 //! the block. Drawn on stderr only when it is a terminal (indicatif hides it otherwise): no
 //! escape code ever reaches a pipe. It only draws; it never writes a log line itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -19,6 +19,8 @@ pub(crate) struct Live {
     /// Whether running jobs get a line (multi-job runs); pulls are drawn either way.
     job_lines: bool,
     jobs: BTreeMap<JobRef, JobLine>,
+    /// Nodes that finished: a late event of theirs (cleanup) must not bring a line back.
+    finished: HashSet<JobRef>,
     style: ProgressStyle,
 }
 
@@ -42,6 +44,7 @@ impl Live {
             multi,
             job_lines,
             jobs: BTreeMap::new(),
+            finished: HashSet::new(),
             style: ProgressStyle::with_template(template).expect("the template is valid"),
         }
     }
@@ -91,10 +94,20 @@ impl Live {
 
     fn follow_job(&mut self, event: &Event, label: impl FnOnce(&JobRef) -> String) {
         let Some(job) = event.job() else { return };
+        let whole = JobRef::new(&job.name, None);
+        if self.finished.contains(job) || self.finished.contains(&whole) {
+            return;
+        }
         match event {
-            Event::JobFinished { .. } => return self.remove(|j| j == job),
+            Event::JobFinished { .. } => {
+                self.finished.insert(job.clone());
+                return self.remove(|j| j == job);
+            }
             // The whole job is over, all its nodes with it.
-            Event::JobEnded { .. } => return self.remove(|j| j.name == job.name),
+            Event::JobEnded { .. } => {
+                self.finished.insert(whole);
+                return self.remove(|j| j.name == job.name);
+            }
             Event::TestSummary { .. } | Event::ServiceLog { .. } => return,
             _ => {}
         }

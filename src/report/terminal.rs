@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressDrawTarget;
 
-use super::event::{Event, JobRef, TestCounts};
+use super::event::{Event, JobRef, JobStatus, TestCounts};
 use super::live::Live;
 use super::prefix::Prefixes;
 use super::render::{Render, service_block};
@@ -145,21 +145,16 @@ impl<W: Write> Terminal<W> {
                 service,
                 exit_code,
                 lines,
-            } => {
-                let block = service_block(self.paint, service, *exit_code, lines);
-                if exit_code.is_some_and(|c| c != 0) {
-                    return block;
-                }
-                self.services.entry(job.clone()).or_default().push(block);
-                Vec::new()
-            }
+            } => self.service_log(job, service, *exit_code, lines),
             Event::JobFinished { job, passed, .. } => {
-                let held = self.services.remove(job).unwrap_or_default();
-                let mut lines: Vec<String> = if *passed {
-                    Vec::new()
-                } else {
-                    held.into_iter().flatten().collect()
-                };
+                let mut lines = self.held_services(|j| j == job, !passed);
+                lines.extend(self.render.lines(event));
+                lines
+            }
+            Event::JobEnded { job, status, .. } => {
+                // A job canceled before its nodes finished still shows what its services said.
+                let failed = matches!(status, JobStatus::Failed | JobStatus::Canceled);
+                let mut lines = self.held_services(|j| j.name == job.name, failed);
                 lines.extend(self.render.lines(event));
                 lines
             }
@@ -179,6 +174,30 @@ impl<W: Write> Terminal<W> {
             ),
             _ => self.render.lines(event),
         }
+    }
+
+    /// A service that failed is shown at once; the others are held until their node ends.
+    fn service_log(
+        &mut self,
+        job: &JobRef,
+        service: &str,
+        exit_code: Option<i64>,
+        lines: &[String],
+    ) -> Vec<String> {
+        let block = service_block(self.paint, service, exit_code, lines);
+        if exit_code.is_some_and(|c| c != 0) {
+            return block;
+        }
+        self.services.entry(job.clone()).or_default().push(block);
+        Vec::new()
+    }
+
+    /// Takes the held service blocks of the nodes `which` selects: their lines when `show`.
+    fn held_services(&mut self, which: impl Fn(&JobRef) -> bool, show: bool) -> Vec<String> {
+        let nodes: Vec<JobRef> = self.services.keys().filter(|j| which(j)).cloned().collect();
+        let blocks = nodes.iter().filter_map(|j| self.services.remove(j));
+        let lines: Vec<String> = blocks.flatten().flatten().collect();
+        if show { lines } else { Vec::new() }
     }
 
     /// Queues whole lines, each with the job's prefix in a multi-job run.

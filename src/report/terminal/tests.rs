@@ -376,3 +376,34 @@ fn a_single_job_run_has_no_job_line() {
     t.handle(&started(&job, 1, "make"));
     assert_eq!(t.live.shown(&job), None);
 }
+
+#[test]
+fn a_late_event_of_a_finished_node_brings_no_line_back() {
+    let job = JobRef::new("build", None);
+    let mut t = Terminal::new(Vec::new(), false).multi_job(true);
+    t.handle(&started(&job, 1, "make"));
+    t.handle(&finished(&job, true));
+    t.handle(&Event::Info {
+        job: job.clone(),
+        text: "Removed the containers".into(),
+    });
+    assert_eq!(t.live.shown(&job), None);
+}
+
+#[test]
+fn a_canceled_job_shows_its_held_service_lines() {
+    let node = JobRef::new("a", Some(0));
+    let events = [
+        service(&node, None),
+        Event::JobEnded {
+            job: JobRef::new("a", None),
+            status: JobStatus::Canceled,
+            duration: None,
+        },
+    ];
+    let text = run(Terminal::new(Vec::new(), false), &events);
+    assert!(
+        text.starts_with("last lines of service postgres:\n  ready\n"),
+        "{text}"
+    );
+}
