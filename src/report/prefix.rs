@@ -39,7 +39,7 @@ impl Prefixes {
 
     /// The job's name, padded and colored, without the separator (the live view uses it too).
     pub(crate) fn label(&mut self, job: &JobRef) -> String {
-        let name = job.to_string();
+        let name = printable(&job.to_string());
         self.widen(name.chars().count());
         let color = self.color_of(&job.name);
         let padded = format!("{name:<width$}", width = self.width);
@@ -59,6 +59,14 @@ impl Prefixes {
         let next = self.colors.len();
         *self.colors.entry(Arc::from(name)).or_insert(next)
     }
+}
+
+/// A job name comes from the config: a newline or an escape code in it must not break the
+/// one-line-per-line rule or reach the terminal.
+fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -84,5 +92,12 @@ mod tests {
         let b = p.label(&JobRef::new("b", None));
         assert_eq!(a0[..5], a1[..5]);
         assert_ne!(a0[..5], b[..5]);
+    }
+
+    #[test]
+    fn control_characters_of_a_job_name_never_reach_the_terminal() {
+        let mut p = Prefixes::new(Paint::new(false));
+        let label = p.label(&JobRef::new("a\nb\x1b[2J", None));
+        assert_eq!(label, "a?b?[2J");
     }
 }

@@ -36,7 +36,7 @@ fn expected_log(job: &str) -> Vec<String> {
 }
 
 fn burst_line(job: &str, i: usize) -> String {
-    format!("{job} burst {i} {}", "=".repeat(i % 50))
+    format!("{job} burst {i} {}", "=".repeat(i % 50 + 1))
 }
 
 #[test]
@@ -76,6 +76,9 @@ async fn feed(sink: &Sink) {
     });
     for (job, name) in [(&a, "compile"), (&b, "lint")] {
         sink.send(Event::JobStarted { job: job.clone() });
+        if name == "lint" {
+            pull(sink, &b).await;
+        }
         sink.send(Event::StepStarted {
             job: job.clone(),
             step: 1,
@@ -119,6 +122,27 @@ async fn feed(sink: &Sink) {
     });
 }
 
+/// Job `b` pulls an image with one layer: a line in the live block while it lasts.
+async fn pull(sink: &Sink, job: &JobRef) {
+    for current in [5, 10] {
+        sink.send(Event::LayerProgress {
+            job: job.clone(),
+            image: "img:1".into(),
+            layer: LAYER.into(),
+            status: "Downloading".into(),
+            current: Some(current),
+            total: Some(100),
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sink.send(Event::PullEnded {
+        job: job.clone(),
+        image: "img:1".into(),
+    });
+}
+
+const LAYER: &str = "0b1ecb2a5c22";
+
 fn output(job: &JobRef, line: &str) -> Event {
     Event::Output {
         job: job.clone(),
@@ -155,27 +179,6 @@ fn child(wrap: impl FnOnce(String) -> Command) -> (String, String) {
     (stdout, stderr)
 }
 
-/// What a terminal would show of each line: escape sequences removed, and of a line that was
-/// overwritten after a carriage return only its last part.
-fn screen_lines(transcript: &str) -> Vec<String> {
-    strip_escapes(transcript)
-        .lines()
-        .map(|l| {
-            l.trim_end_matches('\r')
-                .rsplit('\r')
-                .next()
-                .unwrap_or_default()
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-/// The text without its escape sequences (colors, cursor moves, line clearing).
-fn strip_escapes(transcript: &str) -> String {
-    let csi = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").unwrap();
-    csi.replace_all(transcript, "").into_owned()
-}
-
 /// The log lines of `job` as shown, in order.
 fn log_of(lines: &[String], job: &str) -> Vec<String> {
     let prefix = format!("{job} | ");
@@ -186,32 +189,88 @@ fn log_of(lines: &[String], job: &str) -> Vec<String> {
         .collect()
 }
 
+/// Terminal size of the pty (set with `stty` in it) and of the emulated screen, which has
+/// rows enough never to scroll, so the whole session stays on it.
+const COLS: u16 = 100;
+const SCREEN_ROWS: u16 = 2000;
+
+/// The screen after the terminal received `bytes`, one string per row.
+fn screen(bytes: &str) -> Vec<String> {
+    let rows = std::num::NonZeroU16::new(SCREEN_ROWS).unwrap();
+    let cols = std::num::NonZeroU16::new(COLS).unwrap();
+    let mut parser = vt100::Parser::new(rows, cols, 0);
+    parser.process(bytes.as_bytes());
+    parser
+        .screen()
+        .rows(0, COLS)
+        .map(|r| r.trim_end().to_string())
+        .collect()
+}
+
+/// A live line of `job` showing `step` running.
+fn live_line(job: &str, step: &str) -> regex::Regex {
+    regex::Regex::new(&format!(r"^\S {job}\s+\d+s running: {step}$")).unwrap()
+}
+
 #[test]
 fn the_live_view_draws_job_lines_on_a_terminal_without_tearing_the_logs() {
     let (transcript, _) = child(|cmd| {
         let mut script = Command::new("script");
-        script.args(["-qfec", &cmd, "/dev/null"]);
+        let sized = format!("stty cols {COLS} rows 40; {cmd}");
+        script.args(["-qfec", &sized, "/dev/null"]);
         script
     });
     // indicatif redraws its block by moving the cursor up and clearing lines.
     assert!(transcript.contains("\x1b[2K"), "{transcript:?}");
     assert!(transcript.contains("\x1b[1A"), "{transcript:?}");
-    let lines = screen_lines(&transcript);
-    // One line per running job, with its state and current step, drawn (then cleared with a
-    // carriage return) between the log lines.
-    let plain = strip_escapes(&transcript);
-    let live = |job: &str, step: &str| {
-        let line = format!(r"(^|\s){job}\s+\d+s running: {step}(\s|$)");
-        regex::Regex::new(&line).unwrap().is_match(&plain)
-    };
-    assert!(live("a", "compile") && live("b", "lint"), "{plain:?}");
-    // Every log line arrived whole, under its job's prefix, in order.
-    assert_eq!(log_of(&lines, "a"), expected_log("a"), "{lines:#?}");
-    assert_eq!(log_of(&lines, "b"), expected_log("b"), "{lines:#?}");
+
+    // While the jobs run, the block is under the last log line: one line per running job
+    // with its current step.
+    let shown = transcript.find("lint clean").unwrap();
+    let redrawn = shown + transcript[shown..].find("running: lint").unwrap();
+    let during = screen(&transcript[..redrawn + "running: lint".len()]);
+    let last_log = during.iter().position(|r| r == "b | lint clean").unwrap();
     assert!(
-        lines
+        live_line("a", "compile").is_match(&during[last_log + 1]),
+        "{during:#?}"
+    );
+    assert!(
+        live_line("b", "lint").is_match(&during[last_log + 2]),
+        "{during:#?}"
+    );
+    // The pull had its layer line in the block while it lasted.
+    let drawn = transcript
+        .rfind("10 B/100 B")
+        .expect("the layer line was drawn");
+    let with_layer = screen(&transcript[..drawn + "10 B/100 B".len()]);
+    let layer_line = regex::Regex::new(&format!(r"^{LAYER} Downloading +=*> +10 B/100 B$"));
+    assert!(
+        with_layer
             .iter()
-            .any(|l| l == "Workflow took 1s (jobs took 2s in all)")
+            .any(|r| layer_line.as_ref().unwrap().is_match(r)),
+        "{with_layer:#?}"
+    );
+
+    // Afterwards: every log line whole, in order, and nothing left of the block.
+    let after = screen(&transcript);
+    assert_eq!(log_of(&after, "a"), expected_log("a"), "{after:#?}");
+    assert_eq!(log_of(&after, "b"), expected_log("b"), "{after:#?}");
+    assert!(
+        !after
+            .iter()
+            .any(|r| r.contains("running: ") || r.contains(LAYER)),
+        "{after:#?}"
+    );
+    let table = after.iter().position(|r| r == "Workflow \"ci\":").unwrap();
+    assert_eq!(
+        after[table..table + 5],
+        [
+            "Workflow \"ci\":",
+            "  JOB  STATUS   DURATION  TESTS",
+            "  a    success  1s        -",
+            "  b    success  1s        -",
+            "Workflow took 1s (jobs took 2s in all)",
+        ]
     );
 }
 
