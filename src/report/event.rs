@@ -192,8 +192,9 @@ pub enum Event {
     },
     /// The last lines a service container of a job printed. The engine keeps each service's
     /// output per job and sends this when a service exited non-zero during the job, or when the
-    /// job (node) failed, before that node's `JobFinished`. A terminal shows it when the
-    /// service failed or the node fails; the JSON reporter always.
+    /// job (node) failed, with the node's `JobRef`, before that node's `JobFinished`. A
+    /// terminal shows it at once when the service exited non-zero, else when the node (or its
+    /// job, `JobEnded` failed or canceled) fails; the JSON reporter always.
     ServiceLog {
         job: JobRef,
         /// The service's name (its container's `name:`, else its image).

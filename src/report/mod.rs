@@ -112,3 +112,52 @@ async fn consume(mut rx: Receiver, mut reporter: Box<dyn Reporter>, live: bool) 
     }
     reporter.finish();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer the test can read after the reporter task has ended.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn report(kind: ReporterKind) -> String {
+        let out = Shared::default();
+        let (sink, task) = spawn(out.clone(), kind);
+        let events = Events::new(sink, JobRef::new("build", Some(0)));
+        events.info("Pulled img in 1s");
+        events.output(1, Stream::Stdout, "hello".into()).await;
+        drop(events);
+        task.await.unwrap();
+        let text = out.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_kind_chooses_the_reporter() {
+        let terminal = ReporterKind::Terminal {
+            color: false,
+            live: false,
+            multi_job: true,
+        };
+        assert_eq!(
+            report(terminal).await,
+            "build[0] | Pulled img in 1s\nbuild[0] | hello\n"
+        );
+        let json = report(ReporterKind::Json).await;
+        let types: Vec<&str> = json.lines().map(|l| l.split('"').nth(3).unwrap()).collect();
+        assert_eq!(types, ["info", "output"], "{json}");
+    }
+}

@@ -1,5 +1,6 @@
 //! The reporters from the outside: the live view drawn on a real terminal (a pty from
-//! `script`, bsdutils) and never on a pipe, and `execute --json` against the real daemon,
+//! `script`, bsdutils; its transcript replayed on an emulated screen with `vt100` to see what
+//! a person would see) and never on a pipe, and `execute --json` against the real daemon,
 //! every line valid against `schema/events.schema.json`.
 //!
 //! The live-view tests run this test binary again, as a child that feeds synthetic events of a
