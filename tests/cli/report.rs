@@ -16,7 +16,8 @@ use serde_json::Value;
 
 use crate::execute::{BUSYBOX, Project, config, docker_ready, job};
 
-/// Set for the child run: only then does `live_view_child` feed the reporter.
+/// Set for the child run: only then does `live_view_child` feed the reporter, the events of
+/// a two-job run (`multi`) or of one job that pulls its image (`single`).
 const CHILD: &str = "LOCALCI_TEST_LIVE_VIEW_CHILD";
 
 /// Lines each job prints in a burst, both jobs at once, while the live block is drawn.
@@ -43,9 +44,10 @@ fn burst_line(job: &str, i: usize) -> String {
 #[test]
 #[ignore = "a helper: the live_view tests run it under a pty or with pipes"]
 fn live_view_child() {
-    if std::env::var_os(CHILD).is_none() {
+    let Ok(scenario) = std::env::var(CHILD) else {
         return;
-    }
+    };
+    let multi_job = scenario == "multi";
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,10 +59,14 @@ fn live_view_child() {
         let kind = ReporterKind::Terminal {
             color: tty,
             live: tty,
-            multi_job: true,
+            multi_job,
         };
         let (sink, reporter) = localci::report::spawn(std::io::stdout(), kind);
-        feed(&sink).await;
+        if multi_job {
+            feed(&sink).await;
+        } else {
+            feed_one_job(&sink).await;
+        }
         drop(sink);
         reporter.await.unwrap();
     });
@@ -144,6 +150,25 @@ async fn pull(sink: &Sink, job: &JobRef) {
 
 const LAYER: &str = "0b1ecb2a5c22";
 
+/// One job (`localci execute build`) that pulls its image, then prints a line.
+async fn feed_one_job(sink: &Sink) {
+    let job = JobRef::new("build", None);
+    let info = |text: &str| Event::Info {
+        job: job.clone(),
+        text: text.into(),
+    };
+    sink.send(info("Pulling image img:1"));
+    pull(sink, &job).await;
+    sink.send(info("Pulled img:1 in 1s"));
+    sink.send(output(&job, "hello"));
+    sink.send(Event::JobFinished {
+        job: job.clone(),
+        passed: true,
+        failure: None,
+        duration: Duration::from_secs(1),
+    });
+}
+
 fn output(job: &JobRef, line: &str) -> Event {
     Event::Output {
         job: job.clone(),
@@ -163,12 +188,12 @@ fn row(job: &str) -> JobRow {
 }
 
 /// Runs `live_view_child` in a child process built by `wrap`.
-fn child(wrap: impl FnOnce(String) -> Command) -> (String, String) {
+fn child(scenario: &str, wrap: impl FnOnce(String) -> Command) -> (String, String) {
     let exe = std::env::current_exe().unwrap();
     let args = "--exact report::live_view_child --ignored --nocapture --test-threads=1";
     let mut cmd = wrap(format!("'{}' {args}", exe.display()));
     let out = cmd
-        .env(CHILD, "1")
+        .env(CHILD, scenario)
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR")
         .stdin(Stdio::null())
@@ -208,6 +233,19 @@ fn screen(bytes: &str) -> Vec<String> {
         .collect()
 }
 
+/// `cmd` run on a pseudo-terminal of [`COLS`] columns.
+fn under_a_pty(cmd: String) -> Command {
+    let mut script = Command::new("script");
+    let sized = format!("stty cols {COLS} rows 40; {cmd}");
+    script.args(["-qfec", &sized, "/dev/null"]);
+    script
+}
+
+/// The layer's line in the live block, while it downloads.
+fn layer_line() -> regex::Regex {
+    regex::Regex::new(&format!(r"^{LAYER} Downloading +=*> +10 B/100 B$")).unwrap()
+}
+
 /// A live line of `job` showing `step` running.
 fn live_line(job: &str, step: &str) -> regex::Regex {
     regex::Regex::new(&format!(r"^\S {job}\s+\d+s running: {step}$")).unwrap()
@@ -215,12 +253,7 @@ fn live_line(job: &str, step: &str) -> regex::Regex {
 
 #[test]
 fn the_live_view_draws_job_lines_on_a_terminal_without_tearing_the_logs() {
-    let (transcript, _) = child(|cmd| {
-        let mut script = Command::new("script");
-        let sized = format!("stty cols {COLS} rows 40; {cmd}");
-        script.args(["-qfec", &sized, "/dev/null"]);
-        script
-    });
+    let (transcript, _) = child("multi", under_a_pty);
     // indicatif redraws its block by moving the cursor up and clearing lines.
     assert!(transcript.contains("\x1b[2K"), "{transcript:?}");
     assert!(transcript.contains("\x1b[1A"), "{transcript:?}");
@@ -244,11 +277,8 @@ fn the_live_view_draws_job_lines_on_a_terminal_without_tearing_the_logs() {
         .rfind("10 B/100 B")
         .expect("the layer line was drawn");
     let with_layer = screen(&transcript[..drawn + "10 B/100 B".len()]);
-    let layer_line = regex::Regex::new(&format!(r"^{LAYER} Downloading +=*> +10 B/100 B$"));
     assert!(
-        with_layer
-            .iter()
-            .any(|r| layer_line.as_ref().unwrap().is_match(r)),
+        with_layer.iter().any(|r| layer_line().is_match(r)),
         "{with_layer:#?}"
     );
 
@@ -276,8 +306,44 @@ fn the_live_view_draws_job_lines_on_a_terminal_without_tearing_the_logs() {
 }
 
 #[test]
+fn a_single_job_on_a_terminal_shows_its_pull_under_the_logs_then_only_the_logs() {
+    let (transcript, _) = child("single", under_a_pty);
+    let drawn = transcript
+        .rfind("10 B/100 B")
+        .expect("the layer line was drawn");
+    let during = screen(&transcript[..drawn + "10 B/100 B".len()]);
+    let pulling = during
+        .iter()
+        .position(|r| r == "Pulling image img:1")
+        .unwrap();
+    assert!(layer_line().is_match(&during[pulling + 1]), "{during:#?}");
+    // No job line for a single job: its log is the view.
+    assert!(
+        !during
+            .iter()
+            .any(|r| r.contains("running:") || r.ends_with(" starting"))
+    );
+    let after = screen(&transcript);
+    let start = after
+        .iter()
+        .position(|r| r == "Pulling image img:1")
+        .unwrap();
+    assert_eq!(
+        after[start..start + 5],
+        [
+            "Pulling image img:1",
+            "Pulled img:1 in 1s",
+            "hello",
+            "Success! Job \"build\" passed in 1s",
+            "ok"
+        ],
+        "{after:#?}"
+    );
+}
+
+#[test]
 fn without_a_terminal_there_are_plain_prefixed_lines_and_no_escape_code() {
-    let (stdout, stderr) = child(|cmd| {
+    let (stdout, stderr) = child("multi", |cmd| {
         let mut sh = Command::new("sh");
         sh.args(["-c", &cmd]);
         sh
