@@ -18,6 +18,9 @@ pub(crate) struct Prefixes {
     width: usize,
     /// Color index of each job name, in the order jobs appeared; all nodes of a job share it.
     colors: HashMap<Arc<str>, usize>,
+    /// Prefixes made so far, with the width they were padded to: one per output line would
+    /// otherwise be formatted again and again.
+    made: HashMap<JobRef, (usize, String)>,
 }
 
 impl Prefixes {
@@ -26,6 +29,7 @@ impl Prefixes {
             paint,
             width: 0,
             colors: HashMap::new(),
+            made: HashMap::new(),
         }
     }
 
@@ -47,8 +51,13 @@ impl Prefixes {
     }
 
     /// `label | `: what goes in front of each of the job's lines.
-    pub(crate) fn prefix(&mut self, job: &JobRef) -> String {
-        format!("{} | ", self.label(job))
+    pub(crate) fn prefix(&mut self, job: &JobRef) -> &str {
+        let fresh = self.made.get(job).is_some_and(|(w, _)| *w == self.width);
+        if !fresh {
+            let prefix = format!("{} | ", self.label(job));
+            self.made.insert(job.clone(), (self.width, prefix));
+        }
+        &self.made[job].1
     }
 
     fn widen(&mut self, len: usize) {
@@ -56,8 +65,12 @@ impl Prefixes {
     }
 
     fn color_of(&mut self, name: &str) -> usize {
+        if let Some(&color) = self.colors.get(name) {
+            return color;
+        }
         let next = self.colors.len();
-        *self.colors.entry(Arc::from(name)).or_insert(next)
+        self.colors.insert(Arc::from(name), next);
+        next
     }
 }
 

@@ -204,7 +204,7 @@ impl<W: Write> Terminal<W> {
     fn write(&mut self, job: Option<&JobRef>, lines: &[String]) {
         let prefix = match (job, &mut self.prefixes) {
             (Some(job), Some(p)) if !lines.is_empty() => p.prefix(job),
-            _ => String::new(),
+            _ => "",
         };
         for line in lines {
             self.pending.extend_from_slice(prefix.as_bytes());
