@@ -1,5 +1,7 @@
 //! Run output: steps and the engine emit [`Event`]s into a channel; ONE reporter task consumes
-//! them and writes text, so lines are never interleaved mid-line. Nothing else prints run
+//! them and writes them out, so lines are never interleaved mid-line: text for people
+//! ([`Terminal`]: CircleCI's sections, job prefixes and a live block for multi-job runs, the
+//! end table) or JSON lines for tools ([`Json`], docs/events.md). Nothing else prints run
 //! output.
 
 mod event;
