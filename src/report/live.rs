@@ -34,10 +34,11 @@ impl Live {
     /// A view drawn on `target` (hidden, or stderr when it is a terminal).
     pub(crate) fn new(target: ProgressDrawTarget, color: bool, job_lines: bool) -> Live {
         let multi = MultiProgress::with_draw_target(target);
+        // `wide_msg` is cut to the terminal's width: a long step name never wraps the line.
         let template = if color {
-            "{spinner:.dim} {prefix} {elapsed:>4.dim} {msg}"
+            "{spinner:.dim} {prefix} {elapsed:>4.dim} {wide_msg}"
         } else {
-            "{spinner} {prefix} {elapsed:>4} {msg}"
+            "{spinner} {prefix} {elapsed:>4} {wide_msg}"
         };
         Live {
             pulls: PullBars::new(multi.clone(), color),
