@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::event::{Event, JobRef, JobStatus, StepStatus};
 use super::style::{BOLD, DIM, GREEN, Paint, RED, YELLOW};
+use super::table::counts_text;
 use crate::units::format_go;
 
 /// Step names in closing lines are cut to this many characters.
@@ -80,10 +81,9 @@ impl Render {
                 vec![p.paint(DIM, &format!("====>> {name} (skipped: {reason})"))]
             }
             Event::JobEnded { job, status, .. } => job_ended(p, job, status),
-            Event::TestSummary { job, counts } => vec![format!(
-                "Tests of \"{job}\": {} run, {} failed, {} errors, {} skipped",
-                counts.tests, counts.failures, counts.errors, counts.skipped
-            )],
+            Event::TestSummary { job, counts } => {
+                vec![format!("Tests of \"{job}\": {}", counts_text(counts))]
+            }
             Event::JobFinished {
                 job,
                 passed,

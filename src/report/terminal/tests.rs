@@ -182,7 +182,7 @@ test[1] | ====>> pytest
 test[1] |   pytest --verbose
 build   | compiling
 test[1] | collected 3 items
-test[1] | Tests of \"test[1]\": 3 run, 0 failed, 0 errors, 0 skipped
+test[1] | Tests of \"test[1]\": 3 tests
 test[1] | Success! Job \"test[1]\" passed in 2s
 deploy  | Job \"deploy\" on hold: approval \"hold\" not given (--approve)
 "
