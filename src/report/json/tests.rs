@@ -230,3 +230,19 @@ fn the_schema_refuses_what_the_reporter_never_writes() {
         assert!(!validator.is_valid(&bad), "{bad}");
     }
 }
+
+#[test]
+fn the_examples_in_the_docs_are_valid() {
+    let docs = include_str!("../../../docs/events.md");
+    let validator = validator();
+    let examples: Vec<&str> = docs
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("{\"type\""))
+        .collect();
+    assert!(examples.len() >= 3);
+    for line in examples {
+        let value: Value = serde_json::from_str(line).unwrap();
+        assert!(validator.is_valid(&value), "{line}");
+    }
+}
