@@ -24,8 +24,8 @@ pub struct Terminal<W: Write> {
     /// Set for runs of several jobs: every job line gets its job's prefix.
     prefixes: Option<Prefixes>,
     live: Live,
-    /// Whether the view is drawn on stderr (given to [`Live`] when it is rebuilt).
-    live_target: LiveTarget,
+    /// Whether the live block is drawn on stderr (kept for when [`Live`] is rebuilt).
+    live_on: bool,
     /// Service blocks held until the node that sent them ends: shown if it fails.
     services: HashMap<JobRef, Vec<Vec<String>>>,
     /// Test counts seen per job, for a table row that has none.
@@ -35,12 +35,6 @@ pub struct Terminal<W: Write> {
     pending: Vec<u8>,
     /// When pending text was last written while the live block was drawn.
     last_write: Option<Instant>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum LiveTarget {
-    Hidden,
-    Stderr,
 }
 
 /// Pending text is written out at this size even if more events are waiting.
@@ -60,7 +54,7 @@ impl<W: Write> Terminal<W> {
             render: Render::new(paint),
             prefixes: None,
             live: Live::new(ProgressDrawTarget::hidden(), color, false),
-            live_target: LiveTarget::Hidden,
+            live_on: false,
             services: HashMap::new(),
             tests: HashMap::new(),
             workflow: None,
@@ -82,19 +76,16 @@ impl<W: Write> Terminal<W> {
     /// indicatif draws nothing when stderr is not a terminal.
     #[must_use]
     pub fn live(mut self, on: bool) -> Terminal<W> {
-        self.live_target = if on {
-            LiveTarget::Stderr
-        } else {
-            LiveTarget::Hidden
-        };
+        self.live_on = on;
         self.rebuild_live();
         self
     }
 
     fn rebuild_live(&mut self) {
-        let target = match self.live_target {
-            LiveTarget::Hidden => ProgressDrawTarget::hidden(),
-            LiveTarget::Stderr => ProgressDrawTarget::stderr(),
+        let target = if self.live_on {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
         };
         self.live = Live::new(target, self.paint.color(), self.prefixes.is_some());
     }
