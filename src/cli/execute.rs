@@ -17,7 +17,7 @@ use crate::engine::{self, Approvals, EngineError, EngineOptions, Schedule};
 use crate::exit::Outcome;
 use crate::frontend::{self, FrontOptions};
 use crate::launch::{self, LaunchOptions};
-use crate::report::{JobRow, JobStatus};
+use crate::report::{JobRow, JobStatus, ReporterKind};
 use crate::source::Sources;
 use crate::store::CacheStore;
 
@@ -100,6 +100,10 @@ pub struct Args {
     #[arg(long = "node-total", value_name = "M", requires = "job")]
     pub node_total: Option<u32>,
 
+    /// Print the run as JSON events, one object per line (docs/events.md), instead of text.
+    #[arg(long)]
+    pub json: bool,
+
     #[command(flatten)]
     pub compile: CompileArgs,
 }
@@ -145,7 +149,12 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         Err(diags) => return invalid(ctx, &front.sources, diags),
     };
     if let Some(why) = &prepared.nothing {
-        outln!("{why}");
+        // With --json, stdout carries only events.
+        if args.json {
+            errln!("{why}");
+        } else {
+            outln!("{why}");
+        }
         return Outcome::Success;
     }
     let connected = tokio::select! {
@@ -170,11 +179,8 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         max_parallel: args.jobs.unwrap_or_else(default_parallel),
         approvals: approvals(&args.approve),
     };
-    let (tx, reporter) = crate::report::spawn(
-        std::io::stdout(),
-        ctx.color,
-        std::io::stderr().is_terminal(),
-    );
+    let kind = reporter_kind(ctx, args, !prepared.single);
+    let (tx, reporter) = crate::report::spawn(std::io::stdout(), kind);
     let result = launch::run(
         prepared,
         backend,
@@ -204,6 +210,19 @@ fn outcome(rows: &[JobRow], interrupted: bool) -> Outcome {
         return Outcome::JobFailed;
     }
     Outcome::Success
+}
+
+/// JSON events with `--json`, else text with the live view when stderr is a terminal; a
+/// workflow's lines are attributed to their jobs.
+fn reporter_kind(ctx: &Context, args: &Args, multi_job: bool) -> ReporterKind {
+    if args.json {
+        return ReporterKind::Json;
+    }
+    ReporterKind::Terminal {
+        color: ctx.color,
+        live: std::io::stderr().is_terminal(),
+        multi_job,
+    }
 }
 
 fn default_parallel() -> usize {

@@ -212,20 +212,12 @@ async fn show_services(
         let Ok(lines) = backend.logs_tail(id, SERVICE_LINES).await else {
             continue;
         };
-        let name = image.name.as_deref().unwrap_or(&image.image);
-        let how = match exit {
-            Some(code) => format!(" (exited with code {code})"),
-            None => String::new(),
-        };
-        let mut text = format!("Last lines of service {name}{how}:");
-        if lines.is_empty() {
-            text.push_str(" (no output)");
-        }
-        for line in lines {
-            text.push_str("\n  | ");
-            text.push_str(&line);
-        }
-        events.info(text);
+        events.send(Event::ServiceLog {
+            job: events.job(),
+            service: image.name.clone().unwrap_or_else(|| image.image.clone()),
+            exit_code: exit,
+            lines,
+        });
     }
 }
 

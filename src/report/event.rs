@@ -190,6 +190,19 @@ pub enum Event {
         job: JobRef,
         image: String,
     },
+    /// The last lines a service container of a job printed. The engine keeps each service's
+    /// output per job and sends this when a service exited non-zero during the job, or when the
+    /// job (node) failed, with the node's `JobRef`, before that node's `JobFinished`. A
+    /// terminal shows it at once when the service exited non-zero, else when the node (or its
+    /// job, `JobEnded` failed or canceled) fails; the JSON reporter always.
+    ServiceLog {
+        job: JobRef,
+        /// The service's name (its container's `name:`, else its image).
+        service: String,
+        /// Its exit code, when it has exited.
+        exit_code: Option<i64>,
+        lines: Vec<String>,
+    },
     JobFinished {
         job: JobRef,
         passed: bool,
@@ -197,6 +210,29 @@ pub enum Event {
         failure: Option<String>,
         duration: Duration,
     },
+}
+
+impl Event {
+    /// The job (node) the event belongs to; `None` for the run-level events.
+    pub fn job(&self) -> Option<&JobRef> {
+        match self {
+            Event::RunStarted { .. } | Event::RunFinished { .. } => None,
+            Event::Section { job, .. }
+            | Event::Info { job, .. }
+            | Event::Warning { job, .. }
+            | Event::StepStarted { job, .. }
+            | Event::Output { job, .. }
+            | Event::StepFinished { job, .. }
+            | Event::StepSkipped { job, .. }
+            | Event::JobStarted { job }
+            | Event::JobEnded { job, .. }
+            | Event::TestSummary { job, .. }
+            | Event::LayerProgress { job, .. }
+            | Event::PullEnded { job, .. }
+            | Event::ServiceLog { job, .. }
+            | Event::JobFinished { job, .. } => Some(job),
+        }
+    }
 }
 
 /// Output lines that may wait in the channel before producers are slowed down.

@@ -1,10 +1,18 @@
 //! Run output: steps and the engine emit [`Event`]s into a channel; ONE reporter task consumes
-//! them and writes text, so lines are never interleaved mid-line. Nothing else prints run
+//! them and writes them out, so lines are never interleaved mid-line: text for people
+//! ([`Terminal`]: CircleCI's sections, job prefixes and a live block for multi-job runs, the
+//! end table) or JSON lines for tools ([`Json`], docs/events.md). Nothing else prints run
 //! output.
 
 mod event;
+mod json;
 mod lines;
+mod live;
+mod prefix;
 mod pull_bars;
+mod render;
+mod style;
+mod table;
 mod terminal;
 
 use std::io::{BufWriter, Write};
@@ -15,31 +23,143 @@ pub use event::{
     Event, Events, JobRef, JobRow, JobStatus, Receiver, Sink, StepStatus, Stream, TestCounts,
     channel,
 };
+pub use json::Json;
 pub use lines::LineSplitter;
 pub use terminal::Terminal;
 
-/// Starts the reporter task writing to `out`; `pull_progress` draws pulls layer by layer on
-/// stderr (give it only when stderr is a terminal). Drop every sink, then await the handle to
+/// Which reporter turns the run's events into output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReporterKind {
+    /// Text for people. `live`: draw the live block (pulls, running jobs) on stderr; give it
+    /// only when stderr is a terminal. `multi_job`: a run of several jobs, every job line
+    /// attributed to its job.
+    Terminal {
+        color: bool,
+        live: bool,
+        multi_job: bool,
+    },
+    /// One JSON object per event per line (`--json`, docs/events.md).
+    Json,
+}
+
+/// What the consumer task needs of a reporter.
+trait Reporter: Send {
+    fn handle(&mut self, event: &Event);
+    fn flush(&mut self);
+    fn tick(&mut self) {}
+    fn finish(&mut self) {
+        self.flush();
+    }
+}
+
+impl<W: Write + Send> Reporter for Terminal<W> {
+    fn handle(&mut self, event: &Event) {
+        Terminal::handle(self, event);
+    }
+    fn flush(&mut self) {
+        Terminal::flush(self);
+    }
+    fn tick(&mut self) {
+        Terminal::tick(self);
+    }
+    fn finish(&mut self) {
+        Terminal::finish(self);
+    }
+}
+
+impl<W: Write + Send> Reporter for Json<W> {
+    fn handle(&mut self, event: &Event) {
+        Json::handle(self, event);
+    }
+    fn flush(&mut self) {
+        Json::flush(self);
+    }
+}
+
+/// Starts the one reporter task, writing to `out`. Drop every sink, then await the handle to
 /// be sure everything was written.
-pub fn spawn<W: Write + Send + 'static>(
-    out: W,
-    color: bool,
-    pull_progress: bool,
-) -> (Sink, JoinHandle<()>) {
-    let (sink, mut rx) = channel();
-    let handle = tokio::spawn(async move {
-        let mut terminal = Terminal::new(BufWriter::with_capacity(64 * 1024, out), color);
-        if pull_progress {
-            terminal = terminal.show_pulls();
+pub fn spawn<W: Write + Send + 'static>(out: W, kind: ReporterKind) -> (Sink, JoinHandle<()>) {
+    let (sink, rx) = channel();
+    let out = BufWriter::with_capacity(64 * 1024, out);
+    let (reporter, live): (Box<dyn Reporter>, bool) = match kind {
+        ReporterKind::Terminal {
+            color,
+            live,
+            multi_job,
+        } => {
+            let terminal = Terminal::new(out, color).multi_job(multi_job).live(live);
+            (Box::new(terminal), live)
         }
-        while let Some(event) = rx.recv().await {
-            terminal.handle(&event);
-            // Flush when caught up: a live view without a write per line under load.
-            if rx.is_empty() {
-                terminal.flush();
+        ReporterKind::Json => (Box::new(Json::new(out)), false),
+    };
+    (sink, tokio::spawn(consume(rx, reporter, live)))
+}
+
+/// Feeds every event to the reporter until every sink is gone; ticks the live view meanwhile.
+async fn consume(mut rx: Receiver, mut reporter: Box<dyn Reporter>, live: bool) {
+    let mut ticks = tokio::time::interval(live::TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                reporter.handle(&event);
+                // Flush when caught up: a live view without a write per line under load.
+                if rx.is_empty() {
+                    reporter.flush();
+                }
             }
+            _ = ticks.tick(), if live => reporter.tick(),
         }
-        terminal.finish();
-    });
-    (sink, handle)
+    }
+    reporter.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer the test can read after the reporter task has ended.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn report(kind: ReporterKind) -> String {
+        let out = Shared::default();
+        let (sink, task) = spawn(out.clone(), kind);
+        let events = Events::new(sink, JobRef::new("build", Some(0)));
+        events.info("Pulled img in 1s");
+        events.output(1, Stream::Stdout, "hello".into()).await;
+        drop(events);
+        task.await.unwrap();
+        let text = out.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_kind_chooses_the_reporter() {
+        let terminal = ReporterKind::Terminal {
+            color: false,
+            live: false,
+            multi_job: true,
+        };
+        assert_eq!(
+            report(terminal).await,
+            "build[0] | Pulled img in 1s\nbuild[0] | hello\n"
+        );
+        let json = report(ReporterKind::Json).await;
+        let types: Vec<&str> = json.lines().map(|l| l.split('"').nth(3).unwrap()).collect();
+        assert_eq!(types, ["info", "output"], "{json}");
+    }
 }

@@ -66,6 +66,15 @@ pub async fn store_test_results(ctx: &StepContext, path: &str) -> Result<StepOut
 }
 
 fn report_summary(ctx: &StepContext, s: &TestSummary) {
+    ctx.events.send(crate::report::Event::TestSummary {
+        job: ctx.events.job(),
+        counts: crate::report::TestCounts {
+            tests: s.passed + s.failed + s.errors + s.skipped,
+            failures: s.failed,
+            errors: s.errors,
+            skipped: s.skipped,
+        },
+    });
     if s.files == 0 {
         ctx.events
             .warning("store_test_results: no JUnit XML files (*.xml) found");

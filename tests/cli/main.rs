@@ -5,6 +5,7 @@ mod cache;
 mod execute;
 mod process;
 mod pull;
+mod report;
 mod samples;
 mod validate;
 mod workflow;

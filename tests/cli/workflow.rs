@@ -333,8 +333,8 @@ fn a_crashed_service_shows_its_last_lines() {
     let p = Project::new(&config(&jobs, "  ci:\n    jobs: [build]\n"));
     p.execute(&[])
         .assert_code(0)
-        .assert_stdout("Last lines of service db (exited with code 4):")
-        .assert_stdout("| db-says-42")
+        .assert_stdout("last lines of service db (exited with code 4):")
+        .assert_stdout("  db-says-42")
         .assert_nothing_left();
 }
 
