@@ -149,6 +149,8 @@ impl<W: Write> Terminal<W> {
                 lines.extend(self.render.lines(event));
                 lines
             }
+            // One job alone ends with its own `Success!`/`Task failed` line, as it always did.
+            Event::RunFinished { .. } if self.prefixes.is_none() => Vec::new(),
             Event::RunFinished {
                 rows,
                 wall,
