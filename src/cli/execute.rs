@@ -180,7 +180,10 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         approvals: approvals(&args.approve),
     };
     let kind = reporter_kind(ctx, args, !prepared.single);
-    let (tx, reporter) = crate::report::spawn(std::io::stdout(), kind);
+    let (store, run_id) = (prepared.store.clone(), prepared.run.id.clone());
+    let logs: crate::report::LogPaths =
+        Box::new(move |job| Some(store.log_path(&run_id, &job.name, job.node)));
+    let (tx, reporter) = crate::report::spawn_with_logs(std::io::stdout(), kind, Some(logs));
     let result = launch::run(
         prepared,
         backend,

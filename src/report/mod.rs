@@ -8,6 +8,7 @@ mod event;
 mod json;
 mod lines;
 mod live;
+mod logs;
 mod prefix;
 mod pull_bars;
 mod render;
@@ -25,6 +26,7 @@ pub use event::{
 };
 pub use json::Json;
 pub use lines::LineSplitter;
+pub use logs::LogPaths;
 pub use terminal::Terminal;
 
 /// Which reporter turns the run's events into output.
@@ -79,6 +81,15 @@ impl<W: Write + Send> Reporter for Json<W> {
 /// Starts the one reporter task, writing to `out`. Drop every sink, then await the handle to
 /// be sure everything was written.
 pub fn spawn<W: Write + Send + 'static>(out: W, kind: ReporterKind) -> (Sink, JoinHandle<()>) {
+    spawn_with_logs(out, kind, None)
+}
+
+/// [`spawn`], also writing each job's own log where `logs` says.
+pub fn spawn_with_logs<W: Write + Send + 'static>(
+    out: W,
+    kind: ReporterKind,
+    logs: Option<LogPaths>,
+) -> (Sink, JoinHandle<()>) {
     let (sink, rx) = channel();
     let out = BufWriter::with_capacity(64 * 1024, out);
     let (reporter, live): (Box<dyn Reporter>, bool) = match kind {
@@ -92,7 +103,38 @@ pub fn spawn<W: Write + Send + 'static>(out: W, kind: ReporterKind) -> (Sink, Jo
         }
         ReporterKind::Json => (Box::new(Json::new(out)), false),
     };
+    let reporter: Box<dyn Reporter> = match logs {
+        Some(paths) => Box::new(WithLogs {
+            main: reporter,
+            logs: logs::JobLogs::new(paths),
+        }),
+        None => reporter,
+    };
     (sink, tokio::spawn(consume(rx, reporter, live)))
+}
+
+/// A reporter that also writes every job's log.
+struct WithLogs {
+    main: Box<dyn Reporter>,
+    logs: logs::JobLogs,
+}
+
+impl Reporter for WithLogs {
+    fn handle(&mut self, event: &Event) {
+        self.main.handle(event);
+        self.logs.handle(event);
+    }
+    fn flush(&mut self) {
+        self.main.flush();
+        self.logs.flush();
+    }
+    fn tick(&mut self) {
+        self.main.tick();
+    }
+    fn finish(&mut self) {
+        self.main.finish();
+        self.logs.flush();
+    }
 }
 
 /// Feeds every event to the reporter until every sink is gone; ticks the live view meanwhile.
