@@ -154,6 +154,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         ctx.color,
         std::io::stderr().is_terminal(),
     );
+    let tx = tx.masking(plan.environment.project.iter().map(|(_, v)| v.as_str()));
     let result = engine::run_job(backend, plan, options, tx, cancel).await;
     let _ = reporter.await;
     match result {
@@ -270,8 +271,10 @@ fn parse_env_arg(item: &str, ctx: &Context) -> Result<(String, String), Diagnost
             ))),
         };
     }
+    // The name only: the value may be a secret (issue 9, finding 4).
+    let name = item.split_once('=').map_or(item, |(name, _)| name);
     Err(
-        Diagnostic::bare(format!("-e {item}: not a variable assignment"))
+        Diagnostic::bare(format!("-e {name}=...: {name:?} is not a variable name"))
             .with_hint("write -e NAME=VALUE, or -e NAME to pass on NAME from your environment"),
     )
 }
@@ -302,12 +305,13 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, Diagnostic> {
         match parsed {
             Some(pair) => vars.push(pair),
             None => {
+                // Never the line itself: it may hold a secret (issue 9, finding 4).
                 return Err(Diagnostic::bare(format!(
-                    "{}:{}: `{line}` is not NAME=VALUE",
+                    "{}:{}: this line is not NAME=VALUE (its text is not shown: it may hold a secret)",
                     path.display(),
                     n + 1
                 ))
-                .with_hint("env files hold one NAME=VALUE per line; # starts a comment"));
+                .with_hint("env files hold one NAME=VALUE per line, NAME made of letters, digits and _; # starts a comment"));
             }
         }
     }
@@ -466,7 +470,8 @@ mod tests {
                 .message
                 .contains("not set")
         );
-        assert!(parse_env_arg("1X=2", &ctx()).is_err());
+        let bad = parse_env_arg("1X=hunter22", &ctx()).unwrap_err().message;
+        assert_eq!(bad, "-e 1X=...: \"1X\" is not a variable name");
     }
 
     #[test]
@@ -483,12 +488,12 @@ mod tests {
             ]
         );
         std::fs::write(&path, "A=1\nnope\n").unwrap();
-        assert!(
-            read_env_file(&path)
-                .unwrap_err()
-                .message
-                .ends_with(":2: `nope` is not NAME=VALUE")
-        );
+        assert!(read_env_file(&path).unwrap_err().message.ends_with(
+            ":2: this line is not NAME=VALUE (its text is not shown: it may hold a secret)"
+        ));
+        std::fs::write(&path, "A=1\nMY-TOKEN=hunter22\n").unwrap();
+        let message = read_env_file(&path).unwrap_err().message;
+        assert!(!message.contains("hunter22"), "{message}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub async fn run_job(
     cancel: CancellationToken,
 ) -> Result<JobStatus, EngineError> {
     let run = RunInfo::new(options.keep);
+    let _forced_exit = signals::remove_on_forced_exit(backend.clone(), &run);
     let events = Events::new(sink, &plan.name);
     let started = Instant::now();
     events.section("Spin up environment");

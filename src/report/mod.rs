@@ -4,6 +4,7 @@
 
 mod event;
 mod lines;
+pub mod mask;
 mod pull_bars;
 mod terminal;
 
