@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub(crate) const BUSYBOX: &str = "localci-test/busybox:latest";
-const DEBIAN: &str = "localci-test/debian:bookworm";
+pub(crate) const DEBIAN: &str = "localci-test/debian:bookworm";
 const PRESERVE: &str = "localci-test/preserve:latest";
 
 /// Whether Docker and the test images are usable. In CI their absence fails the test.
@@ -60,8 +60,12 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Must be called before the child is reaped.
-    fn of(child: &Child) -> Proc {
+    pub(crate) fn of(child: &Child) -> Proc {
         let pid = child.id();
         Proc {
             pid,
@@ -82,7 +86,7 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Ids of the containers a localci process created (by its pid and start time labels).
-fn containers_of(owner: Proc) -> Vec<String> {
+pub(crate) fn containers_of(owner: Proc) -> Vec<String> {
     let mut args = vec![
         "ps".to_string(),
         "-aq".to_string(),
@@ -110,7 +114,7 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn docker_lines(args: &[&str]) -> Vec<String> {
+pub(crate) fn docker_lines(args: &[&str]) -> Vec<String> {
     let out = Command::new("docker")
         .args(args)
         .output()
@@ -134,7 +138,7 @@ pub(crate) struct Run {
     pub(crate) code: i32,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
-    owner: Proc,
+    pub(crate) owner: Proc,
 }
 
 impl Run {
@@ -201,7 +205,12 @@ impl Project {
         self.dir.path()
     }
 
-    fn write(&self, rel: &str, text: &str) -> &Project {
+    /// The cache directory its runs use (`--cache-dir`).
+    pub(crate) fn cache_dir(&self) -> &Path {
+        self.cache.path()
+    }
+
+    pub(crate) fn write(&self, rel: &str, text: &str) -> &Project {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
@@ -221,7 +230,7 @@ impl Project {
         assert!(ok, "git {args:?}");
     }
 
-    fn commit(&self) {
+    pub(crate) fn commit(&self) {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "-m", "commit"]);
     }
@@ -244,9 +253,13 @@ impl Project {
 
     pub(crate) fn execute_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command(args);
-        cmd.envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.envs(env.iter().copied());
+        self.run_command(cmd)
+    }
+
+    /// Runs a prepared command (see [`Project::command`]) to its end.
+    pub(crate) fn run_command(&self, mut cmd: Command) -> Run {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().expect("localci starts");
         let owner = Proc::of(&child);
         self.procs.borrow_mut().push(owner);
@@ -259,7 +272,7 @@ impl Project {
         }
     }
 
-    fn spawn(&self, args: &[&str]) -> (Child, Proc) {
+    pub(crate) fn spawn(&self, args: &[&str]) -> (Child, Proc) {
         let child = self
             .command(args)
             .stdout(Stdio::piped())
@@ -271,7 +284,7 @@ impl Project {
         (child, owner)
     }
 
-    fn artifacts(&self) -> PathBuf {
+    pub(crate) fn artifacts(&self) -> PathBuf {
         self.path().join(".localci/artifacts")
     }
 }
