@@ -73,15 +73,24 @@ async fn forced_exit() {
     std::process::exit(Outcome::Interrupted.code());
 }
 
-/// Everything labelled with the run's id, removed at once (forced removes, in parallel).
+/// Everything labelled with the run's id, removed at once (forced removes, in parallel), and
+/// again until none is listed: a remove that the engine's own cleanup started already answers
+/// "in progress", and the container must be gone before the process ends.
 async fn remove_run(backend: &dyn Backend, run_id: &str) {
-    let Ok(found) = backend.list_labelled(LABEL_RUN).await else {
-        return;
-    };
-    let mine = found
-        .iter()
-        .filter(|r| r.labels.get(LABEL_RUN).map(String::as_str) == Some(run_id));
-    join_all(mine.map(|r| backend.remove(r))).await;
+    loop {
+        let Ok(found) = backend.list_labelled(LABEL_RUN).await else {
+            return;
+        };
+        let mine: Vec<_> = found
+            .iter()
+            .filter(|r| r.labels.get(LABEL_RUN).map(String::as_str) == Some(run_id))
+            .collect();
+        if mine.is_empty() {
+            return;
+        }
+        join_all(mine.into_iter().map(|r| backend.remove(r))).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[derive(Clone)]

@@ -363,6 +363,7 @@ fn ctrl_c_stops_long_copies_at_once_and_leaves_nothing() {
         !out.contains("Copied "),
         "the checkout ended before Ctrl-C:\n{out}"
     );
+    eprintln!("checkout of 5,000 files stopped {took:?} after Ctrl-C");
     assert!(took < STOP_WITHIN, "checkout stopped {took:?} after Ctrl-C");
     let (took, code, out) = interrupt_at(
         &p,
