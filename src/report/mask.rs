@@ -332,6 +332,30 @@ mod tests {
         assert_eq!(m.finish(), b"");
     }
 
+    // Every reporter (terminal, JSON) reads events from the channel: they arrive masked.
+    #[tokio::test]
+    async fn events_leave_the_sink_masked() {
+        let (sink, mut rx) = crate::report::channel();
+        let events = crate::report::Events::new(sink.masking(["hunter22", "abc"]), "job");
+        events.info("token hunter22");
+        events.warning("abc hunter22");
+        events
+            .output(0, crate::report::Stream::Stdout, "x=hunter22".into())
+            .await;
+        let mut splitter = events.line_splitter();
+        let mut lines = splitter.push(crate::report::Stream::Stdout, b"pw=hun");
+        lines.extend(splitter.push(crate::report::Stream::Stdout, b"ter22\n"));
+        assert_eq!(lines, vec!["pw=********"]);
+        drop(events);
+        let mut texts = Vec::new();
+        while let Some(event) = rx.recv().await {
+            texts.push(format!("{event:?}"));
+        }
+        assert_eq!(texts.len(), 3);
+        assert!(texts.iter().all(|t| !t.contains("hunter22")), "{texts:?}");
+        assert!(texts[1].contains("abc ********"), "{texts:?}");
+    }
+
     #[test]
     fn keys_hide_secrets_behind_a_digest() {
         let s = secrets(&["s3cr3t-value"]);

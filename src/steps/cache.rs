@@ -16,6 +16,7 @@ use super::process::collect;
 use super::tarball::{self, blocking_reader};
 use crate::backend::{BackendError, ExecSpec, Result};
 use crate::report::mask::Secrets;
+use crate::store::cache::Damage;
 use crate::store::safe_path::SafeDir;
 use crate::store::{CacheEntry, CacheStore, CacheWriter, SaveOutcome};
 use crate::template::{self, Template, TemplateContext, TemplateError};
@@ -180,8 +181,10 @@ fn damaged(ctx: &StepContext, store: &CacheStore, entry: &CacheEntry, e: &io::Er
         Ok(place) => (true, format!("it was moved to {}", place.display())),
         Err(q) => (false, format!("it could not be moved aside ({q})")),
     };
+    let damage = e.get_ref().and_then(|e| e.downcast_ref::<Damage>());
+    let why = damage.map_or_else(|| e.to_string(), |d| d.reason.clone());
     ctx.events.warning(format!(
-        "the cache {} was not restored: {e}; {said}; continuing without it",
+        "the cache {} is damaged ({why}) and was not restored; {said}; continuing without it",
         entry.key
     ));
     moved

@@ -411,8 +411,20 @@ fn verify_file(file: &mut File, entry: &CacheEntry) -> io::Result<()> {
 fn damaged(what: &str, e: &io::Error) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("{what} is damaged ({e}); remove it with `localci cache rm`"),
+        Damage {
+            what: what.to_string(),
+            reason: e.to_string(),
+        },
     )
+}
+
+/// The error of reading a damaged entry: what it is and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is damaged ({reason}); remove it with `localci cache rm`")]
+pub struct Damage {
+    pub what: String,
+    /// What the check found (`its SHA-256 is ..., expected ...`).
+    pub reason: String,
 }
 
 /// Decompressed data of an entry; errors name the entry.

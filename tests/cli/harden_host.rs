@@ -217,8 +217,8 @@ fn a_damaged_cache_is_never_restored_in_part_and_is_quarantined() {
         damage(&entry);
         let run = p.execute(&["restore"]);
         run.assert_code(0)
-            .assert_stdout("Warning: the cache v1-demo was not restored: ")
-            .assert_stdout("; it was moved to ");
+            .assert_stdout("Warning: the cache v1-demo is damaged (")
+            .assert_stdout(") and was not restored; it was moved to ");
         assert!(
             run.stdout.lines().any(|l| l == "nothing restored"),
             "some of a damaged cache reached the container:\n{}",
@@ -344,7 +344,7 @@ fn ctrl_c_stops_long_copies_at_once_and_leaves_nothing() {
         job(
             "artifacts",
             BUSYBOX,
-            "      - run: dd if=/dev/zero of=big bs=1M count=1500 2>/dev/null\n      - store_artifacts: {path: big}\n",
+            "      - run: dd if=/dev/zero of=big bs=1M count=600 2>/dev/null\n      - store_artifacts: {path: big}\n",
         ),
     ]));
     let block: String = "0123456789abcdef".repeat(2048);
@@ -423,7 +423,7 @@ fn staging_folders_of_killed_runs_are_removed_by_the_next_run() {
         "      - run: dd if=/dev/zero of=big bs=1M count=$SIZE 2>/dev/null\n      - store_artifacts: {path: big}\n",
     )]));
     let folder = p.artifacts().join("build");
-    let (mut child, owner) = p.spawn(&["build", "-e", "SIZE=1500"]);
+    let (mut child, owner) = p.spawn(&["build", "-e", "SIZE=600"]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     wait_for(&mut lines, "====>> Uploading artifacts");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -463,7 +463,7 @@ fn a_double_ctrl_c_removes_containers_and_temporary_files() {
         job(
             "artifacts",
             BUSYBOX,
-            "      - run: dd if=/dev/zero of=big bs=1M count=1500 2>/dev/null\n      - store_artifacts: {path: big}\n",
+            "      - run: dd if=/dev/zero of=big bs=1M count=600 2>/dev/null\n      - store_artifacts: {path: big}\n",
         ),
     ]));
     for (name, wanted) in [
