@@ -27,6 +27,10 @@ const QUARANTINE: &str = "quarantine";
 const TEMP_PREFIX: &str = ".tmp-";
 /// Temporary files older than this belong to writers that died; nobody writes that slowly.
 const STALE_TEMP: Duration = Duration::from_secs(3600);
+/// A live writer holds a `flock` on its temporary file, so one that is unlocked and older than
+/// this (the moment between creating and locking it) belongs to a writer that died: a killed
+/// run's `.partial` goes at the next open, not an hour later (issue 9, finding 8).
+const UNLOCKED_GRACE: Duration = Duration::from_secs(10);
 
 /// A directory of cache entries.
 #[derive(Clone, Debug)]
@@ -175,6 +179,8 @@ impl CacheStore {
             .prefix(TEMP_PREFIX)
             .suffix(".partial")
             .tempfile_in(&self.dir)?;
+        // Held while the writer lives (see `UNLOCKED_GRACE`); a new file, so it is free.
+        temp.as_file().lock()?;
         Ok(CacheWriter::new(key, &self.dir, self.entry_path(key), temp))
     }
 
@@ -302,9 +308,10 @@ impl CacheStore {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(TEMP_PREFIX));
-            let stale = modified(&path)
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age > STALE_TEMP);
+            let age = modified(&path).and_then(|m| now.duration_since(m).ok());
+            let stale = age.is_some_and(|age| {
+                age > STALE_TEMP || (age > UNLOCKED_GRACE && is_temp && unlocked(&path))
+            });
             if is_temp && stale {
                 remove_file_if_exists(&path)?;
             }
@@ -380,6 +387,11 @@ pub(super) fn read_entry(path: &Path, expect_key: Option<&str>) -> io::Result<Op
         trailer,
         size,
     )))
+}
+
+/// Whether no process holds the lock of a writer's temporary file (its writer is gone).
+fn unlocked(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| f.try_lock().is_ok())
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
