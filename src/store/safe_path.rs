@@ -299,20 +299,39 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
 /// both, so `/link/repo/x` with `/link -> /real` is inside `/real/repo`); a path outside the
 /// root is its own anchor.
 pub fn split_at_root(path: &Path, root: &Path) -> (PathBuf, PathBuf) {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let Ok(root) = root.canonicalize() else {
-        return (path.to_path_buf(), PathBuf::new());
+        return (path, PathBuf::new());
     };
     let ancestors: Vec<&Path> = path.ancestors().collect();
     for ancestor in ancestors.into_iter().rev() {
-        if ancestor.as_os_str().is_empty() {
-            continue;
-        }
         if ancestor.canonicalize().is_ok_and(|c| c == root) {
             let rel = path.strip_prefix(ancestor).unwrap_or(Path::new(""));
-            return (ancestor.to_path_buf(), rel.to_path_buf());
+            // `..` below the root climbs a folder the walk would check anyway; one that climbs
+            // out of the root leaves the repository: the path is then its own anchor.
+            return match normalize(rel) {
+                Some(rel) => (ancestor.to_path_buf(), rel),
+                None => (path.clone(), PathBuf::new()),
+            };
         }
     }
-    (path.to_path_buf(), PathBuf::new())
+    (path, PathBuf::new())
+}
+
+/// `rel` with `.` dropped and `..` applied; `None` when it climbs above its start.
+fn normalize(rel: &Path) -> Option<PathBuf> {
+    let mut parts: Vec<&OsStr> = Vec::new();
+    for component in rel.components() {
+        match component {
+            Component::Normal(part) => parts.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.iter().collect())
 }
 
 #[cfg(test)]
@@ -351,6 +370,10 @@ mod tests {
         symlink(real.join("repo"), real.join("repo/loop")).unwrap();
         let (_, rel) = split_at_root(&real.join("repo/loop/y"), &real.join("repo"));
         assert_eq!(rel, Path::new("loop/y"));
+        let (_, rel) = split_at_root(&real.join("repo/a/../b/./c"), &real.join("repo"));
+        assert_eq!(rel, Path::new("b/c"));
+        let (anchor, rel) = split_at_root(&real.join("repo/../x"), &real.join("repo"));
+        assert_eq!((anchor, rel), (real.join("repo/../x"), PathBuf::new()));
         let (anchor, rel) = split_at_root(Path::new("/var/tmp/x"), &real.join("repo"));
         assert_eq!(
             (anchor.as_path(), rel.as_path()),
