@@ -17,7 +17,8 @@ use crate::backend::{Backend, LABEL_RUN};
 use crate::exit::Outcome;
 
 /// How long a forced exit waits for the engine to remove containers.
-const FORCED_CLEANUP: Duration = Duration::from_secs(3);
+/// A forced remove is fast, but the daemon deletes a large container layer before it answers.
+const FORCED_CLEANUP: Duration = Duration::from_secs(10);
 
 /// Registers the handlers; must be called inside the tokio runtime.
 pub fn cancel_on_signals() -> std::io::Result<CancellationToken> {
