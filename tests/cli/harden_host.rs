@@ -501,12 +501,10 @@ fn concurrent_runs_never_remove_each_others_containers() {
     if !docker_ready() {
         return;
     }
+    // The long jobs wait for the test to let them finish (no race with a slow machine).
+    let wait = "      - run: echo started; i=0; while [ ! -e /tmp/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo finished\n";
     let p = Project::new(&config(&[
-        job(
-            "long",
-            BUSYBOX,
-            "      - run: echo started; sleep 4; echo finished\n",
-        ),
+        job("long", BUSYBOX, wait),
         job("quick", BUSYBOX, "      - run: echo hi\n"),
     ]));
     let mut long = Vec::new();
@@ -522,11 +520,13 @@ fn concurrent_runs_never_remove_each_others_containers() {
     }
     p.execute(&["quick"]).assert_code(0).assert_nothing_left();
     for (mut child, owner, lines) in long {
-        assert_eq!(
-            containers_of(owner).len(),
-            1,
-            "a live run's container was removed"
-        );
+        let ids = containers_of(owner);
+        assert_eq!(ids.len(), 1, "a live run's container was removed");
+        let go = Command::new("docker")
+            .args(["exec", &ids[0], "touch", "/tmp/go"])
+            .status()
+            .unwrap();
+        assert!(go.success());
         let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
         assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
         assert!(rest.iter().any(|l| l == "finished"), "{rest:?}");
