@@ -91,8 +91,8 @@ struct Copied {
 }
 
 /// Downloads `path` from the container and puts it at `rel` in the artifacts folder (replacing
-/// an earlier copy). `None` (after a warning) when there is nothing to copy or copying failed;
-/// `Err(Cancelled)`-like outcomes are reported by the caller through `ctx.cancel`.
+/// an earlier copy). `None` (after a warning) when there is nothing to copy or copying failed,
+/// and (silently) after Ctrl-C, which the caller reads from `ctx.cancel`.
 async fn copy_out(ctx: &StepContext, step: &str, path: &str, rel: &Path) -> Result<Option<Copied>> {
     let source = ctx.facts.resolve(path);
     let stream = match ctx.backend.download(&ctx.primary, &source).await {
