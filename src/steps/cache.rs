@@ -30,7 +30,11 @@ const ROOTS_KEY: &str = "LOCALCI.roots";
 const MAX_LINK_HOPS: usize = 8;
 
 pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<StepOutcome> {
-    let key = match render(ctx, key).await? {
+    let rendered = render(ctx, key).await?;
+    if ctx.cancel.is_cancelled() {
+        return Ok(StepOutcome::Cancelled);
+    }
+    let key = match rendered {
         Ok(key) => key,
         Err(e) => return Ok(StepOutcome::failed(key_error(&e))),
     };
@@ -124,7 +128,11 @@ pub async fn restore(ctx: &StepContext, keys: &[String]) -> Result<StepOutcome> 
         }
     };
     for template in keys {
-        let key = match render(ctx, template).await? {
+        let rendered = render(ctx, template).await?;
+        if ctx.cancel.is_cancelled() {
+            return Ok(StepOutcome::Cancelled);
+        }
+        let key = match rendered {
             Ok(key) => key,
             Err(e) => {
                 ctx.events
@@ -283,7 +291,8 @@ async fn checksum_in_container(
     let mut path = ctx.facts.resolve(file);
     for _ in 0..MAX_LINK_HOPS {
         let stream = match ctx.backend.download(&ctx.primary, &path).await {
-            Ok(s) => s,
+            // A checksum of a big file is a long copy too.
+            Ok(s) => tarball::cancellable(s, ctx.cancel.clone()),
             Err(BackendError::NotFound(_)) => {
                 return Ok(Err(template::missing_file_message(&path)));
             }
