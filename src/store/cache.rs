@@ -179,8 +179,10 @@ impl CacheStore {
             .prefix(TEMP_PREFIX)
             .suffix(".partial")
             .tempfile_in(&self.dir)?;
-        // Held while the writer lives (see `UNLOCKED_GRACE`); a new file, so it is free.
-        temp.as_file().lock()?;
+        // Held while the writer lives (see `UNLOCKED_GRACE`); a new file, so it is free. A file
+        // system without `flock` refuses it: the file then counts as locked, and only the
+        // one-hour rule removes it.
+        let _ = temp.as_file().try_lock();
         Ok(CacheWriter::new(key, &self.dir, self.entry_path(key), temp))
     }
 
