@@ -69,6 +69,13 @@ fn list(store: &CacheStore) -> std::io::Result<()> {
     for damaged in store.damaged()? {
         errln!("warning: {}", damaged.reason);
     }
+    let quarantined = store.quarantined()?.len();
+    if quarantined > 0 {
+        errln!(
+            "warning: {quarantined} damaged cache(s) were moved to {} by restores; `localci cache prune` removes them",
+            store.dir().join("quarantine").display()
+        );
+    }
     if entries.is_empty() {
         errln!("no caches in {}", store.dir().display());
         return Ok(());

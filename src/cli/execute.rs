@@ -182,8 +182,16 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     let kind = reporter_kind(ctx, args, !prepared.single);
     let (store, run_id) = (prepared.store.clone(), prepared.run.id.clone());
     let logs: crate::report::LogPaths =
-        Box::new(move |job| Some(store.log_path(&run_id, &job.name, job.node)));
+        Box::new(move |job| store.open_log(&run_id, &job.name, job.node).ok());
     let (tx, reporter) = crate::report::spawn_with_logs(std::io::stdout(), kind, Some(logs));
+    // Project and context variables are secrets: masked in everything the run prints.
+    let secrets: Vec<String> = prepared
+        .jobs
+        .iter()
+        .flat_map(|j| &j.nodes)
+        .flat_map(|(plan, _)| plan.environment.project.iter().map(|(_, v)| v.clone()))
+        .collect();
+    let tx = tx.masking(secrets.iter().map(String::as_str));
     let result = launch::run(
         prepared,
         backend,

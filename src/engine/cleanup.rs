@@ -4,7 +4,7 @@
 //! Never touches another run's containers, nor another job's (or node's) of the same run:
 //! everything is matched by this run's id and this job's label, or by names.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::containers::{self, Created};
 use super::run_info::LABEL_JOB;
@@ -15,6 +15,8 @@ use crate::report::Events;
 
 /// How long a daemon may take to finish a create request whose answer we did not get.
 const LATE_CREATE: Duration = Duration::from_millis(500);
+/// How long to wait for removals another task started.
+const SETTLE: Duration = Duration::from_secs(15);
 
 pub async fn cleanup(backend: &dyn Backend, run: &RunInfo, created: &Created, events: &Events) {
     let mut failed = containers::remove(backend, created).await;
@@ -25,12 +27,34 @@ pub async fn cleanup(backend: &dyn Backend, run: &RunInfo, created: &Created, ev
         failed = containers::remove(backend, created).await;
         failed.extend(remove_labelled(backend, run, events).await);
     }
+    let failed = settle(backend, failed).await;
     for (id, why) in failed {
         events.warning(format!(
             "could not remove container {}: {why}",
             short_id(&id)
         ));
     }
+}
+
+/// Waits while removals that failed are still under way elsewhere: a forced exit (second
+/// Ctrl-C) removes the same containers, and the daemon then answers "removal already in
+/// progress". The run must not end before they are gone (issue 9, finding 8). Returns those
+/// still there at the deadline.
+async fn settle(backend: &dyn Backend, mut failed: Vec<(String, String)>) -> Vec<(String, String)> {
+    let deadline = Instant::now() + SETTLE;
+    while !failed.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(found) = backend.list_labelled(LABEL_RUN).await else {
+            break;
+        };
+        failed.retain(|(id, _)| found.iter().any(|r| r.id == *id));
+        for (id, why) in &mut failed {
+            if let Err(e) = backend.remove_container(id).await {
+                *why = e.to_string();
+            }
+        }
+    }
+    failed
 }
 
 /// Removes everything labelled with this run's id; returns what could not be removed.

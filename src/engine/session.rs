@@ -45,6 +45,8 @@ pub struct Session {
     /// Removals of finished jobs' containers: they run while later jobs start (a job's
     /// dependents need not wait for its teardown); [`Session::close`] waits for them all.
     cleanups: Mutex<Vec<JoinHandle<()>>>,
+    /// While the session lives, a second Ctrl-C (a forced exit) still removes its containers.
+    _forced_exit: super::signals::ForcedExitCleanup,
 }
 
 /// The images of a run, by name, after they were checked (and pulled).
@@ -59,6 +61,7 @@ impl Session {
         sink: Sink,
         cancel: CancellationToken,
     ) -> Result<Session, EngineError> {
+        let forced_exit = super::signals::remove_on_forced_exit(backend.clone(), &run);
         let events = Events::new(sink.clone(), JobRef::new("localci", None));
         match leftovers::remove_stale(backend.as_ref(), &run).await? {
             0 => {}
@@ -74,6 +77,7 @@ impl Session {
             cancel,
             events,
             cleanups: Mutex::new(Vec::new()),
+            _forced_exit: forced_exit,
         })
     }
 

@@ -27,9 +27,10 @@ pub fn parse_env_arg(
             ))),
         };
     }
-    let shown = item.split_once('=').map_or(item, |(k, _)| k);
+    // The name only: the value may be a secret (issue 9, finding 4).
+    let name = item.split_once('=').map_or(item, |(name, _)| name);
     Err(
-        Diagnostic::bare(format!("-e {shown}...: not a variable assignment"))
+        Diagnostic::bare(format!("-e {name}=...: {name:?} is not a variable name"))
             .with_hint("write -e NAME=VALUE, or -e NAME to pass on NAME from your environment"),
     )
 }
@@ -61,12 +62,13 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, Diagnostic> {
         match parsed {
             Some(pair) => vars.push(pair),
             None => {
+                // Never the line itself: it may hold a secret (issue 9, finding 4).
                 return Err(Diagnostic::bare(format!(
-                    "{}:{}: this line is not NAME=VALUE",
+                    "{}:{}: this line is not NAME=VALUE (its text is not shown: it may hold a secret)",
                     path.display(),
                     n + 1
                 ))
-                .with_hint("env files hold one NAME=VALUE per line; # starts a comment"));
+                .with_hint("env files hold one NAME=VALUE per line, NAME made of letters, digits and _; # starts a comment"));
             }
         }
     }

@@ -74,6 +74,7 @@ pub fn prepare(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<D
         .clone()
         .unwrap_or_else(|| front.path.parent().unwrap_or(Path::new(".")).to_path_buf());
     let store = RunStore::new(&root);
+    store.sweep_staging();
     let run = RunInfo::new(options.keep);
     match (&options.job, &options.workflow) {
         (Some(job), None) => prepare_job(front, options, store, run, job),

@@ -9,6 +9,8 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 pub use crate::backend::Stream;
 
+use super::lines::LineSplitter;
+use super::mask::{Secrets, mask_event};
 /// Which job (and which parallel node of it) an event comes from: the envelope every job
 /// event carries, so a reporter can attribute each line when several jobs run at once.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -245,6 +247,8 @@ const LINES_IN_FLIGHT: usize = 4096;
 pub struct Sink {
     tx: UnboundedSender<Event>,
     lines: Arc<Semaphore>,
+    /// Masked in every event sent (issue 9, finding 4), so every reporter gets masked events.
+    secrets: Arc<Secrets>,
 }
 
 impl Sink {
@@ -268,9 +272,19 @@ pub fn channel() -> (Sink, Receiver) {
         Sink {
             tx,
             lines: lines.clone(),
+            secrets: Arc::default(),
         },
         Receiver { rx, lines },
     )
+}
+
+impl Sink {
+    /// This sink, masking `values` (the project and context variables) as `********` in every
+    /// event sent through it, besides what it masked already.
+    pub fn masking<'a>(mut self, values: impl IntoIterator<Item = &'a str>) -> Sink {
+        self.secrets = Arc::new(self.secrets.with(values));
+        self
+    }
 }
 
 impl Receiver {
@@ -319,9 +333,14 @@ impl Events {
         &self.sink
     }
 
-    /// Sends an event; a reporter that has gone away is not the job's problem.
+    /// Sends an event, masked; a reporter that has gone away is not the job's problem.
     pub fn send(&self, event: Event) {
-        let _ = self.sink.tx.send(event);
+        let _ = self.sink.tx.send(mask_event(&self.sink.secrets, event));
+    }
+
+    /// A line splitter for a step's output that masks secrets cut across chunks.
+    pub fn line_splitter(&self) -> LineSplitter {
+        LineSplitter::masking(self.sink.secrets.clone())
     }
 
     pub fn section(&self, title: impl Into<String>) {

@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::PathBuf;
 
 use super::event::{Event, JobRef};
 use super::terminal::Terminal;
 
-/// Where a job's log goes; `None` for no log.
-pub type LogPaths = Box<dyn Fn(&JobRef) -> Option<PathBuf> + Send>;
+/// Opens a job's log; `None` for no log.
+pub type LogPaths = Box<dyn Fn(&JobRef) -> Option<File> + Send>;
 
 pub(super) struct JobLogs {
     paths: LogPaths,
@@ -48,9 +47,7 @@ impl JobLogs {
     }
 }
 
-fn open(path: PathBuf) -> Option<Terminal<BufWriter<File>>> {
-    std::fs::create_dir_all(path.parent()?).ok()?;
-    let file = File::create(&path).ok()?;
+fn open(file: File) -> Option<Terminal<BufWriter<File>>> {
     Some(Terminal::new(BufWriter::new(file), false))
 }
 
@@ -73,7 +70,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let mut logs = JobLogs::new(Box::new(move |job: &JobRef| {
-            Some(root.join(format!("{}.log", job)))
+            File::create(root.join(format!("{job}.log"))).ok()
         }));
         for (job, line) in [("a", "from a"), ("b", "from b"), ("a", "again a")] {
             logs.handle(&Event::Output {

@@ -9,6 +9,7 @@ mod json;
 mod lines;
 mod live;
 mod logs;
+pub mod mask;
 mod prefix;
 mod pull_bars;
 mod render;

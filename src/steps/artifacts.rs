@@ -1,17 +1,22 @@
 //! `store_artifacts` and `store_test_results` in a single job: the files are copied out of the
-//! container into the artifacts folder on the host (`.localci/artifacts/<job>/...`) with
-//! `extract_safe`, so nothing can land outside it; test results are summarised from their
-//! JUnit files. Both are emulations: problems are warnings and never fail the job.
+//! container into the artifacts folder on the host (`.localci/artifacts/<job>/...`) through a
+//! staging folder, with `extract_into`, so nothing can land outside it; below the repository
+//! no symlink is followed (`store::safe_path`). Test results are summarised from their JUnit
+//! files. Both are emulations: problems are warnings and never fail the job. Ctrl-C stops a
+//! copy at once and leaves nothing behind.
 
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::StepOutcome;
 use super::context::StepContext;
-use super::tarball::blocking_reader;
+use super::tarball::{self, blocking_reader};
 use crate::backend::{BackendError, Result};
-use crate::store::archive::extract_safe;
+use crate::store::archive::extract_into;
 use crate::store::junit::{self, TestSummary};
+use crate::store::safe_path::SafeDir;
+use crate::store::staging::Stage;
 
 /// Folder of test results inside the job's artifacts folder.
 const TEST_RESULTS: &str = "test-results";
@@ -22,14 +27,11 @@ pub async fn store_artifacts(
     destination: Option<&str>,
 ) -> Result<StepOutcome> {
     let dest = destination.map_or_else(|| default_destination(path), clean_relative);
-    if let Some(copied) = copy_out(
-        ctx,
-        "store_artifacts",
-        path,
-        &ctx.settings.artifacts_dir.join(&dest),
-    )
-    .await?
-    {
+    let copied = copy_out(ctx, "store_artifacts", path, Path::new(&dest)).await?;
+    if ctx.cancel.is_cancelled() {
+        return Ok(StepOutcome::Cancelled);
+    }
+    if let Some(copied) = copied {
         ctx.events.info(format!(
             "Stored {} file(s) of {path} in {}",
             copied.files,
@@ -40,12 +42,12 @@ pub async fn store_artifacts(
 }
 
 pub async fn store_test_results(ctx: &StepContext, path: &str) -> Result<StepOutcome> {
-    let place = ctx
-        .settings
-        .artifacts_dir
-        .join(TEST_RESULTS)
-        .join(default_destination(path));
-    let Some(copied) = copy_out(ctx, "store_test_results", path, &place).await? else {
+    let rel = Path::new(TEST_RESULTS).join(default_destination(path));
+    let copied = copy_out(ctx, "store_test_results", path, &rel).await?;
+    if ctx.cancel.is_cancelled() {
+        return Ok(StepOutcome::Cancelled);
+    }
+    let Some(copied) = copied else {
         return Ok(StepOutcome::Passed { exit_code: None });
     };
     ctx.events.info(format!(
@@ -97,17 +99,13 @@ struct Copied {
     files: usize,
 }
 
-/// Downloads `path` from the container and puts it at `place` (replacing an earlier copy).
-/// `None` (after a warning) when there is nothing to copy or copying failed.
-async fn copy_out(
-    ctx: &StepContext,
-    step: &str,
-    path: &str,
-    place: &Path,
-) -> Result<Option<Copied>> {
+/// Downloads `path` from the container and puts it at `rel` in the artifacts folder (replacing
+/// an earlier copy). `None` (after a warning) when there is nothing to copy or copying failed,
+/// and (silently) after Ctrl-C, which the caller reads from `ctx.cancel`.
+async fn copy_out(ctx: &StepContext, step: &str, path: &str, rel: &Path) -> Result<Option<Copied>> {
     let source = ctx.facts.resolve(path);
     let stream = match ctx.backend.download(&ctx.primary, &source).await {
-        Ok(s) => s,
+        Ok(s) => tarball::cancellable(s, ctx.cancel.clone()),
         Err(BackendError::NotFound(_)) => {
             ctx.events.warning(format!(
                 "{step}: {source} does not exist; nothing was stored"
@@ -117,17 +115,29 @@ async fn copy_out(
         Err(e) => return Err(e),
     };
     let base = source.rsplit('/').next().unwrap_or_default().to_string();
-    let place_owned = place.to_path_buf();
+    let (artifacts, trusted) = (ctx.settings.artifacts_dir.clone(), trusted_root(ctx));
+    let rel_owned = rel.to_path_buf();
+    // Not raced against Ctrl-C: the stream fails at once when cancelled, and waiting for the
+    // extraction to stop lets its staging folder be removed before the run ends.
     let result = tokio::task::spawn_blocking(move || {
-        extract_to(blocking_reader(stream), &base, &place_owned)
+        let root = SafeDir::create(&artifacts, &trusted)?;
+        extract_to(blocking_reader(stream), &base, root, &rel_owned)
     })
     .await
     .map_err(|e| BackendError::Api(e.to_string()))?;
     match result {
-        Ok(files) => Ok(Some(Copied {
-            place: place.to_path_buf(),
-            files,
-        })),
+        Ok((files, removed)) => {
+            if removed > 0 {
+                ctx.events.info(format!(
+                    "Removed {removed} unfinished copy folder(s) left by earlier runs"
+                ));
+            }
+            Ok(Some(Copied {
+                place: ctx.settings.artifacts_dir.join(rel),
+                files,
+            }))
+        }
+        Err(_) if ctx.cancel.is_cancelled() => Ok(None),
         Err(e) => {
             ctx.events
                 .warning(format!("{step}: cannot copy {source}: {e}"));
@@ -136,27 +146,35 @@ async fn copy_out(
     }
 }
 
-/// Extracts into a fresh folder next to `place`, then moves the downloaded item into place,
-/// so a failed copy never leaves half a result where the previous one was.
-fn extract_to(reader: impl io::Read, base: &str, place: &Path) -> io::Result<usize> {
-    let parent = place
-        .parent()
-        .ok_or_else(|| io::Error::other("no parent folder"))?;
-    std::fs::create_dir_all(parent)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".localci-copy-")
-        .tempdir_in(parent)?;
-    let files = extract_safe(reader, staging.path())?;
-    let item = staging.path().join(base);
-    if std::fs::symlink_metadata(place).is_ok() {
-        if std::fs::symlink_metadata(place)?.is_dir() {
-            std::fs::remove_dir_all(place)?;
-        } else {
-            std::fs::remove_file(place)?;
-        }
-    }
-    std::fs::rename(&item, place)?;
-    Ok(files.len())
+/// Below this folder, no symlink is followed: the repository (whose content is anyone's),
+/// else the folder localci runs in.
+fn trusted_root(ctx: &StepContext) -> PathBuf {
+    ctx.plan
+        .git
+        .root
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Extracts into a staging folder in `root`, then moves the downloaded item to `rel`, so a
+/// failed copy never leaves half a result where the previous one was. Returns the files
+/// copied and the staging folders of dead runs that were removed.
+fn extract_to(
+    reader: impl io::Read,
+    base: &str,
+    root: SafeDir,
+    rel: &Path,
+) -> io::Result<(usize, usize)> {
+    let name = rel
+        .file_name()
+        .ok_or_else(|| io::Error::other("the destination has no name"))?
+        .to_os_string();
+    let parent = root.create_dirs(rel.parent().unwrap_or(Path::new("")))?;
+    let (stage, removed) = Stage::begin(root)?;
+    let files = extract_into(reader, stage.dir())?;
+    stage.publish(OsStr::new(base), &parent, &name)?;
+    Ok((files.len(), removed))
 }
 
 /// Where an artifact goes by default: its path as written, without `~/`, `/` or `./` in front
@@ -203,8 +221,40 @@ mod tests {
         h.set_mode(0o644);
         b.append_data(&mut h, "results/a.txt", &b"hi"[..]).unwrap();
         let data = b.into_inner().unwrap();
-        assert_eq!(extract_to(&data[..], "results", &place).unwrap(), 1);
+        let root = SafeDir::open_anchor(dir.path()).unwrap();
+        assert_eq!(
+            extract_to(&data[..], "results", root, Path::new("out")).unwrap(),
+            (1, 0)
+        );
         assert_eq!(std::fs::read_to_string(place.join("a.txt")).unwrap(), "hi");
         assert!(!place.join("old").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no staging folder is left");
+    }
+
+    // See: issue 9, finding 1 (a symlink planted on the way led the copy out of the folder).
+    #[test]
+    fn a_symlink_on_the_way_is_refused_and_nothing_outside_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("authorized_keys"), "mine").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "keys", &b"hi"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        let open = || SafeDir::open_anchor(dir.path()).unwrap();
+        let err =
+            extract_to(&data[..], "keys", open(), Path::new("sub/authorized_keys")).unwrap_err();
+        assert!(err.to_string().contains("sub is a symlink"), "{err}");
+        // A link in the final place is replaced itself, never followed.
+        extract_to(&data[..], "keys", open(), Path::new("sub")).unwrap();
+        assert!(dir.path().join("sub").is_file());
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("authorized_keys")).unwrap(),
+            "mine"
+        );
     }
 }

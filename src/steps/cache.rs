@@ -2,7 +2,9 @@
 //! step runs (`{{ checksum "file" }}` reads the file from the container). A save archives the
 //! listed paths with their absolute locations (tar entries relative to `/`) straight from the
 //! container into the store, never overwriting a key; a restore tries `key` then `keys`, each
-//! as a prefix, takes the newest match and unpacks it at `/`. A miss is a warning.
+//! as a prefix, takes the newest match, checks it whole and only then unpacks it at `/` (a
+//! damaged entry is quarantined and the next match tried). A miss is a warning. Secrets in a
+//! rendered key are replaced by a digest; Ctrl-C stops a save or restore at once.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -13,6 +15,9 @@ use super::context::StepContext;
 use super::process::collect;
 use super::tarball::{self, blocking_reader};
 use crate::backend::{BackendError, ExecSpec, Result};
+use crate::report::mask::Secrets;
+use crate::store::cache::Damage;
+use crate::store::safe_path::SafeDir;
 use crate::store::{CacheEntry, CacheStore, CacheWriter, SaveOutcome};
 use crate::template::{self, Template, TemplateContext, TemplateError};
 use crate::units::{format_age, format_bytes, format_go};
@@ -25,11 +30,15 @@ const ROOTS_KEY: &str = "LOCALCI.roots";
 const MAX_LINK_HOPS: usize = 8;
 
 pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<StepOutcome> {
-    let key = match render(ctx, key).await? {
+    let rendered = render(ctx, key).await?;
+    if ctx.cancel.is_cancelled() {
+        return Ok(StepOutcome::Cancelled);
+    }
+    let key = match rendered {
         Ok(key) => key,
         Err(e) => return Ok(StepOutcome::failed(key_error(&e))),
     };
-    let store = match CacheStore::open(&ctx.settings.cache_dir) {
+    let store = match open_store(ctx) {
         Ok(store) => store,
         Err(e) => return Ok(store_error(ctx, &e)),
     };
@@ -54,7 +63,7 @@ pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<Step
     for root in &roots {
         ctx.events.info(format!("Creating cache archive of {root}"));
         let stream = match ctx.backend.download(&ctx.primary, root).await {
-            Ok(stream) => stream,
+            Ok(stream) => tarball::cancellable(stream, ctx.cancel.clone()),
             Err(BackendError::NotFound(_)) => {
                 ctx.events
                     .warning(format!("{root} does not exist; it is not in the cache"));
@@ -63,14 +72,18 @@ pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<Step
             Err(e) => return Err(e),
         };
         let prefix = parent_prefix(root);
-        let copied = tokio::select! {
-            () = ctx.cancel.cancelled() => return Ok(StepOutcome::Cancelled),
-            copied = tokio::task::spawn_blocking(move || {
-                let result = copy_entries(&mut builder, blocking_reader(stream), &prefix);
-                (builder, result)
-            }) => copied,
-        };
+        // Not raced against Ctrl-C: the stream fails at once when cancelled, and the writer
+        // must be dropped (its temporary file removed) before the run ends.
+        let copied = tokio::task::spawn_blocking(move || {
+            let result = copy_entries(&mut builder, blocking_reader(stream), &prefix);
+            (builder, result)
+        })
+        .await;
         let (back, result) = copied.map_err(|e| BackendError::Api(e.to_string()))?;
+        if ctx.cancel.is_cancelled() {
+            drop(back);
+            return Ok(StepOutcome::Cancelled);
+        }
         builder = back;
         if let Err(e) = result {
             return Ok(StepOutcome::failed(format!("cannot archive {root}: {e}")));
@@ -104,7 +117,7 @@ pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<Step
 }
 
 pub async fn restore(ctx: &StepContext, keys: &[String]) -> Result<StepOutcome> {
-    let store = match CacheStore::open(&ctx.settings.cache_dir) {
+    let store = match open_store(ctx) {
         Ok(store) => store,
         Err(e) => {
             ctx.events.warning(format!(
@@ -115,7 +128,11 @@ pub async fn restore(ctx: &StepContext, keys: &[String]) -> Result<StepOutcome> 
         }
     };
     for template in keys {
-        let key = match render(ctx, template).await? {
+        let rendered = render(ctx, template).await?;
+        if ctx.cancel.is_cancelled() {
+            return Ok(StepOutcome::Cancelled);
+        }
+        let key = match rendered {
             Ok(key) => key,
             Err(e) => {
                 ctx.events
@@ -123,12 +140,30 @@ pub async fn restore(ctx: &StepContext, keys: &[String]) -> Result<StepOutcome> 
                 continue;
             }
         };
-        match store.find(&key) {
-            Ok(Some(entry)) => return unpack(ctx, &store, &entry).await,
-            Ok(None) => ctx.events.info(format!("No cache is found for key: {key}")),
-            Err(e) => ctx
-                .events
-                .warning(format!("cannot read the cache store: {e}")),
+        // A damaged match is quarantined, so the next find gives the next newest one.
+        loop {
+            match store.find(&key) {
+                Ok(Some(entry)) => match verified(&store, &entry).await? {
+                    Ok(reader) => return unpack(ctx, &entry, reader).await,
+                    Err(e) => {
+                        if !damaged(ctx, &store, &entry, &e) {
+                            break;
+                        }
+                    }
+                },
+                Ok(None) => {
+                    ctx.events.info(format!("No cache is found for key: {key}"));
+                    break;
+                }
+                Err(e) => {
+                    ctx.events
+                        .warning(format!("cannot read the cache store: {e}"));
+                    break;
+                }
+            }
+            if ctx.cancel.is_cancelled() {
+                return Ok(StepOutcome::Cancelled);
+            }
         }
     }
     ctx.events
@@ -136,7 +171,38 @@ pub async fn restore(ctx: &StepContext, keys: &[String]) -> Result<StepOutcome> 
     Ok(StepOutcome::Passed { exit_code: None })
 }
 
-async fn unpack(ctx: &StepContext, store: &CacheStore, entry: &CacheEntry) -> Result<StepOutcome> {
+/// The entry's data, checked whole before a byte of it is used (issue 9, finding 2).
+async fn verified(
+    store: &CacheStore,
+    entry: &CacheEntry,
+) -> Result<io::Result<Box<dyn Read + Send>>> {
+    let (store, entry) = (store.clone(), entry.clone());
+    tokio::task::spawn_blocking(move || store.verified_reader(&entry))
+        .await
+        .map_err(|e| BackendError::Api(e.to_string()))
+}
+
+/// Warns that a found entry was not restored and moves it out of the way; whether it moved
+/// (if not, `find` would return it again: the caller stops looking).
+fn damaged(ctx: &StepContext, store: &CacheStore, entry: &CacheEntry, e: &io::Error) -> bool {
+    let (moved, said) = match store.quarantine(entry) {
+        Ok(place) => (true, format!("it was moved to {}", place.display())),
+        Err(q) => (false, format!("it could not be moved aside ({q})")),
+    };
+    let damage = e.get_ref().and_then(|e| e.downcast_ref::<Damage>());
+    let why = damage.map_or_else(|| e.to_string(), |d| d.reason.clone());
+    ctx.events.warning(format!(
+        "the cache {} is damaged ({why}) and was not restored; {said}; continuing without it",
+        entry.key
+    ));
+    moved
+}
+
+async fn unpack(
+    ctx: &StepContext,
+    entry: &CacheEntry,
+    reader: Box<dyn Read + Send>,
+) -> Result<StepOutcome> {
     ctx.events.info(format!(
         "Found a cache created {} ago at {}\nSize: {}\nUnarchiving cache...",
         age(entry),
@@ -144,33 +210,14 @@ async fn unpack(ctx: &StepContext, store: &CacheStore, entry: &CacheEntry) -> Re
         format_bytes(entry.uncompressed_size)
     ));
     let started = Instant::now();
-    let roots = {
-        let (store, entry) = (store.clone(), entry.clone());
-        tokio::task::spawn_blocking(move || read_roots(store.reader(&entry)?))
-            .await
-            .map_err(|e| BackendError::Api(e.to_string()))?
-    };
-    match roots {
-        Ok(roots) if !roots.is_empty() => make_parents(ctx, &roots).await?,
-        Ok(_) => {}
-        Err(e) => {
-            ctx.events.warning(format!(
-                "the cache {} cannot be read ({e}); continuing without it",
-                entry.key
-            ));
-            return Ok(StepOutcome::Passed { exit_code: None });
-        }
+    // The path list is the archive's first entry: read it, then send it and the rest on.
+    let (roots, reader) = tokio::task::spawn_blocking(move || read_roots(reader))
+        .await
+        .map_err(|e| BackendError::Api(e.to_string()))?
+        .map_err(|e| BackendError::Api(format!("the cache {}: {e}", entry.key)))?;
+    if !roots.is_empty() {
+        make_parents(ctx, &roots).await?;
     }
-    let reader = match store.reader(entry) {
-        Ok(r) => r,
-        Err(e) => {
-            ctx.events.warning(format!(
-                "the cache {} cannot be read ({e}); continuing without it",
-                entry.key
-            ));
-            return Ok(StepOutcome::Passed { exit_code: None });
-        }
-    };
     let upload = ctx
         .backend
         .upload(&ctx.primary, "/", tarball::reader_stream(reader));
@@ -228,7 +275,11 @@ async fn render(
             .map_or(0, |d| d.as_secs()),
         arch: template::host_arch(),
     };
-    Ok(template.render(&context, &checksums))
+    // Project and context variables never reach entry names, trailers or `cache ls`.
+    let secrets = Secrets::of_variables(&plan.environment.project);
+    Ok(template
+        .render(&context, &checksums)
+        .map(|key| secrets.hide_in_key(&key)))
 }
 
 /// `{{ checksum "file" }}`: base64 SHA-256 of the file as it is in the container now, or Go's
@@ -240,7 +291,8 @@ async fn checksum_in_container(
     let mut path = ctx.facts.resolve(file);
     for _ in 0..MAX_LINK_HOPS {
         let stream = match ctx.backend.download(&ctx.primary, &path).await {
-            Ok(s) => s,
+            // A checksum of a big file is a long copy too.
+            Ok(s) => tarball::cancellable(s, ctx.cancel.clone()),
             Err(BackendError::NotFound(_)) => {
                 return Ok(Err(template::missing_file_message(&path)));
             }
@@ -330,7 +382,32 @@ fn write_roots<W: io::Write>(builder: &mut tar::Builder<W>, roots: &[String]) ->
     builder.append_data(&mut header, "pax_global_header", data.as_bytes())
 }
 
-fn read_roots(reader: impl Read) -> io::Result<Vec<String>> {
+/// The saved paths (from the archive's first entry), and a reader of the whole archive again.
+fn read_roots(reader: Box<dyn Read + Send>) -> io::Result<(Vec<String>, Box<dyn Read + Send>)> {
+    let mut recorder = Recorder {
+        inner: reader,
+        seen: Vec::new(),
+    };
+    let roots = roots_of(&mut recorder)?;
+    let Recorder { inner, seen } = recorder;
+    Ok((roots, Box::new(io::Cursor::new(seen).chain(inner))))
+}
+
+/// Keeps what was read through it (the few blocks of an archive's first entry).
+struct Recorder<R> {
+    inner: R,
+    seen: Vec<u8>,
+}
+
+impl<R: Read> Read for Recorder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn roots_of(reader: impl Read) -> io::Result<Vec<String>> {
     let mut archive = tar::Archive::new(reader);
     let Some(first) = archive.entries()?.next() else {
         return Ok(Vec::new());
@@ -413,6 +490,16 @@ fn copy_entries<W: io::Write>(
     Ok(())
 }
 
+/// The store, its folder opened without following a symlink below the repository (issue 9,
+/// finding 1: the cache directory may be inside it, for example `--cache-dir .cache`).
+fn open_store(ctx: &StepContext) -> io::Result<CacheStore> {
+    let dir = &ctx.settings.cache_dir;
+    if let Some(root) = &ctx.plan.git.root {
+        SafeDir::create(dir, root)?;
+    }
+    CacheStore::open(dir)
+}
+
 fn key_error(e: &TemplateError) -> String {
     match e.hint() {
         Some(hint) => format!("error computing cache key: {e}\n{hint}"),
@@ -463,7 +550,14 @@ mod tests {
             .append_data(&mut header, "root/x", &b"hi"[..])
             .unwrap();
         let data = builder.into_inner().unwrap();
-        assert_eq!(read_roots(&data[..]).unwrap(), roots);
+        let (read, mut again) = read_roots(Box::new(io::Cursor::new(data.clone()))).unwrap();
+        assert_eq!(read, roots);
+        let mut whole = Vec::new();
+        again.read_to_end(&mut whole).unwrap();
+        assert_eq!(
+            whole, data,
+            "the archive is read whole again after its path list"
+        );
     }
 
     #[test]

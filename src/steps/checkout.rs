@@ -2,6 +2,8 @@
 //! under it) through a streamed tar: tracked files, untracked files that are not ignored
 //! (`git ls-files --cached --others --exclude-standard`) and `.git`, so git works inside.
 //! Files belong to the container user. Ignored files (`target/`, `node_modules/`) stay home.
+//! Symlinks are sent as they are, also those pointing out of the repository, as a clone has
+//! them. Ctrl-C stops the copy at once.
 
 use std::collections::HashSet;
 use std::io;
@@ -75,9 +77,19 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
     };
     let owner = (ctx.facts.uid, ctx.facts.gid);
     let source = root.clone();
-    let (tar, writer) =
-        tarball::spawn_writer(move |b| write_checkout(b, &source, &files, &git_dirs, owner));
-    let uploaded = ctx.backend.upload(&ctx.primary, &target, tar).await;
+    // Sent to `/` with the target in every name: Docker refuses a link that climbs out of the
+    // folder it extracts into, and a repository may hold `link -> ../file` (issue 9, finding 7).
+    let prefix = PathBuf::from(target.trim_start_matches('/'));
+    let (tar, writer) = tarball::spawn_writer(move |b| {
+        let names = Names { prefix, owner };
+        write_checkout(b, &source, &files, &git_dirs, &names)
+    });
+    let upload = ctx.backend.upload(&ctx.primary, "/", tar);
+    // Dropping the upload stops the writer at its next chunk (issue 9, finding 5).
+    let uploaded = tokio::select! {
+        () = ctx.cancel.cancelled() => return Ok(StepOutcome::Cancelled),
+        uploaded = upload => uploaded,
+    };
     let written = writer
         .await
         .map_err(|e| io::Error::other(e.to_string()))
@@ -163,12 +175,18 @@ async fn git(root: &Path, args: &[&str]) -> io::Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// Where entries go in the archive (under `prefix`) and who owns them.
+struct Names {
+    prefix: PathBuf,
+    owner: (u64, u64),
+}
+
 fn write_checkout(
     b: &mut Builder,
     root: &Path,
     files: &[PathBuf],
     (git_dir, common_dir): &(PathBuf, PathBuf),
-    owner: (u64, u64),
+    names: &Names,
 ) -> io::Result<Sent> {
     let mut sent = Sent::default();
     let mut dirs = HashSet::new();
@@ -177,25 +195,26 @@ fn write_checkout(
         let Ok(meta) = std::fs::symlink_metadata(&source) else {
             continue; // deleted in the working tree but still in the index
         };
-        parents(b, root, rel, &mut dirs, owner)?;
+        parents(b, root, rel, &mut dirs, names)?;
         if meta.is_dir() {
             // A submodule or a nested repository: its files, recursively.
-            walk(b, &source, rel, owner, &mut sent, &|_| false)?;
+            walk(b, &source, rel, names, &mut sent, &|_| false)?;
         } else {
-            sent.bytes += tarball::append_path(b, &source, rel, &meta, owner)?;
+            let name = names.prefix.join(rel);
+            sent.bytes += tarball::append_path(b, &source, &name, &meta, names.owner)?;
             sent.files += 1;
         }
     }
     let dot_git = Path::new(".git");
     if git_dir == common_dir {
-        walk(b, git_dir, dot_git, owner, &mut sent, &|_| false)?;
+        walk(b, git_dir, dot_git, names, &mut sent, &|_| false)?;
     } else {
         // A worktree: the shared data, then the worktree's own HEAD, index and logs on top.
         let own = own_files(git_dir)?;
         let skip = |rel: &Path| rel == Path::new("worktrees") || own.contains(rel);
-        walk(b, common_dir, dot_git, owner, &mut sent, &skip)?;
+        walk(b, common_dir, dot_git, names, &mut sent, &skip)?;
         let skip_links = |rel: &Path| rel == Path::new("commondir") || rel == Path::new("gitdir");
-        walk(b, git_dir, dot_git, owner, &mut sent, &skip_links)?;
+        walk(b, git_dir, dot_git, names, &mut sent, &skip_links)?;
     }
     Ok(sent)
 }
@@ -206,7 +225,7 @@ fn parents(
     root: &Path,
     rel: &Path,
     done: &mut HashSet<PathBuf>,
-    owner: (u64, u64),
+    names: &Names,
 ) -> io::Result<()> {
     let mut chain: Vec<&Path> = rel
         .ancestors()
@@ -217,7 +236,8 @@ fn parents(
     for dir in chain {
         if done.insert(dir.to_path_buf()) {
             let meta = std::fs::symlink_metadata(root.join(dir))?;
-            tarball::append_path(b, &root.join(dir), dir, &meta, owner)?;
+            let name = names.prefix.join(dir);
+            tarball::append_path(b, &root.join(dir), &name, &meta, names.owner)?;
         }
     }
     Ok(())
@@ -247,15 +267,16 @@ fn walk(
     b: &mut Builder,
     source: &Path,
     name: &Path,
-    owner: (u64, u64),
+    names: &Names,
     sent: &mut Sent,
     skip: &dyn Fn(&Path) -> bool,
 ) -> io::Result<()> {
+    let name = names.prefix.join(name);
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let path = source.join(&rel);
         let meta = std::fs::symlink_metadata(&path)?;
-        sent.bytes += tarball::append_path(b, &path, &name.join(&rel), &meta, owner)?;
+        sent.bytes += tarball::append_path(b, &path, &name.join(&rel), &meta, names.owner)?;
         if meta.is_dir() {
             let mut children: Vec<PathBuf> = std::fs::read_dir(&path)?
                 .map(|e| e.map(|e| rel.join(e.file_name())))

@@ -9,7 +9,6 @@ use futures_util::StreamExt;
 
 use super::context::StepContext;
 use crate::backend::{Backend, ExecSpec, Result};
-use crate::report::LineSplitter;
 
 /// How a step's process ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +33,7 @@ pub struct Process {
 pub async fn run(ctx: &StepContext, process: Process) -> Result<ProcessEnd> {
     let exec = ctx.backend.exec(&ctx.primary, process.spec).await?;
     let mut output = exec.output;
-    let mut lines = LineSplitter::default();
+    let mut lines = ctx.events.line_splitter();
     let end = loop {
         let next = tokio::select! {
             biased;

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::ByteStream;
 
@@ -203,6 +204,31 @@ fn stream_from(mut rx: mpsc::Receiver<io::Result<Bytes>>) -> ByteStream {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
+/// `stream`, ending with an error as soon as `cancel` fires: a blocking reader of it (an
+/// extraction, a cache save) stops at its next read instead of reading to the end, so Ctrl-C
+/// takes effect during long copies (issue 9, finding 5).
+pub fn cancellable(stream: ByteStream, cancel: CancellationToken) -> ByteStream {
+    futures_util::stream::unfold(Some((stream, cancel)), |state| async move {
+        let (mut stream, cancel) = state?;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Some((Err(cancelled()), None)),
+            item = stream.next() => item.map(|item| (item, Some((stream, cancel)))),
+        }
+    })
+    .boxed()
+}
+
+/// The error a cancelled stream ends with. Not `ErrorKind::Interrupted`: readers retry on that
+/// and would take the end of the stream that follows for the end of the data.
+pub fn cancelled() -> io::Error {
+    io::Error::other(Cancelled)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted (Ctrl-C)")]
+struct Cancelled;
+
 /// A blocking reader over a byte stream from the engine (use it inside `spawn_blocking`).
 pub fn blocking_reader(
     stream: ByteStream,
@@ -300,6 +326,23 @@ mod tests {
             self.left -= n;
             Ok(n)
         }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_stream_ends_with_an_error_at_once() {
+        let endless = futures_util::stream::repeat_with(|| Ok(Bytes::from_static(b"x"))).boxed();
+        let cancel = CancellationToken::new();
+        let mut stream = cancellable(endless, cancel.clone());
+        assert_eq!(&stream.next().await.unwrap().unwrap()[..], b"x");
+        cancel.cancel();
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_ne!(
+            err.kind(),
+            io::ErrorKind::Interrupted,
+            "readers retry those"
+        );
+        assert!(err.get_ref().is_some_and(|e| e.is::<Cancelled>()));
+        assert!(stream.next().await.is_none());
     }
 
     #[tokio::test]

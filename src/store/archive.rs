@@ -1,66 +1,107 @@
 //! Safe extraction on the host of tar streams that come out of containers (artifacts, test
 //! results). A container is not trusted: an entry that would land outside the destination
 //! (`..`, an absolute path, a path through a symlink, a link whose target leaves the
-//! destination) stops the extraction with an error before anything is written for it. Device
-//! files and FIFOs are skipped; owners are not restored.
+//! destination) stops the extraction with an error before anything is written for it. Every
+//! file operation is relative to an open folder ([`SafeDir`]) and never follows a symlink.
+//! Device files and FIFOs are skipped; owners are not restored.
 
-use std::fs::{self, OpenOptions};
+use std::ffi::OsStr;
+use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use tar::EntryType;
 
-/// Extracts `tar` into `dest` (created if missing) and returns the files and links written.
+use super::safe_path::{Kind, SafeDir};
+
+/// Extracts `tar` into `dest` (created if missing, trusted as given) and returns the files and
+/// links written.
 pub fn extract_safe(tar: impl Read, dest: &Path) -> io::Result<Vec<PathBuf>> {
     fs::create_dir_all(dest)?;
+    extract_into(tar, &SafeDir::open_anchor(dest)?)
+}
+
+/// Extracts `tar` into the open folder `dest`; returns the files and links written.
+pub fn extract_into(tar: impl Read, dest: &SafeDir) -> io::Result<Vec<PathBuf>> {
     let mut archive = tar::Archive::new(tar);
     let mut written = Vec::new();
     let mut dirs = Vec::new();
+    let mut parents = Parents::default();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let raw = entry.path()?.into_owned();
         let rel = relative(&raw)?;
         let kind = entry.header().entry_type();
-        if rel.as_os_str().is_empty() {
+        let Some(name) = rel.file_name().map(OsStr::to_os_string) else {
             // `./` itself: `dest` already exists.
             if kind.is_dir() {
                 continue;
             }
             return Err(refuse(&raw, "it names the destination itself"));
-        }
-        check_parents(dest, &rel, &raw)?;
-        let target = dest.join(&rel);
+        };
+        let parent = parents.open(dest, &rel, &raw)?;
         match kind {
             EntryType::Directory => {
-                make_dir(&target, &raw)?;
-                dirs.push((target, entry.header().mode().unwrap_or(0o755)));
+                make_dir(parent, &name, &raw)?;
+                dirs.push((rel.clone(), entry.header().mode().unwrap_or(0o755)));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                write_file(&mut entry, &target, &raw)?;
-                written.push(target);
+                write_file(&mut entry, parent, &name, &raw)?;
+                written.push(dest.path().join(&rel));
             }
             EntryType::Symlink => {
                 let link = link_name(&entry, &raw)?;
                 check_symlink(&rel, &link, &raw)?;
-                clear(&target, &raw)?;
-                std::os::unix::fs::symlink(&link, &target)?;
-                written.push(target);
+                clear(parent, &name, &raw)?;
+                parent.symlink(&link, &name)?;
+                written.push(dest.path().join(&rel));
             }
             EntryType::Link => {
-                hard_link(dest, &rel, &link_name(&entry, &raw)?, &raw)?;
-                written.push(target);
+                let link = link_name(&entry, &raw)?;
+                hard_link(dest, (parent, &name), &rel, &link, &raw)?;
+                written.push(dest.path().join(&rel));
             }
             // Devices, FIFOs and pax/GNU metadata carry nothing to keep on the host.
             _ => {}
         }
     }
     // Last, so read-only directories did not block the files inside them.
-    for (dir, mode) in dirs.into_iter().rev() {
-        fs::set_permissions(&dir, fs::Permissions::from_mode((mode & 0o777) | 0o700))?;
+    for (rel, mode) in dirs.into_iter().rev() {
+        if let Some(dir) = dest.open_dirs(&rel)? {
+            dir.set_mode((mode & 0o777) | 0o700)?;
+        }
     }
     Ok(written)
+}
+
+/// The parent folder of the last entry, kept open: archives list a folder's files together.
+#[derive(Default)]
+struct Parents {
+    last: Option<(PathBuf, SafeDir)>,
+}
+
+impl Parents {
+    /// The open parent folder of `rel`, created if missing; a symlink on the way is refused.
+    fn open(&mut self, dest: &SafeDir, rel: &Path, raw: &Path) -> io::Result<&SafeDir> {
+        let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        let cached = self.last.as_ref().is_some_and(|(p, _)| *p == parent);
+        if !cached {
+            let dir = dest.create_dirs(&parent).map_err(|e| through(raw, &e))?;
+            self.last = Some((parent, dir));
+        }
+        Ok(&self.last.as_ref().expect("set above").1)
+    }
+}
+
+/// An error of the walk to an entry's folder, said in terms of the entry.
+fn through(raw: &Path, e: &io::Error) -> io::Error {
+    let text = e.to_string();
+    match text.split_once(" is a symlink") {
+        Some((path, _)) => refuse(raw, format!("it passes through the symlink {path}")),
+        None => io::Error::new(e.kind(), format!("{}: {text}", raw.display())),
+    }
 }
 
 fn refuse(path: &Path, reason: impl std::fmt::Display) -> io::Error {
@@ -89,70 +130,37 @@ fn relative(path: &Path) -> io::Result<PathBuf> {
     Ok(rel)
 }
 
-/// Every existing ancestor of `rel` under `dest` must be a real directory: writing through a
-/// symlink could land anywhere.
-fn check_parents(dest: &Path, rel: &Path, raw: &Path) -> io::Result<()> {
-    let mut current = dest.to_path_buf();
-    let Some(parent) = rel.parent() else {
-        return Ok(());
-    };
-    for part in parent.components() {
-        current.push(part);
-        match fs::symlink_metadata(&current) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(refuse(
-                    raw,
-                    format!("it passes through the symlink {}", current.display()),
-                ));
-            }
-            Ok(m) if !m.is_dir() => {
-                return Err(refuse(
-                    raw,
-                    format!("{} is not a directory", current.display()),
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+fn make_dir(parent: &SafeDir, name: &OsStr, raw: &Path) -> io::Result<()> {
+    match parent.kind(name)? {
+        Some(Kind::Dir) => Ok(()),
+        Some(Kind::Symlink) => Err(refuse(raw, "a symlink is in the way")),
+        Some(Kind::Other) => {
+            parent.remove(name)?;
+            parent.make_dir(name)
         }
-    }
-    Ok(())
-}
-
-fn make_dir(target: &Path, raw: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(target) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(m) if m.file_type().is_symlink() => Err(refuse(raw, "a symlink is in the way")),
-        Ok(_) => {
-            fs::remove_file(target)?;
-            fs::create_dir_all(target)
-        }
-        Err(_) => fs::create_dir_all(target),
+        None => parent.make_dir(name),
     }
 }
 
-/// Removes a file or symlink at `target` so that the new entry replaces it instead of writing
+/// Removes a file or symlink named `name` so that the new entry replaces it instead of writing
 /// through it; a directory in the way is an error.
-fn clear(target: &Path, raw: &Path) -> io::Result<()> {
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    match fs::symlink_metadata(target) {
-        Ok(m) if m.is_dir() => Err(refuse(raw, "a directory is in the way")),
-        Ok(_) => fs::remove_file(target),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+fn clear(parent: &SafeDir, name: &OsStr, raw: &Path) -> io::Result<()> {
+    match parent.kind(name)? {
+        Some(Kind::Dir) => Err(refuse(raw, "a directory is in the way")),
+        Some(_) => parent.remove(name),
+        None => Ok(()),
     }
 }
 
-fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path, raw: &Path) -> io::Result<()> {
-    clear(target, raw)?;
+fn write_file<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    parent: &SafeDir,
+    name: &OsStr,
+    raw: &Path,
+) -> io::Result<()> {
+    clear(parent, name, raw)?;
     let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(target)?;
+    let mut file = parent.create_file(name, 0o600)?;
     io::copy(entry, &mut file)?;
     if let Ok(mtime) = entry.header().mtime() {
         file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))?;
@@ -201,26 +209,34 @@ fn check_symlink(rel: &Path, link: &Path, raw: &Path) -> io::Result<()> {
 
 /// A hard link names another entry of the archive; that entry must be inside and not a
 /// directory, and if it is a symlink its target must also be safe at the new place.
-fn hard_link(dest: &Path, rel: &Path, link: &Path, raw: &Path) -> io::Result<()> {
-    let source_rel = relative(link)
-        .map_err(|_| refuse(raw, format!("its target {link:?} leaves the destination")))?;
-    check_parents(dest, &source_rel, raw)?;
-    let source = dest.join(&source_rel);
-    let meta = fs::symlink_metadata(&source).map_err(|_| {
+fn hard_link(
+    dest: &SafeDir,
+    (parent, name): (&SafeDir, &OsStr),
+    rel: &Path,
+    link: &Path,
+    raw: &Path,
+) -> io::Result<()> {
+    let leaves = || refuse(raw, format!("its target {link:?} leaves the destination"));
+    let source_rel = relative(link).map_err(|_| leaves())?;
+    let source_name = source_rel.file_name().ok_or_else(leaves)?;
+    let missing = || {
         refuse(
             raw,
             format!("its target {link:?} was not extracted before it"),
         )
-    })?;
-    if meta.is_dir() {
-        return Err(refuse(raw, "hard links to directories are not allowed"));
+    };
+    let source_parent = dest
+        .open_dirs(source_rel.parent().unwrap_or(Path::new("")))
+        .map_err(|e| through(raw, &e))?
+        .ok_or_else(missing)?;
+    match source_parent.kind(source_name)? {
+        None => return Err(missing()),
+        Some(Kind::Dir) => return Err(refuse(raw, "hard links to directories are not allowed")),
+        Some(Kind::Symlink) => check_symlink(rel, &source_parent.read_link(source_name)?, raw)?,
+        Some(Kind::Other) => {}
     }
-    if meta.file_type().is_symlink() {
-        check_symlink(rel, &fs::read_link(&source)?, raw)?;
-    }
-    let target = dest.join(rel);
-    clear(&target, raw)?;
-    fs::hard_link(&source, &target)
+    clear(parent, name, raw)?;
+    parent.hard_link(&source_parent, source_name, name)
 }
 
 #[cfg(test)]

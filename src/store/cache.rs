@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -22,9 +22,15 @@ pub use super::writer::{CacheWriter, SaveOutcome};
 use crate::git::RepoInfo;
 
 const SUFFIX: &str = ".tar.zst";
+/// Folder of the store where damaged entries are moved.
+const QUARANTINE: &str = "quarantine";
 const TEMP_PREFIX: &str = ".tmp-";
 /// Temporary files older than this belong to writers that died; nobody writes that slowly.
 const STALE_TEMP: Duration = Duration::from_secs(3600);
+/// A live writer holds a `flock` on its temporary file, so one that is unlocked and older than
+/// this (the moment between creating and locking it) belongs to a writer that died: a killed
+/// run's `.partial` goes at the next open, not an hour later (issue 9, finding 8).
+const UNLOCKED_GRACE: Duration = Duration::from_secs(10);
 
 /// A directory of cache entries.
 #[derive(Clone, Debug)]
@@ -173,6 +179,10 @@ impl CacheStore {
             .prefix(TEMP_PREFIX)
             .suffix(".partial")
             .tempfile_in(&self.dir)?;
+        // Held while the writer lives (see `UNLOCKED_GRACE`); a new file, so it is free. A file
+        // system without `flock` refuses it: the file then counts as locked, and only the
+        // one-hour rule removes it.
+        let _ = temp.as_file().try_lock();
         Ok(CacheWriter::new(key, &self.dir, self.entry_path(key), temp))
     }
 
@@ -192,11 +202,44 @@ impl CacheStore {
     /// Checks an entry's compressed data against its SHA-256 without decompressing it, for
     /// callers that must not start restoring a damaged entry.
     pub fn verify(&self, entry: &CacheEntry) -> io::Result<()> {
-        let file = File::open(&entry.path)?;
-        let mut verified = VerifyingReader::new(file.take(entry.data_len), entry.sha256.clone());
-        io::copy(&mut verified, &mut io::sink())
-            .map(drop)
-            .map_err(|e| damaged(&entry.describe(), &e))
+        verify_file(&mut File::open(&entry.path)?, entry)
+    }
+
+    /// The uncompressed tar stream of an entry whose whole data was checked first, through the
+    /// same open file: a restore gets no byte of a damaged entry (issue 9, finding 2: a flipped
+    /// byte was restored half-way before the check at the end failed). A damaged entry is an
+    /// `InvalidData` error naming it.
+    pub fn verified_reader(&self, entry: &CacheEntry) -> io::Result<Box<dyn Read + Send>> {
+        let mut file = File::open(&entry.path)?;
+        verify_file(&mut file, entry)?;
+        file.seek(SeekFrom::Start(0))?;
+        let verified = VerifyingReader::new(file.take(entry.data_len), entry.sha256.clone());
+        let decoder = zstd::stream::read::Decoder::new(verified)?;
+        Ok(Box::new(EntryReader {
+            inner: decoder,
+            what: entry.describe(),
+        }))
+    }
+
+    /// Moves a damaged entry out of the way, into `quarantine/` of the store, so no restore
+    /// finds it again and a later save can store the key anew; returns where it went.
+    pub fn quarantine(&self, entry: &CacheEntry) -> io::Result<PathBuf> {
+        let dir = self.dir.join(QUARANTINE);
+        fs::create_dir_all(&dir)?;
+        let name = entry.path.file_name().unwrap_or_default();
+        let target = dir.join(name);
+        fs::rename(&entry.path, &target)?;
+        sync_dir(&self.dir)?;
+        Ok(target)
+    }
+
+    /// Files in quarantine (damaged entries moved aside by a restore).
+    pub fn quarantined(&self) -> io::Result<Vec<PathBuf>> {
+        match fs::read_dir(self.dir.join(QUARANTINE)) {
+            Ok(items) => items.map(|i| i.map(|i| i.path())).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes every entry whose key starts with `prefix`; returns what it removed.
@@ -205,12 +248,17 @@ impl CacheStore {
         self.remove_all(entries.into_iter().filter(|e| e.key.starts_with(prefix)))
     }
 
-    /// Removes entries created more than `age` ago, and damaged files last modified before
-    /// then; returns the entries it removed.
+    /// Removes entries created more than `age` ago, damaged files last modified before then
+    /// and every quarantined file (damaged for sure); returns the entries it removed.
     pub fn prune_older_than(&self, age: Duration) -> io::Result<Vec<CacheEntry>> {
         let cutoff = SystemTime::now()
             .checked_sub(age)
             .unwrap_or(SystemTime::UNIX_EPOCH);
+        for path in self.quarantined()? {
+            if is_entry_name(&path) {
+                remove_file_if_exists(&path)?;
+            }
+        }
         let (entries, damaged) = self.scan()?;
         for d in damaged {
             if modified(&d.path).is_some_and(|m| m < cutoff) {
@@ -262,9 +310,10 @@ impl CacheStore {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(TEMP_PREFIX));
-            let stale = modified(&path)
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age > STALE_TEMP);
+            let age = modified(&path).and_then(|m| now.duration_since(m).ok());
+            let stale = age.is_some_and(|age| {
+                age > STALE_TEMP || (age > UNLOCKED_GRACE && is_temp && unlocked(&path))
+            });
             if is_temp && stale {
                 remove_file_if_exists(&path)?;
             }
@@ -342,6 +391,11 @@ pub(super) fn read_entry(path: &Path, expect_key: Option<&str>) -> io::Result<Op
     )))
 }
 
+/// Whether no process holds the lock of a writer's temporary file (its writer is gone).
+fn unlocked(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| f.try_lock().is_ok())
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     fs::symlink_metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -358,11 +412,33 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+fn verify_file(file: &mut File, entry: &CacheEntry) -> io::Result<()> {
+    let mut verified = VerifyingReader::new(
+        Read::by_ref(file).take(entry.data_len),
+        entry.sha256.clone(),
+    );
+    io::copy(&mut verified, &mut io::sink())
+        .map(drop)
+        .map_err(|e| damaged(&entry.describe(), &e))
+}
+
 fn damaged(what: &str, e: &io::Error) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("{what} is damaged ({e}); remove it with `localci cache rm`"),
+        Damage {
+            what: what.to_string(),
+            reason: e.to_string(),
+        },
     )
+}
+
+/// The error of reading a damaged entry: what it is and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is damaged ({reason}); remove it with `localci cache rm`")]
+pub struct Damage {
+    pub what: String,
+    /// What the check found (`its SHA-256 is ..., expected ...`).
+    pub reason: String,
 }
 
 /// Decompressed data of an entry; errors name the entry.

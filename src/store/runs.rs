@@ -4,14 +4,18 @@
 //! them: `--rerun-failed` reuses the jobs that passed, `localci execute <job>` attaches the
 //! workspace of the latest workflow run, `circleci tests split --split-by=timings` reads the
 //! timings of earlier results. Also the local build-number counter. Synchronous std I/O;
-//! records are written atomically (temp file + rename).
+//! records are written atomically (temp file + rename). The repository is untrusted: every
+//! folder and file below it is opened without following symlinks ([`SafeDir`]).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::safe_path::SafeDir;
 
 /// The record of one run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +45,8 @@ pub struct JobRecord {
 /// `.localci/` of one repository.
 #[derive(Clone, Debug)]
 pub struct RunStore {
+    /// The repository (trusted as given; nothing below it is).
+    repo: PathBuf,
     root: PathBuf,
 }
 
@@ -50,6 +56,7 @@ impl RunStore {
     /// The store of the repository (or folder) at `repo`.
     pub fn new(repo: &Path) -> RunStore {
         RunStore {
+            repo: repo.to_path_buf(),
             root: repo.join(".localci"),
         }
     }
@@ -81,29 +88,47 @@ impl RunStore {
         self.run_dir(run).join("logs").join(name)
     }
 
+    /// A folder below the repository, created without following symlinks.
+    fn safe_dir(&self, path: &Path) -> io::Result<SafeDir> {
+        SafeDir::create(path, &self.repo)
+    }
+
+    /// Opens a job's log for writing (created, or emptied), without following symlinks.
+    pub fn open_log(&self, run: &str, job: &str, node: Option<u32>) -> io::Result<File> {
+        let path = self.log_path(run, job, node);
+        let dir = self.safe_dir(path.parent().expect("a log is in a folder"))?;
+        let file = dir.open_rw(path.file_name().expect("a log has a name"), 0o644)?;
+        file.set_len(0)?;
+        Ok(file)
+    }
+
     /// Writes the record atomically.
     pub fn save(&self, record: &RunRecord) -> io::Result<()> {
-        let dir = self.run_dir(&record.id);
-        fs::create_dir_all(&dir)?;
+        let dir = self.safe_dir(&self.run_dir(&record.id))?;
         let text = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        let tmp = dir.join(format!(".{RECORD}.{}.tmp", std::process::id()));
+        let tmp = format!(".{RECORD}.{}.tmp", std::process::id());
+        dir.remove(OsStr::new(&tmp))?;
         {
-            let mut file = File::create(&tmp)?;
+            let mut file = dir.create_file(OsStr::new(&tmp), 0o644)?;
             file.write_all(&text)?;
             file.sync_all()?;
         }
-        fs::rename(&tmp, dir.join(RECORD))
+        dir.rename(OsStr::new(&tmp), &dir, OsStr::new(RECORD))
     }
 
-    /// Every readable record, newest first.
+    /// Every readable record, newest first (a symlink on the way is not followed).
     pub fn records(&self) -> Vec<RunRecord> {
-        let Ok(entries) = fs::read_dir(self.root.join("runs")) else {
+        let Ok(anchor) = SafeDir::open_anchor(&self.repo) else {
             return Vec::new();
         };
-        let mut records: Vec<RunRecord> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| fs::read(e.path().join(RECORD)).ok())
-            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        let Ok(Some(runs)) = anchor.open_dirs(Path::new(".localci/runs")) else {
+            return Vec::new();
+        };
+        let mut records: Vec<RunRecord> = runs
+            .names()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| read_record(&runs, name))
             .collect();
         records.sort_by(|a: &RunRecord, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
         records
@@ -114,16 +139,42 @@ impl RunStore {
         self.records().into_iter().find(|r| wanted(r))
     }
 
+    /// Removes the staging folders that killed runs left in the job folders of earlier runs
+    /// (their copies never finished); a live run's are kept (see `staging`).
+    pub fn sweep_staging(&self) -> usize {
+        let Ok(anchor) = SafeDir::open_anchor(&self.repo) else {
+            return 0;
+        };
+        let Ok(Some(runs)) = anchor.open_dirs(Path::new(".localci/runs")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for run in runs.names().unwrap_or_default() {
+            let Ok(Some(run)) = runs.open_dirs(Path::new(&run)) else {
+                continue;
+            };
+            for job in run.names().unwrap_or_default() {
+                let Ok(Some(job)) = run.open_dirs(Path::new(&job)) else {
+                    continue;
+                };
+                removed += super::staging::sweep(&job).unwrap_or(0);
+                for node in job.names().unwrap_or_default() {
+                    if node.to_string_lossy().starts_with("node-")
+                        && let Ok(Some(node)) = job.open_dirs(Path::new(&node))
+                    {
+                        removed += super::staging::sweep(&node).unwrap_or(0);
+                    }
+                }
+            }
+        }
+        removed
+    }
+
     /// The next local build number (`CIRCLE_BUILD_NUM`): grows by one per job, across runs,
     /// never empty. The counter file is locked while it is read and written.
     pub fn next_build_num(&self) -> io::Result<u64> {
-        fs::create_dir_all(&self.root)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.root.join("build-num"))?;
+        let dir = self.safe_dir(&self.root)?;
+        let mut file = dir.open_rw(OsStr::new("build-num"), 0o644)?;
         file.lock()?;
         let mut text = String::new();
         file.read_to_string(&mut text)?;
@@ -134,6 +185,16 @@ impl RunStore {
         file.sync_all()?;
         Ok(next)
     }
+}
+
+/// A run's record, when its folder and file are real (no symlink) and it parses.
+fn read_record(runs: &SafeDir, name: &OsStr) -> Option<RunRecord> {
+    let dir = runs.open_dirs(Path::new(name)).ok()??;
+    let mut file = dir.open_file(OsStr::new(RECORD)).ok()??;
+    let mut bytes = Vec::new();
+    // A record is small; a huge one is not ours.
+    (&mut file).take(16 << 20).read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// A name as one safe folder name: a job name like `../x` or `a/b` (legal in a workflow
@@ -183,6 +244,23 @@ mod tests {
         assert_eq!(store.latest(|_| true).unwrap().id, "b");
         assert_eq!(store.latest(|r| r.started < 25).unwrap().id, "c");
         assert_eq!(store.records().len(), 3);
+    }
+
+    #[test]
+    fn symlinks_in_the_store_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(".localci")).unwrap();
+        let store = RunStore::new(dir.path());
+        assert!(store.next_build_num().is_err());
+        let record = RunRecord {
+            id: "x".into(),
+            ..RunRecord::default()
+        };
+        assert!(store.save(&record).is_err());
+        assert!(store.open_log("x", "build", None).is_err());
+        assert!(store.records().is_empty());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]

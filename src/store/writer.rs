@@ -11,6 +11,7 @@ use tempfile::NamedTempFile;
 
 use super::cache::{CacheEntry, read_entry, sync_dir};
 use super::hashing::HashingWriter;
+use super::scratch::{self, Registration};
 use super::trailer::Trailer;
 
 /// zstd level 3: 250 MB/s and a 6x ratio on source trees (crates.md §5.2).
@@ -52,6 +53,8 @@ type Encoder = zstd::stream::write::Encoder<'static, Sink>;
 /// goes. Dropping it without [`CacheWriter::commit`] publishes nothing and deletes the
 /// temporary file.
 pub struct CacheWriter {
+    /// The temporary file, for a forced exit to remove (no destructor runs then).
+    _scratch: Registration,
     key: String,
     dir: PathBuf,
     final_path: PathBuf,
@@ -73,6 +76,7 @@ pub(super) enum Stage {
 impl CacheWriter {
     pub(super) fn new(key: &str, dir: &Path, final_path: PathBuf, temp: NamedTempFile) -> Self {
         CacheWriter {
+            _scratch: scratch::register(temp.path()),
             key: key.to_string(),
             dir: dir.to_path_buf(),
             final_path,

@@ -262,3 +262,26 @@ fn ls_reports_an_entry_with_an_impossible_time_as_damaged() {
         .assert()
         .success();
 }
+
+// See: issue 9, finding 2 (a damaged entry that a restore moved aside stays visible until
+// pruned).
+#[test]
+fn ls_names_quarantined_entries_and_prune_removes_them() {
+    let p = Project::new();
+    p.save("kept", b"1", 0);
+    p.save("broken", b"2", 0);
+    let store = CacheStore::open(&p.caches()).unwrap();
+    let entry = store.get("broken").unwrap().unwrap();
+    let moved = store.quarantine(&entry).unwrap();
+    assert!(moved.starts_with(p.caches().join("quarantine")));
+    p.with_dir(&["ls"])
+        .assert()
+        .success()
+        .stdout(contains("kept").and(contains("broken").not()))
+        .stderr(contains("warning: 1 damaged cache(s) were moved to").and(contains("quarantine")));
+    p.with_dir(&["prune", "--older-than", "7d"])
+        .assert()
+        .success();
+    assert!(!moved.exists(), "prune leaves no quarantined entry");
+    assert_eq!(p.keys(), vec!["kept".to_string()]);
+}

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub(crate) const BUSYBOX: &str = "localci-test/busybox:latest";
-const DEBIAN: &str = "localci-test/debian:bookworm";
+pub(crate) const DEBIAN: &str = "localci-test/debian:bookworm";
 const PRESERVE: &str = "localci-test/preserve:latest";
 
 /// Whether Docker and the test images are usable. In CI their absence fails the test.
@@ -60,8 +60,12 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Must be called before the child is reaped.
-    fn of(child: &Child) -> Proc {
+    pub(crate) fn of(child: &Child) -> Proc {
         let pid = child.id();
         Proc {
             pid,
@@ -110,7 +114,7 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn docker_lines(args: &[&str]) -> Vec<String> {
+pub(crate) fn docker_lines(args: &[&str]) -> Vec<String> {
     let out = Command::new("docker")
         .args(args)
         .output()
@@ -134,7 +138,7 @@ pub(crate) struct Run {
     pub(crate) code: i32,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
-    owner: Proc,
+    pub(crate) owner: Proc,
 }
 
 impl Run {
@@ -201,6 +205,11 @@ impl Project {
         self.dir.path()
     }
 
+    /// The cache directory its runs use (`--cache-dir`).
+    pub(crate) fn cache_dir(&self) -> &Path {
+        self.cache.path()
+    }
+
     pub(crate) fn write(&self, rel: &str, text: &str) -> &Project {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -244,9 +253,13 @@ impl Project {
 
     pub(crate) fn execute_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command(args);
-        cmd.envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.envs(env.iter().copied());
+        self.run_command(cmd)
+    }
+
+    /// Runs a prepared command (see [`Project::command`]) to its end.
+    pub(crate) fn run_command(&self, mut cmd: Command) -> Run {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().expect("localci starts");
         let owner = Proc::of(&child);
         self.procs.borrow_mut().push(owner);
@@ -283,6 +296,17 @@ impl Project {
             .collect();
         runs.sort_by_key(|r| std::cmp::Reverse(r["started"].as_u64()));
         runs
+    }
+
+    /// The folders of `job` in every run made here (finished or not).
+    pub(crate) fn all_job_dirs(&self, job: &str) -> Vec<PathBuf> {
+        let Ok(runs) = std::fs::read_dir(self.path().join(".localci/runs")) else {
+            return Vec::new();
+        };
+        runs.filter_map(Result::ok)
+            .map(|r| r.path().join(job))
+            .filter(|d| d.is_dir())
+            .collect()
     }
 
     /// The folder of `job` in the newest run (its artifacts and test results).
@@ -362,7 +386,7 @@ fn invalid_configs_and_usage_exit_2_without_docker() {
         .assert_stderr("docker");
     p.execute(&["build", "-e", "1BAD=x"])
         .assert_code(2)
-        .assert_stderr("not a variable assignment");
+        .assert_stderr("\"1BAD\" is not a variable name");
     p.execute(&["build", "-e", "LOCALCI_SURELY_UNSET_VAR"])
         .assert_code(2)
         .assert_stderr("is not set in your environment");
@@ -428,7 +452,8 @@ fn environment_precedence() {
         "version: 2\njobs:\n  build:\n    docker:\n      - image: {DEBIAN}\n        environment: {{IMAGE_ENV: image, STEP_WINS: image}}\n    environment:\n      VERSION: 1.10\n      STEP_WINS: job\n      CIRCLE_BRANCH: from-job\n    steps:\n{steps}"
     );
     let p = Project::new(&yaml);
-    p.write("vars.env", "FROM_FILE=file\nBOTH=file\n");
+    // Values of 4 characters or more would be masked (project variables are secrets).
+    p.write("vars.env", "FROM_FILE=fil\nBOTH=fil\n");
     let run = p.execute_with(
         &[
             "build",
@@ -445,13 +470,13 @@ fn environment_precedence() {
             "--node-total",
             "3",
         ],
-        &[("FROM_CALLER", "caller")],
+        &[("FROM_CALLER", "cal")],
     );
     run.assert_code(0);
     for expected in [
-        "FROM_FILE=file",
+        "FROM_FILE=fil",
         "FROM_E=e",
-        "FROM_CALLER=caller",
+        "FROM_CALLER=cal",
         "BOTH=e",
         "CIRCLE_BRANCH=from-job",
         "CIRCLE_JOB=build",
@@ -950,11 +975,9 @@ fn restore_tries_keys_in_order_as_prefixes_and_takes_the_newest() {
             None,
         ),
     ]));
-    for (key, value) in [
-        ("apple-old", "apple-old"),
-        ("apple-new", "apple-new"),
-        ("banana", "banana"),
-    ] {
+    // Short values: project variables of 4 characters or more are secrets, masked in output
+    // and hidden behind a digest in keys (which then match only whole).
+    for (key, value) in [("ao", "ao"), ("an", "an"), ("bn", "bn")] {
         p.execute(&[
             "save",
             "-e",
@@ -976,17 +999,13 @@ fn restore_tries_keys_in_order_as_prefixes_and_takes_the_newest() {
             "VALUE=x",
         ])
     };
-    run("apple", "banana")
+    run("a", "bn").assert_code(0).assert_stdout("\nan\n");
+    run("bn", "a").assert_code(0).assert_stdout("\nbn\n");
+    run("c", "ao")
         .assert_code(0)
-        .assert_stdout("\napple-new\n");
-    run("banana", "apple")
-        .assert_code(0)
-        .assert_stdout("\nbanana\n");
-    run("cherry", "apple-o")
-        .assert_code(0)
-        .assert_stdout("No cache is found for key: v1-cherry")
-        .assert_stdout("\napple-old\n");
-    run("cherry", "durian")
+        .assert_stdout("No cache is found for key: v1-c\n")
+        .assert_stdout("\nao\n");
+    run("c", "d")
         .assert_code(0)
         .assert_stdout("Warning: No cache was restored")
         .assert_stdout("\nnone\n");

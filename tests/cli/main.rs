@@ -3,6 +3,7 @@
 mod agent;
 mod cache;
 mod execute;
+mod harden_host;
 mod process;
 mod pull;
 mod report;

@@ -283,7 +283,9 @@ fn busybox_build_job_passes() {
     .assert_shows("GREETING=hello (from the job)")
     .assert_shows("FROM_IMAGE=yes (from the image entry)")
     .assert_shows("CIRCLE_JOB=build CI=true CIRCLECI=true")
-    .assert_shows("PROJECT_TOKEN=abc123 (-e and --env-file")
+    // Project variables are masked like CircleCI masks them (issue 9, finding 4).
+    .assert_shows("PROJECT_TOKEN=******** (-e and --env-file")
+    .assert_hides("abc123")
     .assert_shows("LEVEL=inline (set in the command itself wins)")
     .assert_shows("ONLY_HERE='' cwd=/root/project")
     .assert_shows("/bin/sh is busybox, BASH_VERSION=''")

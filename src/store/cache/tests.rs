@@ -198,6 +198,28 @@ fn a_crash_mid_write_leaves_no_entry_and_old_temps_are_cleaned() {
     assert!(files_in(&store).is_empty());
 }
 
+// See: issue 9, finding 8 (a killed run's `.partial` stayed for an hour).
+#[test]
+fn unlocked_temps_of_dead_writers_go_at_the_next_open_live_ones_stay() {
+    let (_t, store) = store();
+    let live = store.writer("live").unwrap();
+    let dead = store.dir().join(".tmp-dead.partial");
+    fs::write(&dead, b"half").unwrap();
+    for name in files_in(&store) {
+        File::options()
+            .write(true)
+            .open(store.dir().join(name))
+            .unwrap()
+            .set_modified(ago(20))
+            .unwrap();
+    }
+    CacheStore::open(store.dir()).unwrap();
+    let left = files_in(&store);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left[0], ".tmp-dead.partial");
+    drop(live);
+}
+
 #[test]
 fn a_half_written_file_under_an_entry_name_is_damaged_not_found() {
     let (_t, store) = store();
