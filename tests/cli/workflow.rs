@@ -203,7 +203,8 @@ fn contexts_are_loaded_and_a_missing_one_stops_the_run_before_docker() {
     std::fs::write(contexts.path().join("prod.env"), "TOKEN=abcdef\n").unwrap();
     p.execute(&["--context-dir", dir])
         .assert_code(0)
-        .assert_stdout("region=eu-west-1 token-length=6");
+        // Context values are secrets: masked in the output like project variables.
+        .assert_stdout("region=******** token-length=6");
 }
 
 #[test]
