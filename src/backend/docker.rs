@@ -89,15 +89,40 @@ fn open(endpoint: &Endpoint) -> std::result::Result<Docker, DockerError> {
 
 /// A short reason for a connection failure, without Rust debug output.
 fn reason(e: &DockerError) -> String {
-    let text = e.to_string();
+    if let DockerError::SocketNotFoundError(_) = e {
+        return "the socket does not exist".into();
+    }
+    // hyper wraps the cause ("client error (Connect)"); the io or TLS error underneath says
+    // what happened.
+    let mut innermost: &dyn std::error::Error = e;
+    while let Some(source) = innermost.source() {
+        if let Some(io) = source.downcast_ref::<std::io::Error>() {
+            return io_reason(io);
+        }
+        innermost = source;
+    }
+    let text = innermost.to_string();
     if text.contains("No such file") || text.contains("os error 2") {
         "the socket does not exist".into()
     } else if text.contains("Connection refused") || text.contains("os error 111") {
         "connection refused".into()
-    } else if text.contains("Permission denied") || text.contains("os error 13") {
-        "permission denied (is your user in the `docker` group?)".into()
     } else {
         text
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "the socket does not exist".into(),
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (is your user in the `docker` group?)".into()
+        }
+        _ => match e.get_ref() {
+            // A TLS failure arrives as an io error around the rustls error.
+            Some(inner) => inner.to_string(),
+            None => e.to_string(),
+        },
     }
 }
 
