@@ -3,7 +3,9 @@
 
 mod cache;
 mod compile;
+mod completions;
 mod execute;
+mod man;
 mod output;
 mod process;
 mod validate;
@@ -49,6 +51,10 @@ pub enum Command {
     Execute(execute::Args),
     /// List, remove and prune the local caches that `save_cache` stores.
     Cache(cache::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...) to standard output.
+    Completions(completions::Args),
+    /// Print the man page (roff) of localci or of one subcommand to standard output.
+    Man(man::Args),
 }
 
 /// What the commands may know about the process they run in. Environment variables are read
@@ -82,5 +88,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Process(args) => process::run(&ctx, &args),
         Command::Execute(args) => execute::run(&ctx, &args),
         Command::Cache(args) => cache::run(&ctx, &args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     }
 }
