@@ -13,9 +13,6 @@ use crate::backend::{BackendError, Result};
 use crate::store::archive::extract_safe;
 use crate::store::junit::{self, TestSummary};
 
-/// Folder of test results inside the job's artifacts folder.
-const TEST_RESULTS: &str = "test-results";
-
 pub async fn store_artifacts(
     ctx: &StepContext,
     path: &str,
@@ -40,11 +37,7 @@ pub async fn store_artifacts(
 }
 
 pub async fn store_test_results(ctx: &StepContext, path: &str) -> Result<StepOutcome> {
-    let place = ctx
-        .settings
-        .artifacts_dir
-        .join(TEST_RESULTS)
-        .join(default_destination(path));
+    let place = ctx.settings.artifacts_dir.join(default_destination(path));
     let Some(copied) = copy_out(ctx, "store_test_results", path, &place).await? else {
         return Ok(StepOutcome::Passed { exit_code: None });
     };

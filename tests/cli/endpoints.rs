@@ -239,6 +239,8 @@ impl Outcome {
             "stderr lacks {text:?}:\n{}",
             self.stderr
         );
+        // See: issue 10 (runtime errors ended with the validate footer `1 error, 0 warnings`).
+        assert!(!self.stderr.contains("0 warnings"), "{}", self.stderr);
         self
     }
 }
