@@ -58,16 +58,9 @@ pub enum JobStatus {
 pub enum EngineError {
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("cannot use image {image}: {reason}")]
-    Image {
-        image: String,
-        mapped_from: Option<String>,
-        reason: String,
-        /// The image has `auth` credentials in the config.
-        with_auth: bool,
-        /// Variables its `auth` refers to that were not given (expanded to nothing).
-        unset: Vec<String>,
-    },
+    /// Every image that cannot be had, each with its hint.
+    #[error(transparent)]
+    Images(#[from] images::ImagesError),
     #[error("{0}")]
     Setup(String),
 }
@@ -97,7 +90,13 @@ pub async fn run_job(
     let started = Instant::now();
     events.section("Spin up environment");
     // Leftovers are removed while the images are checked.
-    let images = images::ensure(backend.as_ref(), &plan, &events, &cancel);
+    let images = images::ensure(
+        backend.as_ref(),
+        &plan.images,
+        &plan.environment.project,
+        &events,
+        &cancel,
+    );
     let (removed, images) = tokio::join!(leftovers::remove_stale(backend.as_ref(), &run), images);
     match removed? {
         0 => {}

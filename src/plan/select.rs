@@ -84,7 +84,8 @@ fn instances(config: &Config, names: &[String], name: &str) -> Vec<String> {
         .iter()
         .filter(|n| n.starts_with(&prefix))
         .filter(|n| {
-            compiled_from(config, n).is_some_and(|len| len == name.len() || len == name.chars().count())
+            compiled_from(config, n)
+                .is_some_and(|len| len == name.len() || len == name.chars().count())
         })
         .cloned()
         .collect()
@@ -194,7 +195,10 @@ workflows:
             message,
             "job `test` takes parameters, so it only runs as its invocations: `test-3.11`, `test-3.12`"
         );
-        assert!(hint.starts_with("run one of them, e.g. `localci execute test-3.11`"), "{hint}");
+        assert!(
+            hint.starts_with("run one of them, e.g. `localci execute test-3.11`"),
+            "{hint}"
+        );
         let (message, _) = error(&config, "deploy");
         assert_eq!(
             message,
@@ -217,7 +221,10 @@ workflows:
         let config = processed(MATRIX);
         let (message, hint) = error(&config, "lnit");
         assert_eq!(message, "no job named `lnit` in the config");
-        assert!(hint.starts_with("did you mean `lint`? the jobs are: "), "{hint}");
+        assert!(
+            hint.starts_with("did you mean `lint`? the jobs are: "),
+            "{hint}"
+        );
         let (_, hint) = error(&config, "test-3.13");
         assert!(hint.starts_with("did you mean `test-3.11`?"), "{hint}");
         let (_, hint) = error(&config, "release");
