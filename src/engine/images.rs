@@ -157,10 +157,10 @@ fn pull_problem(
 /// (`sha256:...`), or a name that is not a valid image reference (Docker's reference grammar:
 /// lowercase repository components). Every other name may be on a registry (a name without a
 /// registry host is Docker Hub's), so it is pulled and the registry's answer decides the hint.
-pub(crate) fn local_only(image: &str) -> Option<String> {
+pub(crate) fn local_only(image: &str) -> Option<LocalOnly> {
     let is_hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
     if image.strip_prefix("sha256:").is_some_and(is_hex) || is_hex(image) {
-        return Some("an image id, which only the engine that built it has".into());
+        return Some(LocalOnly::ImageId);
     }
     let repository = repository(image);
     let component_ok = |c: &str| {
@@ -174,10 +174,7 @@ pub(crate) fn local_only(image: &str) -> Option<String> {
         parts.remove(0);
     }
     if image.trim() != image || !parts.iter().all(|c| component_ok(c)) {
-        return Some(
-            "not a valid image reference (repository names are lowercase letters, digits and . _ - separated by /)"
-                .into(),
-        );
+        return Some(LocalOnly::InvalidReference);
     }
     None
 }
@@ -220,14 +217,32 @@ pub struct ImageProblem {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Why {
-    /// No registry can serve the name (what it is instead).
-    LocalOnly(String),
+    /// No registry can serve the name.
+    LocalOnly(LocalOnly),
     PullFailed {
         reason: String,
         failure: PullFailure,
     },
     /// Missing too, but not pulled: another image of the run cannot be had at all.
     NotTried,
+}
+
+/// Why no registry can serve a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalOnly {
+    ImageId,
+    InvalidReference,
+}
+
+impl fmt::Display for LocalOnly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LocalOnly::ImageId => "an image id, which only the engine that made it has",
+            LocalOnly::InvalidReference => {
+                "not a valid image reference (repository names are lowercase letters, digits and . _ - separated by /)"
+            }
+        })
+    }
 }
 
 /// What a failed pull means for the user.
@@ -303,8 +318,13 @@ impl ImageProblem {
         let image = &self.image;
         let build = format!("if you build it yourself: docker build -t {image} <folder>");
         let fix = match &self.why {
-            Why::LocalOnly(_) => format!("name an image that exists here, or {build}"),
-            Why::NotTried => format!("pull or build it (docker pull {image})"),
+            Why::LocalOnly(LocalOnly::ImageId) => {
+                "the engine has no image with this id: name an image it has".to_string()
+            }
+            Why::LocalOnly(LocalOnly::InvalidReference) => {
+                "fix the image name in the config".to_string()
+            }
+            Why::NotTried => "localci pulls it once the other images are fixed".to_string(),
             Why::PullFailed { failure, .. } => match failure {
                 PullFailure::NotThere => format!("no registry has it; {build}"),
                 PullFailure::Refused => self.credentials_fix(),
@@ -527,10 +547,8 @@ mod tests {
         );
         let whys: Vec<&Why> = e.problems.iter().map(|p| &p.why).collect();
         assert_eq!(whys[0], &Why::NotTried);
-        assert!(matches!(whys[1], Why::LocalOnly(w) if w.starts_with("an image id")));
-        assert!(
-            matches!(whys[2], Why::LocalOnly(w) if w.starts_with("not a valid image reference"))
-        );
+        assert_eq!(whys[1], &Why::LocalOnly(LocalOnly::ImageId));
+        assert_eq!(whys[2], &Why::LocalOnly(LocalOnly::InvalidReference));
         assert!(!e.problems[1].hint().contains("docker pull"));
     }
 
