@@ -1,7 +1,8 @@
 //! `localci execute` against Docker endpoints other than the default socket: a second
 //! `dockerd` listening on tcp://127.0.0.1 (plain, and TLS with client certificates), reached
-//! through `DOCKER_HOST`, `DOCKER_CONTEXT` and the config's `currentContext`; and the errors
-//! for an endpoint that does not answer or a context that does not exist.
+//! through `DOCKER_HOST`, `DOCKER_CONTEXT` and the config's `currentContext`; `ssh://` through
+//! an sshd on 127.0.0.1:22 of a namespace of its own; and the errors for an endpoint that
+//! does not answer or a context that does not exist.
 //!
 //! The second daemon runs in a network namespace of its own (`unshare --net`), with its own
 //! socket, data root, exec root, pidfile, containerd namespace and cgroup parent: started in
@@ -9,8 +10,8 @@
 //! runs inside the same namespace (`nsenter --net`). The image comes from the main daemon
 //! (`docker save | docker load`) under a name only the second daemon has, so a passing job
 //! proves which daemon ran it. Needs root, `dockerd`, `unshare`/`nsenter` (util-linux), `ip`
-//! (iproute2) and, for TLS, `openssl`; without them these tests fail in CI and are skipped
-//! elsewhere.
+//! (iproute2), for TLS `openssl`, and for ssh `sshd` and `ssh-keygen` (openssh-server); without
+//! them these tests fail in CI and are skipped elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -390,5 +391,154 @@ fn an_endpoint_that_does_not_answer_is_named_in_the_error() {
     ));
     out.assert_environment_error(
         "cannot reach the Docker daemon at Docker context `nope` from DOCKER_CONTEXT: the context does not exist",
+    );
+}
+
+/// Starts sshd on 127.0.0.1:22 in the namespace (`$1` is the work folder), then waits.
+const SSHD_SCRIPT: &str = r#"set -eu
+D=$1
+ip link set lo up
+mkdir -p /run/sshd
+/usr/sbin/sshd -D -e -f "$D/sshd_config" >"$D/sshd.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; exit 0' TERM INT
+# Port 22 is 0016 in /proc/net/tcp, which shows this namespace's sockets.
+for _ in $(seq 1 100); do
+    grep -q ':0016 00000000:0000 0A' /proc/net/tcp && break
+    sleep 0.1
+done
+touch "$D/ready"
+while :; do sleep 1; done
+"#;
+
+/// An sshd in its own network namespace that lets root in with a key of the test's own.
+/// bollard runs the `ssh` client (and, on the server, `docker system dial-stdio`); a wrapper
+/// first on PATH gives it the key and a known-hosts file in the test's folder, so nothing in
+/// the user's `~/.ssh` is read or written.
+struct SshServer {
+    script: Child,
+    dir: tempfile::TempDir,
+}
+
+impl SshServer {
+    fn start() -> SshServer {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for key in ["hostkey", "userkey"] {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen failed");
+        }
+        std::fs::copy(d.join("userkey.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port 22\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nPermitRootLogin prohibit-password\nAuthorizedKeysFile {0}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {0}/sshd.pid\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir(d.join("bin")).unwrap();
+        let wrapper = d.join("bin/ssh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec {1} -i {0}/userkey -o IdentitiesOnly=yes -o UserKnownHostsFile={0}/known_hosts -o StrictHostKeyChecking=accept-new -F /dev/null \"$@\"\n",
+                d.display(),
+                real_ssh().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = Command::new("unshare")
+            .args(["--net", "bash", "-c", SSHD_SCRIPT, "sshd"])
+            .arg(d)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare starts");
+        let server = SshServer { script, dir };
+        let started = Instant::now();
+        while !server.dir.path().join("ready").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "sshd did not start; its log:\n{}",
+                std::fs::read_to_string(server.dir.path().join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// `command` inside the namespace, with the ssh wrapper first on PATH and a HOME of its own
+    /// (the ssh control socket goes under `$HOME/.local/state`).
+    fn inside(&self, command: &Command) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/proc/{}/ns/net", self.script.id()))
+            .arg("--")
+            .arg(command.get_program())
+            .args(command.get_args());
+        if let Some(dir) = command.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        let bin = self.dir.path().join("bin");
+        cmd.env("PATH", format!("{}:{path}", bin.display()))
+            .env("HOME", self.dir.path());
+        cmd
+    }
+}
+
+/// The `ssh` client the wrapper runs (the wrapper itself is first on PATH).
+fn real_ssh() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("ssh"))
+        .find(|p| p.is_file())
+        .expect("checked by second_daemon_possible")
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.script.id().to_string())
+            .status();
+        let _ = self.script.wait();
+    }
+}
+
+#[test]
+fn a_daemon_over_ssh_is_reached_with_an_ssh_docker_host() {
+    if !second_daemon_possible(&["sshd", "ssh", "ssh-keygen", "unshare", "nsenter", "ip"]) {
+        return;
+    }
+    let server = SshServer::start();
+    // Over ssh, `docker system dial-stdio` reaches this machine's own daemon, which has the
+    // busybox image under its usual name. bollard takes no port in an ssh:// URL: port 22.
+    let p = Project::new(&config(&[job(
+        "there",
+        BUSYBOX,
+        "      - run: echo \"ran on $((40+2))\"\n",
+    )]));
+    let out = run(server.inside(&execute(
+        &p,
+        &[("DOCKER_HOST", Path::new("ssh://root@127.0.0.1"))],
+    )));
+    out.assert_passed_there();
+    assert!(
+        out.stdout
+            .contains("Using local image localci-test/busybox:latest"),
+        "{}",
+        out.stdout
     );
 }
