@@ -103,7 +103,7 @@ pub enum EndpointError {
     TlsWithoutVerify { host: String },
     #[error("TLS: {} is missing (DOCKER_CERT_PATH names the folder holding ca.pem, cert.pem and key.pem)", .path.display())]
     MissingCertificate { host: String, path: PathBuf },
-    #[error("cannot read {}", .path.display())]
+    #[error("cannot read {}: {source}", .path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -111,7 +111,7 @@ pub enum EndpointError {
     },
     #[error("{} is larger than {MAX_FILE} bytes; it is not a Docker client file", .path.display())]
     TooLarge { path: PathBuf },
-    #[error("{} is not valid JSON", .path.display())]
+    #[error("{} is not valid JSON: {source}", .path.display())]
     Json {
         path: PathBuf,
         #[source]
@@ -532,6 +532,9 @@ mod tests {
         let err = resolve(&env(&[("DOCKER_CONFIG", config.path().to_str().unwrap())]))
             .unwrap_err()
             .to_string();
-        assert!(err.ends_with("config.json is not valid JSON"), "{err}");
+        assert!(
+            err.contains("config.json is not valid JSON: key must be a string at line 1 column 2"),
+            "{err}"
+        );
     }
 }

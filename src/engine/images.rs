@@ -35,8 +35,9 @@ pub async fn ensure(
         if found.contains_key(&image.image) || missing.iter().any(|m| m.image == image.image) {
             continue;
         }
-        // A name that is no reference at all would make the daemon answer 400, not 404.
-        if local_only(&image.image).is_some() {
+        // A name that is no reference at all would make the daemon answer 400, not 404. An
+        // image id is looked up: the engine may well have it.
+        if local_only(&image.image) == Some(LocalOnly::InvalidReference) {
             missing.push(image);
             continue;
         }
@@ -550,6 +551,14 @@ mod tests {
         assert_eq!(whys[1], &Why::LocalOnly(LocalOnly::ImageId));
         assert_eq!(whys[2], &Why::LocalOnly(LocalOnly::InvalidReference));
         assert!(!e.problems[1].hint().contains("docker pull"));
+    }
+
+    #[tokio::test]
+    async fn an_image_id_the_engine_has_is_used() {
+        let id = format!("sha256:{}", "cd".repeat(32));
+        let backend = FakeBackend::new(&[id.as_str()]);
+        let found = ensure_all(&backend, &[plan(&id)]).await.unwrap().unwrap();
+        assert!(found.contains_key(&id));
     }
 
     #[tokio::test]
