@@ -113,7 +113,9 @@ pub fn render_human(sources: &Sources, diags: &[Diagnostic], color: bool) -> Str
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    if !diags.is_empty() {
+    // The count sums up what was found in the config; an error about the run (Docker is
+    // unreachable, an image is missing, no such job) is not one of those and gets no footer.
+    if diags.iter().any(|d| d.span.is_some()) {
         let _ = writeln!(
             out,
             "{}, {}",

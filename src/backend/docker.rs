@@ -1,12 +1,11 @@
 //! The Docker Engine API behind [`Backend`], through bollard. The only file that imports
-//! bollard. Connects once (honouring `DOCKER_HOST`: unix socket or tcp), negotiates the API
+//! bollard. Connects once (to the endpoint `endpoint.rs` chooses), negotiates the API
 //! version before any clone, and raises the request timeout for tar uploads, which only get
 //! their response after the whole body is sent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
@@ -18,19 +17,18 @@ use bollard::query_parameters::{
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
     UploadToContainerOptionsBuilder,
 };
+use bollard::{API_DEFAULT_VERSION, Docker};
 use futures_util::stream::{self, BoxStream};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 
+use super::endpoint::{self, Endpoint};
 use super::{
     Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo,
     Labelled, PullProgress, ResourceKind, Result, Stream,
 };
 
-/// Where the daemon listens when `DOCKER_HOST` is not set.
-#[cfg(unix)]
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
-#[cfg(windows)]
-const DEFAULT_HOST: &str = "npipe:////./pipe/docker_engine";
+/// bollard's default request timeout (seconds); uploads raise it per call.
+const CONNECT_TIMEOUT_SECS: u64 = 120;
 
 /// How long a tar upload may take before the request is abandoned.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
@@ -43,38 +41,89 @@ pub struct DockerBackend {
 }
 
 impl DockerBackend {
-    /// Connects to `DOCKER_HOST` (from `env`) or the platform default, and checks that the
-    /// daemon answers.
+    /// Connects to the endpoint [`endpoint::resolve`] chooses from `env` (`DOCKER_HOST`, the
+    /// Docker context, or the default socket) and checks that the daemon answers.
     pub async fn connect(env: BTreeMap<String, String>) -> Result<DockerBackend> {
-        let host = env
-            .get("DOCKER_HOST")
-            .filter(|h| !h.is_empty())
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let endpoint = endpoint::resolve(&env).map_err(|e| BackendError::Unreachable {
+            host: e.subject(),
+            reason: e.to_string(),
+        })?;
         let unreachable = |reason: String| BackendError::Unreachable {
-            host: host.clone(),
+            host: endpoint.to_string(),
             reason,
         };
-        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
+        let docker = open(&endpoint).map_err(|e| unreachable(reason(&e)))?;
         let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
             .await
             .map_err(|_| unreachable("no answer within 15s".into()))?
             .map_err(|e| unreachable(reason(&e)))?;
-        Ok(DockerBackend { docker, host })
+        Ok(DockerBackend {
+            docker,
+            host: endpoint.host,
+        })
+    }
+}
+
+/// A client for the endpoint. Each transport is chosen here, not by bollard's
+/// `connect_with_host`, which would read `DOCKER_TLS_VERIFY` from the process environment.
+fn open(endpoint: &Endpoint) -> std::result::Result<Docker, DockerError> {
+    let host = endpoint.host.as_str();
+    if let Some(tls) = &endpoint.tls {
+        return Docker::connect_with_ssl(
+            host,
+            &tls.key,
+            &tls.cert,
+            &tls.ca,
+            CONNECT_TIMEOUT_SECS,
+            API_DEFAULT_VERSION,
+        );
+    }
+    match host.split_once("://").map_or("", |(scheme, _)| scheme) {
+        "tcp" | "http" => {
+            Docker::connect_with_http(host, CONNECT_TIMEOUT_SECS, API_DEFAULT_VERSION)
+        }
+        // bollard runs `ssh <host> docker system dial-stdio`, as the docker CLI does.
+        "ssh" => Docker::connect_with_ssh(host, CONNECT_TIMEOUT_SECS, API_DEFAULT_VERSION, None),
+        _ => Docker::connect_with_host(host),
     }
 }
 
 /// A short reason for a connection failure, without Rust debug output.
 fn reason(e: &DockerError) -> String {
-    let text = e.to_string();
+    if let DockerError::SocketNotFoundError(_) = e {
+        return "the socket does not exist".into();
+    }
+    // hyper wraps the cause ("client error (Connect)"); the io or TLS error underneath says
+    // what happened.
+    let mut innermost: &dyn std::error::Error = e;
+    while let Some(source) = innermost.source() {
+        if let Some(io) = source.downcast_ref::<std::io::Error>() {
+            return io_reason(io);
+        }
+        innermost = source;
+    }
+    let text = innermost.to_string();
     if text.contains("No such file") || text.contains("os error 2") {
         "the socket does not exist".into()
     } else if text.contains("Connection refused") || text.contains("os error 111") {
         "connection refused".into()
-    } else if text.contains("Permission denied") || text.contains("os error 13") {
-        "permission denied (is your user in the `docker` group?)".into()
     } else {
         text
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "the socket does not exist".into(),
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (is your user in the `docker` group?)".into()
+        }
+        _ => match e.get_ref() {
+            // A TLS failure arrives as an io error around the rustls error.
+            Some(inner) => inner.to_string(),
+            None => e.to_string(),
+        },
     }
 }
 

@@ -4,6 +4,7 @@
 //! in-memory stand-in for fast engine and step tests. No CircleCI semantics here.
 
 pub mod docker;
+pub mod endpoint;
 #[cfg(test)]
 pub(crate) mod fake;
 

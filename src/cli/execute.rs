@@ -323,8 +323,8 @@ fn cache_dir(ctx: &Context, args: &Args, repo: &crate::git::RepoInfo) -> PathBuf
 fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
     let d = match e {
         EngineError::Backend(BackendError::Unreachable { .. }) => Diagnostic::bare(e.to_string())
-            .with_hint("start Docker, or point DOCKER_HOST at a running engine (unix:///path/to/docker.sock or tcp://host:2375)"),
-        EngineError::Image { .. } => Diagnostic::bare(e.to_string()).with_hint(image_hint(e)),
+            .with_hint("start Docker, or point DOCKER_HOST (or `docker context use`) at a running engine (unix:///path/to/docker.sock or tcp://host:2375)"),
+        EngineError::Images(images) => Diagnostic::bare(e.to_string()).with_hint(images.hint()),
         EngineError::Setup(_) => Diagnostic::bare(e.to_string()),
         EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),
     };
@@ -332,89 +332,9 @@ fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
     Outcome::Environment
 }
 
-/// What to do about an image that could not be pulled: fix the credentials when the registry
-/// refused them, else pull or build it; in every case `--image-map` runs a local image instead.
-fn image_hint(e: &EngineError) -> String {
-    let EngineError::Image {
-        image,
-        mapped_from,
-        reason,
-        with_auth,
-        unset,
-    } = e
-    else {
-        return String::new();
-    };
-    let original = mapped_from.as_deref().unwrap_or(image);
-    let map = format!("--image-map {original}=<local image>");
-    let refused = [
-        "unauthorized",
-        "authentication required",
-        "no basic auth credentials",
-    ]
-    .iter()
-    .any(|word| reason.to_lowercase().contains(word));
-    if !refused {
-        return format!(
-            "pull or build it yourself (docker pull {image}), or run a local image in its place: {map}"
-        );
-    }
-    let fix = if !with_auth {
-        "the registry wants credentials: give the image `auth: {username: $USER_VAR, password: $PASS_VAR}` in the config and the variables with -e or --env-file".to_string()
-    } else if unset.is_empty() {
-        "the registry refused the image's `auth` credentials: check the username and password (their $VARs come from -e and --env-file)".to_string()
-    } else {
-        let names: Vec<String> = unset.iter().map(|n| format!("${n}")).collect();
-        format!(
-            "the registry refused the image's `auth` credentials; {} used there {} not set: give {} with -e NAME=VALUE or --env-file",
-            names.join(", "),
-            if names.len() == 1 { "is" } else { "are" },
-            if names.len() == 1 { "it" } else { "them" },
-        )
-    };
-    format!("{fix}; or run a local image in its place: {map}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn image_error(reason: &str, with_auth: bool, unset: &[&str]) -> EngineError {
-        EngineError::Image {
-            image: "127.0.0.1:5000/app:1".into(),
-            mapped_from: None,
-            reason: reason.into(),
-            with_auth,
-            unset: unset.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn image_hints_point_at_the_credentials_only_when_the_registry_refused_them() {
-        let missing = image_hint(&image_error("manifest unknown", true, &[]));
-        assert!(
-            missing.starts_with("pull or build it yourself (docker pull 127.0.0.1:5000/app:1)")
-        );
-        let refused = image_hint(&image_error(
-            "unauthorized: authentication required",
-            true,
-            &[],
-        ));
-        assert!(refused.starts_with("the registry refused the image's `auth` credentials: check"));
-        let unset = image_hint(&image_error("unauthorized: x", true, &["REG_PASS"]));
-        assert!(
-            unset.contains("$REG_PASS used there is not set: give it with -e"),
-            "{unset}"
-        );
-        let none = image_hint(&image_error("no basic auth credentials", false, &[]));
-        assert!(none.starts_with("the registry wants credentials: give the image `auth:"));
-        for hint in [missing, refused, unset, none] {
-            assert!(
-                hint.ends_with("--image-map 127.0.0.1:5000/app:1=<local image>"),
-                "{hint}"
-            );
-        }
-    }
 
     #[test]
     fn exit_codes_of_a_run() {

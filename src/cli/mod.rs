@@ -3,8 +3,10 @@
 
 mod cache;
 mod compile;
+mod completions;
 mod execute;
 mod list;
+mod man;
 mod output;
 mod plan;
 mod process;
@@ -55,6 +57,10 @@ pub enum Command {
     Plan(plan::Args),
     /// List, remove and prune the local caches that `save_cache` stores.
     Cache(cache::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...) to standard output.
+    Completions(completions::Args),
+    /// Print the man page (roff) of localci or of one subcommand to standard output.
+    Man(man::Args),
 }
 
 /// What the commands may know about the process they run in. Environment variables are read
@@ -90,5 +96,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::List(args) => list::run(&ctx, &args),
         Command::Plan(args) => plan::run(&ctx, &args),
         Command::Cache(args) => cache::run(&ctx, &args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     }
 }

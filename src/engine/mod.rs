@@ -62,16 +62,9 @@ pub enum NodeOutcome {
 pub enum EngineError {
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("cannot use image {image}: {reason}")]
-    Image {
-        image: String,
-        mapped_from: Option<String>,
-        reason: String,
-        /// The image has `auth` credentials in the config.
-        with_auth: bool,
-        /// Variables its `auth` refers to that were not given (expanded to nothing).
-        unset: Vec<String>,
-    },
+    /// Every image that cannot be had, each with its hint.
+    #[error(transparent)]
+    Images(#[from] images::ImagesError),
     #[error("{0}")]
     Setup(String),
 }

@@ -119,7 +119,10 @@ fn skip_reason(when: When, failing: bool) -> Option<&'static str> {
     }
 }
 
+/// The summary's reason. An unnamed `run` step is named by its command; a multi-line one is
+/// named by its first line, so that the summary stays one line.
 fn describe(name: &str, exit_code: Option<i64>, reason: Option<&str>) -> String {
+    let name = name.lines().next().unwrap_or_default().trim_end();
     match (exit_code, reason) {
         (Some(code), _) => format!("step \"{name}\" exited with code {code}"),
         (None, Some(reason)) => format!("step \"{name}\" failed: {reason}"),
@@ -143,4 +146,21 @@ fn spawn_background(ctx: StepContext, index: usize, step: Step) -> JoinHandle<()
             });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn a_multi_line_command_is_named_by_its_first_line() {
+        assert_eq!(
+            describe("make install\nmake test\n", Some(2), None),
+            "step \"make install\" exited with code 2"
+        );
+        assert_eq!(
+            describe("Tests", None, Some("timed out")),
+            "step \"Tests\" failed: timed out"
+        );
+    }
 }

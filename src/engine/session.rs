@@ -111,24 +111,30 @@ impl Session {
         &self.cancel
     }
 
-    /// Checks (and pulls) every image of `plans` once, before any job starts; `None` when
-    /// Ctrl-C came first.
+    /// Checks (and pulls) every image of `plans` once, before any job starts, reporting every
+    /// missing one at once; `None` when Ctrl-C came first.
     pub async fn images(&self, plans: &[&JobPlan]) -> Result<Option<Images>, EngineError> {
-        let mut all = Images::new();
-        for plan in plans {
-            if plan.images.iter().all(|i| all.contains_key(&i.image)) {
-                continue;
-            }
-            let events = match plans.len() {
-                1 => Events::new(self.sink.clone(), job_ref(plan)),
-                _ => self.events.clone(),
-            };
-            match images::ensure(self.backend.as_ref(), plan, &events, &self.cancel).await? {
-                Some(found) => all.extend(found),
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(all))
+        let images: Vec<_> = plans
+            .iter()
+            .flat_map(|p| p.images.iter().cloned())
+            .collect();
+        // `auth` variables come from the project (and context) variables of the jobs.
+        let project: Vec<(String, String)> = plans
+            .iter()
+            .flat_map(|p| p.environment.project.iter().cloned())
+            .collect();
+        let events = match plans {
+            [one] => Events::new(self.sink.clone(), job_ref(one)),
+            _ => self.events.clone(),
+        };
+        images::ensure(
+            self.backend.as_ref(),
+            &images,
+            &project,
+            &events,
+            &self.cancel,
+        )
+        .await
     }
 
     /// Runs one job (one node of it): its containers, the setup, the steps, then cleanup.

@@ -440,9 +440,10 @@ async fn a_missing_image_that_cannot_be_pulled_is_an_environment_error() {
     let backend = Arc::new(FakeBackend::new(&[]));
     let ran = run(&backend, plan_for(&job("      - run: echo hi\n"), "build")).await;
     match ran.status {
-        Err(EngineError::Image { image, reason, .. }) => {
-            assert_eq!(image, "img");
-            assert!(reason.contains("pull access denied"), "{reason}");
+        Err(EngineError::Images(e)) => {
+            assert_eq!(e.problems.len(), 1);
+            assert_eq!(e.problems[0].image, "img");
+            assert!(e.to_string().contains("pull access denied"), "{e}");
         }
         other => panic!("expected an image error, got {other:?}"),
     }

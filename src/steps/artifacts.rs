@@ -18,9 +18,6 @@ use crate::store::junit::{self, TestSummary};
 use crate::store::safe_path::SafeDir;
 use crate::store::staging::Stage;
 
-/// Folder of test results inside the job's artifacts folder.
-const TEST_RESULTS: &str = "test-results";
-
 pub async fn store_artifacts(
     ctx: &StepContext,
     path: &str,
@@ -42,7 +39,7 @@ pub async fn store_artifacts(
 }
 
 pub async fn store_test_results(ctx: &StepContext, path: &str) -> Result<StepOutcome> {
-    let rel = Path::new(TEST_RESULTS).join(default_destination(path));
+    let rel = PathBuf::from(default_destination(path));
     let copied = copy_out(ctx, "store_test_results", path, &rel).await?;
     if ctx.cancel.is_cancelled() {
         return Ok(StepOutcome::Cancelled);

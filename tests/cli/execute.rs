@@ -1035,11 +1035,7 @@ fn artifacts_and_test_results_are_copied_out_and_summarised() {
         std::fs::read_to_string(artifacts.join("reports/sub/report.txt")).unwrap(),
         "report\n"
     );
-    assert!(
-        artifacts
-            .join("test-results/results/unit/junit.xml")
-            .is_file()
-    );
+    assert!(artifacts.join("results/unit/junit.xml").is_file());
 }
 
 #[test]

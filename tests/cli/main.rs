@@ -2,6 +2,8 @@
 
 mod agent;
 mod cache;
+mod completions;
+mod endpoints;
 mod execute;
 mod harden_host;
 mod process;

@@ -379,7 +379,10 @@ fn a_missing_image_is_pulled_from_a_registry_and_a_failed_pull_exits_3() {
         .assert_code(3)
         .assert_stderr(&format!("cannot use image {absent}: "))
         .assert_stderr("manifest unknown")
-        .assert_stderr(&format!("docker pull {absent}"))
+        // See: issue 10 (an image no registry has is built or mapped, not `docker pull`ed).
+        .assert_stderr(&format!(
+            "no registry has it; if you build it yourself: docker build -t {absent} <folder>"
+        ))
         .assert_stderr(&format!("--image-map {absent}=<local image>"))
         .assert_nothing_left();
 
@@ -389,6 +392,10 @@ fn a_missing_image_is_pulled_from_a_registry_and_a_failed_pull_exits_3() {
         .assert_code(3)
         .assert_stderr(&format!("cannot use image {absent}: "))
         .assert_stderr("connection refused")
+        .assert_stderr(&format!(
+            "{} cannot be reached;",
+            absent.split('/').next().unwrap()
+        ))
         .assert_stderr(&format!("--image-map {absent}=<local image>"));
 }
 
@@ -652,4 +659,42 @@ fn the_screen_replays_wrapping_and_redraws() {
     let mut s = Screen::new(4);
     s.feed("one\nabcdef\r\u{1b}[1A\u{1b}[2K12\n");
     assert_eq!(s.text(), vec!["one", "12", "ef"]);
+}
+
+/// See: issue 10. Every missing image of a job is reported in one error before any container
+/// starts, each with its own hint; needs no registry (Docker Hub is not reachable here, and a
+/// name that is no reference is never pulled).
+#[test]
+fn every_missing_image_of_a_job_is_reported_at_once() {
+    if !docker_ready() {
+        return;
+    }
+    let two_missing = format!(
+        "  two:\n    docker:\n      - image: {BUSYBOX}\n      - image: localci-test/missing-a:1\n      - image: Not/A-Reference\n    steps:\n      - run: echo never\n"
+    );
+    let p = Project::new(&config(&[two_missing]));
+    let run = p.execute(&["two"]);
+    run.assert_code(3)
+        .assert_stderr("2 images of the run cannot be used:")
+        .assert_nothing_left();
+    // The renderer indents the lines under `error: `.
+    let lines: Vec<&str> = run.stderr.lines().map(str::trim).collect();
+    for expected in [
+        "localci-test/missing-a:1: it is missing too (not pulled, since the run cannot start)",
+        "localci pulls it once the other images are fixed; or run a local image in its place: --image-map localci-test/missing-a:1=<local image>",
+        "Not/A-Reference: it is missing, and it is not a valid image reference (repository names are lowercase letters, digits and . _ - separated by /)",
+        "fix the image name in the config; or run a local image in its place: --image-map Not/A-Reference=<local image>",
+        "help: nothing was started; fix each image as its line says",
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "no line {expected:?} in:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        !run.stdout.contains("Pulling image"),
+        "nothing is pulled for a job that cannot start:\n{}",
+        run.stdout
+    );
 }

@@ -224,35 +224,6 @@ struct Run {
 }
 
 impl Run {
-    fn assert_code(&self, expected: i32) -> &Run {
-        assert_eq!(
-            self.code,
-            Some(expected),
-            "unexpected exit code; output:\n{}",
-            self.text
-        );
-        self
-    }
-
-    fn assert_shows(&self, needle: &str) -> &Run {
-        assert!(
-            self.text.contains(needle),
-            "expected `{needle}` in the output:\n{}",
-            self.text
-        );
-        self
-    }
-
-    fn assert_matches(&self, pattern: &str) -> &Run {
-        let regex = regex::Regex::new(pattern).unwrap();
-        assert!(
-            regex.is_match(&self.text),
-            "expected a match of `{pattern}` in the output:\n{}",
-            self.text
-        );
-        self
-    }
-
     fn assert_hides(&self, needle: &str) -> &Run {
         assert!(
             !self.text.contains(needle),
@@ -263,105 +234,197 @@ impl Run {
     }
 }
 
-// The expected lines below are what the steps print with variables expanded, so they cannot
-// match the command text that a step header may echo.
+// What each README quotes is checked against what localci prints: every section headed
+// "What `localci execute ARGS` shows" (optionally "(exit code N)") runs that command in a fresh
+// copy of the sample, once per fenced block of the section (so a second block is a second
+// run, e.g. a cache hit), and the block's lines must appear in the output, in order. Lines
+// that differ between runs are matched loosely: container ids, durations, sizes and counts
+// of copied files, the README's `/tmp/<sample>` folder, and the length of pytest's `===` rules. `[...]` lines stand for lines
+// left out. See: issue 10 (the READMEs quoted lines the tool no longer printed).
 
-#[test]
-fn busybox_build_job_passes() {
-    if !docker_with_images(&[BUSYBOX_IMAGE]) {
-        return;
-    }
-    let repo = SampleRepo::new("busybox-basics");
-    // `-e` stands in for project variables: below the job's `environment`.
-    repo.execute(
-        "build",
-        &["-e", "PROJECT_TOKEN=abc123", "-e", "GREETING=from-cli"],
-    )
-    .assert_code(0)
-    .assert_shows("hello from ./hello.sh, running as root in /root/project")
-    .assert_shows("LEVEL=step (step beats job beats image)")
-    .assert_shows("GREETING=hello (from the job)")
-    .assert_shows("FROM_IMAGE=yes (from the image entry)")
-    .assert_shows("CIRCLE_JOB=build CI=true CIRCLECI=true")
-    // Project variables are masked like CircleCI masks them (issue 9, finding 4).
-    .assert_shows("PROJECT_TOKEN=******** (-e and --env-file")
-    .assert_hides("abc123")
-    .assert_shows("LEVEL=inline (set in the command itself wins)")
-    .assert_shows("ONLY_HERE='' cwd=/root/project")
-    .assert_shows("/bin/sh is busybox, BASH_VERSION=''")
-    .assert_shows("always step ran in job build")
-    .assert_hides("on_fail step ran in job build");
+/// One section of a README: the command it runs, its exit code and the blocks it quotes.
+struct Section {
+    args: Vec<String>,
+    code: i32,
+    blocks: Vec<Vec<String>>,
 }
 
-#[test]
-fn busybox_failing_job_exits_1_and_runs_on_fail_steps() {
-    if !docker_with_images(&[BUSYBOX_IMAGE]) {
-        return;
+fn readme_sections(readme: &str) -> Vec<Section> {
+    let heading =
+        regex::Regex::new(r"^## What `localci execute ([^`]+)` shows(?: \(exit code (\d+)\))?\s*$")
+            .unwrap();
+    let mut sections: Vec<Section> = Vec::new();
+    let mut block: Option<Vec<String>> = None;
+    let mut in_section = false;
+    for line in readme.lines() {
+        if let Some(lines) = block.as_mut() {
+            if line.starts_with("```") {
+                let lines = block.take().unwrap();
+                sections.last_mut().unwrap().blocks.push(lines);
+            } else {
+                lines.push(line.to_string());
+            }
+        } else if let Some(c) = heading.captures(line) {
+            sections.push(Section {
+                args: shlex::split(&c[1]).expect("the heading's command is shell words"),
+                code: c.get(2).map_or(0, |m| m.as_str().parse().unwrap()),
+                blocks: Vec::new(),
+            });
+            in_section = true;
+        } else if line.starts_with("## ") {
+            in_section = false;
+        } else if in_section && line.starts_with("```") {
+            block = Some(Vec::new());
+        }
     }
-    let repo = SampleRepo::new("busybox-basics");
-    repo.execute("failing", &[])
-        .assert_code(1)
-        .assert_shows("failing on purpose in job failing")
-        .assert_hides("skipped step ran in job failing")
-        .assert_shows("on_fail step ran in job failing")
-        .assert_shows("always step ran in job failing");
+    sections
 }
 
-#[test]
-fn flask_build_job_passes_and_hits_its_cache_the_second_time() {
-    if !docker_with_images(&[PYTHON_IMAGE]) {
-        return;
+/// A quoted line as a whole-line pattern, with the parts that vary between runs loosened.
+fn line_pattern(line: &str, sample: &str, root: &Path) -> regex::Regex {
+    let varying = regex::Regex::new(&format!(
+        r"(?P<path>/tmp/{})|(?P<id>\b[0-9a-f]{{12}}\b)|(?P<size>\b\d+(?:\.\d+)? (?:B|KiB|MiB|GiB)\b)|(?P<dur>\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ms|µs|s|m|h)\b)|(?P<files>\b\d+ files\b)|(?P<rule>={{3,}}|-{{3,}})",
+        regex::escape(sample)
+    ))
+    .unwrap();
+    let mut pattern = String::from("^");
+    let mut last = 0;
+    for c in varying.captures_iter(line) {
+        let m = c.get(0).unwrap();
+        pattern.push_str(&regex::escape(&line[last..m.start()]));
+        pattern.push_str(&if c.name("path").is_some() {
+            regex::escape(&root.display().to_string())
+        } else if c.name("id").is_some() {
+            "[0-9a-f]{12}".to_string()
+        } else if c.name("size").is_some() {
+            r"\d+(?:\.\d+)? (?:B|KiB|MiB|GiB)".to_string()
+        } else if c.name("dur").is_some() {
+            r"(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ms|µs|s|m|h)".to_string()
+        } else if c.name("files").is_some() {
+            r"\d+ files".to_string()
+        } else {
+            // pytest centres its summaries in rules that grow as the duration shrinks.
+            format!("{}+", regex::escape(&m.as_str()[..1]))
+        });
+        last = m.end();
     }
-    let repo = SampleRepo::new("flask-service");
-    let map = ["--image-map", PYTHON_IMAGE_MAP];
-    repo.execute("build", &map)
-        .assert_code(0)
-        .assert_shows("No cache is found for key: v1-pip-")
-        .assert_shows("no cached .venv in /root/project: fresh install")
-        .assert_shows("rated at 10.00/10")
-        .assert_shows("5 passed")
-        .assert_shows("Stored cache v1-pip-")
-        .assert_shows("Test results: 5 passed, 0 failed");
-    let stored = std::fs::read_dir(repo.root().join(".localci/runs"))
-        .map(|runs| {
-            runs.filter_map(Result::ok)
-                .any(|r| r.path().join("build").is_dir())
-        })
-        .unwrap_or(false);
+    pattern.push_str(&regex::escape(&line[last..]));
+    pattern.push('$');
+    regex::Regex::new(&pattern).unwrap()
+}
+
+/// `[...]`, `[... the command ...]`: lines the README leaves out.
+fn is_elision(line: &str) -> bool {
+    line.trim_start().starts_with("[...")
+}
+
+/// Checks that the block's lines appear in `output` in order; says which one is missing.
+fn assert_quoted(block: &[String], output: &str, sample: &str, root: &Path, what: &str) {
+    let out: Vec<&str> = output.lines().map(str::trim_end).collect();
+    let mut at = 0;
+    for line in block.iter().filter(|l| !is_elision(l)) {
+        let pattern = line_pattern(line.trim_end(), sample, root);
+        match out[at..].iter().position(|o| pattern.is_match(o)) {
+            Some(i) => at += i + 1,
+            None => panic!(
+                "{what}: the README quotes\n  {line}\nbut localci printed no such line (after the lines matched so far) in:\n{output}"
+            ),
+        }
+    }
+}
+
+/// Runs every section of the sample's README and checks the lines it quotes; returns each
+/// section's runs (output of every block's run) for further checks.
+fn check_readme(sample: &str, local_args: &[&str]) -> Vec<(Vec<String>, Vec<Run>)> {
+    let readme = fs::read_to_string(samples_dir().join(sample).join("README.md")).unwrap();
+    let sections = readme_sections(&readme);
     assert!(
-        stored,
-        "store_artifacts copied nothing to .localci/runs/<run>/build"
+        !sections.is_empty(),
+        "{sample}/README.md has no \"What `localci execute ...` shows\" section"
     );
-    repo.execute("build", &map)
-        .assert_code(0)
-        .assert_shows("Found a cache created")
-        .assert_shows("using the cached .venv (python3")
-        .assert_shows("5 passed")
-        .assert_shows("Skipping cache generation, cache already exists for key: v1-pip-");
+    let mut all = Vec::new();
+    for section in sections {
+        let repo = SampleRepo::new(sample);
+        let (job, rest) = section.args.split_first().expect("a job name");
+        let mut args: Vec<&str> = rest.iter().map(String::as_str).collect();
+        args.extend_from_slice(local_args);
+        let mut runs = Vec::new();
+        for (n, block) in section.blocks.iter().enumerate() {
+            let run = repo.execute(job, &args);
+            let what = format!(
+                "{sample}: run {} of `localci execute {}`",
+                n + 1,
+                section.args.join(" ")
+            );
+            assert_eq!(
+                run.code,
+                Some(section.code),
+                "{what}: exit code\n{}",
+                run.text
+            );
+            assert_quoted(block, &run.text, sample, &repo.root(), &what);
+            runs.push(run);
+        }
+        all.push((section.args, runs));
+    }
+    all
 }
 
 #[test]
-fn flask_service_job_reaches_its_service_on_localhost() {
-    if !docker_with_images(&[PYTHON_IMAGE]) {
-        return;
-    }
-    let repo = SampleRepo::new("flask-service");
-    repo.execute("service", &["--image-map", PYTHON_IMAGE_MAP])
-        .assert_code(0)
-        .assert_matches(r"service answered on localhost:8000 after \d+ attempt")
-        .assert_matches(r"\d+ bytes from http://files:8000/");
+fn the_quoted_lines_match_loosely_only_where_runs_differ() {
+    let root = Path::new("/work/x");
+    let p = line_pattern(
+        "Primary container 202115f15ca0 (img) as uid 0, in 5.785s from /tmp/demo, 30 files (30.3 KiB)",
+        "demo",
+        root,
+    );
+    assert!(p.is_match(
+        "Primary container 0123456789ab (img) as uid 0, in 1m2.5s from /work/x, 31 files (1 B)"
+    ));
+    assert!(!p.is_match(
+        "Primary container 0123456789ab (img) as uid 1, in 1m2.5s from /work/x, 31 files (1 B)"
+    ));
+    let ago = line_pattern("Found one created 59s ago", "demo", root);
+    assert!(ago.is_match("Found one created 1m ago"));
+    let rule = line_pattern("===== 5 passed in 0.07s =====", "demo", root);
+    assert!(rule.is_match("==== 5 passed in 10.07s ===="));
+    assert!(!rule.is_match("==== 4 passed in 10.07s ===="));
+    let sections = readme_sections(
+        "## What `localci execute a -e X=1` shows (exit code 1)\n\n```\nx\n[...]\n```\ntext\n```\ny\n```\n## Other\n```\nz\n```\n",
+    );
+    assert_eq!(sections.len(), 1);
+    assert_eq!(sections[0].args, vec!["a", "-e", "X=1"]);
+    assert_eq!(sections[0].code, 1);
+    assert_eq!(sections[0].blocks, vec![vec!["x", "[...]"], vec!["y"]]);
 }
 
 #[test]
-fn flask_failing_job_exits_1() {
+fn busybox_readme_shows_what_localci_prints() {
+    if !docker_with_images(&[BUSYBOX_IMAGE]) {
+        return;
+    }
+    for (args, runs) in check_readme("busybox-basics", &[]) {
+        // The lines the README does not quote: skipped steps printed nothing of their own.
+        let run = &runs[0];
+        match args[0].as_str() {
+            "build" => run.assert_hides("on_fail step ran in job build"),
+            _ => run.assert_hides("skipped step ran in job failing"),
+        };
+    }
+}
+
+#[test]
+fn flask_readme_shows_what_localci_prints() {
     if !docker_with_images(&[PYTHON_IMAGE]) {
         return;
     }
-    let repo = SampleRepo::new("flask-service");
-    repo.execute("failing", &["--image-map", PYTHON_IMAGE_MAP])
-        .assert_code(1)
-        .assert_shows("1 failed, 1 passed")
-        .assert_shows("failed: demo_failures.test_known_bug::test_greeting_is_localised")
-        .assert_shows("on_fail step ran in job failing")
-        .assert_hides("skipped step ran in job failing");
+    let sections = check_readme("flask-service", &["--image-map", PYTHON_IMAGE_MAP]);
+    let jobs: Vec<&str> = sections.iter().map(|(args, _)| args[0].as_str()).collect();
+    assert_eq!(
+        jobs,
+        ["build", "service", "failing"],
+        "the README's sections"
+    );
+    let failing = &sections[2].1[0];
+    failing.assert_hides("skipped step ran in job failing");
 }

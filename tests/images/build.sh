@@ -11,9 +11,11 @@
 #                                 and an ENTRYPOINT that writes /tmp/localci-entrypoint-ran
 #
 # Usage: tests/images/build.sh [--force] [busybox|debian|python|preserve ...]
-#   Without names, builds all images. An image that already exists is kept
-#   unless --force is given. An image whose base was (re)built in this run is
-#   rebuilt too. Needs root (apt-get, chroot, debootstrap) and a running Docker.
+#   Without names, builds all images. A named image brings its base along
+#   (python needs debian, preserve needs busybox); bases are built first, and
+#   only when missing. An image that already exists is kept unless --force is
+#   given. An image whose base was (re)built in this run is rebuilt too. Needs
+#   root (apt-get, chroot, debootstrap) and a running Docker.
 #
 # Environment:
 #   LOCALCI_IMAGE_CACHE    cache dir for the debian rootfs tarball and the
@@ -63,6 +65,29 @@ done
 if [ ${#WANT[@]} -eq 0 ]; then
     WANT=(busybox debian python preserve)
 fi
+
+# An image is built on top of its base: asking for one asks for its base too (built first,
+# and only when missing or with --force).
+base_of() {
+    case $1 in
+        python) echo debian ;;
+        preserve) echo busybox ;;
+    esac
+}
+IMPLIED=()
+for w in "${WANT[@]}"; do
+    b=$(base_of "$w")
+    if [ -n "$b" ] && ! printf '%s\n' "${WANT[@]}" | grep -qx "$b"; then
+        WANT+=("$b")
+        IMPLIED+=("$b")
+    fi
+done
+
+implied() {
+    local i
+    for i in "${IMPLIED[@]+"${IMPLIED[@]}"}"; do [ "$i" = "$1" ] && return 0; done
+    return 1
+}
 
 wanted() {
     local w
@@ -132,7 +157,8 @@ needs_build() {
         return 0
     fi
     OLD_ID[$key]=$(docker image inspect --format '{{.Id}}' "$image")
-    if [ "$FORCE" -eq 1 ]; then
+    # --force rebuilds the images asked for, not the bases they brought along.
+    if [ "$FORCE" -eq 1 ] && ! implied "$key"; then
         return 0
     fi
     if [ -n "$base" ]; then
