@@ -45,9 +45,14 @@ pub struct Session {
     /// Removals of finished jobs' containers: they run while later jobs start (a job's
     /// dependents need not wait for its teardown); [`Session::close`] waits for them all.
     cleanups: Mutex<Vec<JoinHandle<()>>>,
+    /// Jobs whose "Spin up environment" section is already open (a single job's images).
+    spun_up: Mutex<Vec<JobRef>>,
     /// While the session lives, a second Ctrl-C (a forced exit) still removes its containers.
     _forced_exit: super::signals::ForcedExitCleanup,
 }
+
+/// The first section of every job's log (CircleCI's name for it).
+const SPIN_UP: &str = "Spin up environment";
 
 /// The images of a run, by name, after they were checked (and pulled).
 pub type Images = HashMap<String, ImageInfo>;
@@ -77,6 +82,7 @@ impl Session {
             cancel,
             events,
             cleanups: Mutex::new(Vec::new()),
+            spun_up: Mutex::new(Vec::new()),
             _forced_exit: forced_exit,
         })
     }
@@ -124,7 +130,16 @@ impl Session {
             .flat_map(|p| p.environment.project.iter().cloned())
             .collect();
         let events = match plans {
-            [one] => Events::new(self.sink.clone(), job_ref(one)),
+            // One job alone: its log opens as CircleCI's does, images under the first section.
+            [one] => {
+                let events = Events::new(self.sink.clone(), job_ref(one));
+                events.section(SPIN_UP);
+                self.spun_up
+                    .lock()
+                    .expect("no task panics holding it")
+                    .push(events.job());
+                events
+            }
             _ => self.events.clone(),
         };
         images::ensure(
@@ -146,7 +161,14 @@ impl Session {
     ) -> Result<NodeOutcome, EngineError> {
         let events = Events::new(self.sink.clone(), job_ref(&plan));
         let started = Instant::now();
-        events.section("Spin up environment");
+        let announced = self
+            .spun_up
+            .lock()
+            .expect("no task panics holding it")
+            .contains(&events.job());
+        if !announced {
+            events.section(SPIN_UP);
+        }
         let plan = Arc::new(plan);
         let mut created = Created::default();
         let runner = Runner {

@@ -1,0 +1,2 @@
+# The loud greeter shouts the name.
+[ "$(dist/greet-loud grace)" = "HELLO, GRACE!" ]

@@ -1,0 +1,2 @@
+# The plain greeter greets by name.
+[ "$(dist/greet-plain ada)" = "hello, ada" ]
