@@ -166,6 +166,61 @@ rule! {
     rule_expansion_budget => "expansion-budget.yml",
     rule_commands_too_deep => "commands-too-deep.yml",
     rule_logic_too_deep => "logic-too-deep.yml",
+    // See: issue 8 — CircleCI warns about these and runs the config.
+    rule_resource_class_custom => "resource-class-custom.yml",
+    rule_extraneous_job_key => "extraneous-job-key.yml",
+}
+
+/// See: issue 8. Configs CircleCI runs: `validate` accepts them without an error, `process`
+/// compiles them, and the compiled config validates again (`execute` reads that one).
+#[test]
+fn accepts_what_circleci_runs() {
+    for file in [
+        "legacy-steps.yml",
+        "environment-forms.yml",
+        "resource-class-custom.yml",
+        "pipeline-values-new.yml",
+        "workflow-job-keys.yml",
+        "extraneous-job-key.yml",
+    ] {
+        let path = format!("tests/fixtures/validate/{file}");
+        let validate = Localci::new().args(&["validate", "-c", &path]).run();
+        assert_eq!(
+            validate.code,
+            0,
+            "validate {file}:\n{}",
+            validate.transcript()
+        );
+        assert!(
+            validate.error_lines().is_empty(),
+            "{}",
+            validate.transcript()
+        );
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let out = dir.path().join("processed.yml");
+        let out = out.to_str().expect("a UTF-8 temp path");
+        let process = Localci::new()
+            .args(&["process", "-c", &path, "-o", out])
+            .run();
+        assert_eq!(process.code, 0, "process {file}:\n{}", process.transcript());
+        let again = Localci::new().args(&["validate", "-c", out]).run();
+        assert_eq!(again.code, 0, "processed {file}:\n{}", again.transcript());
+    }
+}
+
+/// See: issue 8. A misspelled job key is a warning with a suggestion; `--strict` fails it.
+#[test]
+fn strict_turns_extraneous_job_keys_into_errors() {
+    let strict = validate_fixture("extraneous-job-key.yml", &["--strict"]);
+    assert_eq!(strict.code, 2, "{}", strict.transcript());
+    assert_eq!(
+        strict.error_lines(),
+        vec![
+            "error: extraneous key `working_dir` in job `build`: CircleCI ignores it; did you mean `working_directory`?"
+        ],
+        "{}",
+        strict.transcript()
+    );
 }
 
 /// See: review of the 2.1 compiler. Every config `process` rejects for these reasons is also
