@@ -143,6 +143,21 @@ impl Library {
         (!self.namespaces[from].imports.contains_key(alias)).then_some(alias)
     }
 
+    /// How many uses each missing orb has so far (see [`Library::missing_used_since`]).
+    pub fn missing_uses(&self) -> Vec<usize> {
+        self.missing.iter().map(|m| m.usages.len()).collect()
+    }
+
+    /// The references of the missing orbs used since `before` was taken.
+    pub fn missing_used_since(&self, before: &[usize]) -> Vec<String> {
+        self.missing
+            .iter()
+            .zip(before)
+            .filter(|(m, n)| m.usages.len() > **n)
+            .map(|(m, _)| m.reference.clone())
+            .collect()
+    }
+
     /// Adds to each missing orb of the config the places that name one of its elements
     /// (`alias/x` as a step, executor, job or `override-with`), so the error lists them all,
     /// including those the compile did not reach after an earlier error.
@@ -177,8 +192,9 @@ impl Library {
         }
     }
 
-    /// Errors for missing orbs that something used, warnings for the others.
-    pub fn report_missing(&self, ctx: &mut Ctx, searched: &[PathBuf]) {
+    /// Errors for missing orbs that something used (warnings when `lazy`: what uses them is
+    /// set aside), warnings for the others.
+    pub fn report_missing(&self, ctx: &mut Ctx, searched: &[PathBuf], lazy: bool) {
         for m in &self.missing {
             let places = searched
                 .iter()
@@ -223,7 +239,12 @@ impl Library {
             for u in places {
                 d = d.with_label(u, format!("uses orb `{}`", m.alias));
             }
-            ctx.errors.push(d);
+            if lazy {
+                d.severity = crate::diagnostic::Severity::Warning;
+                ctx.warnings.push(d);
+            } else {
+                ctx.errors.push(d);
+            }
         }
     }
 }

@@ -48,6 +48,7 @@ use params::Decls;
 use subst::{Scope, subst_str};
 use workflows::JobTable;
 
+pub use compiler::{Unavailable, UnavailableKind};
 pub use library::OrbResolution;
 pub use pipeline::{PipelineValue, PipelineValues};
 
@@ -65,6 +66,10 @@ pub struct Options {
     /// Also compile the jobs that no workflow invokes (under their own names), as long as they
     /// need no arguments. CircleCI drops them; `localci execute <job>` wants to run them.
     pub all_jobs: bool,
+    /// Lazy orbs: a registry orb without a local source is an error only for the jobs and
+    /// workflows that use it. They are left out of the output and listed in
+    /// [`Processed::unavailable`] with the reason; the orb itself is one warning.
+    pub lazy_orbs: bool,
 }
 
 /// The compiled config.
@@ -75,6 +80,9 @@ pub struct Processed {
     pub warnings: Vec<Diagnostic>,
     /// How each registry orb reference was resolved, in import order.
     pub orbs: Vec<OrbResolution>,
+    /// With [`Options::lazy_orbs`]: the jobs and workflows left out because they need an orb
+    /// that has no local source.
+    pub unavailable: Vec<Unavailable>,
 }
 
 /// The user's orb cache: `$XDG_CACHE_HOME/localci/orbs`, else `$HOME/.cache/localci/orbs`.
@@ -100,6 +108,10 @@ pub fn process(
         Some(Version::V21) => compile(&mut ctx, sources, file, config, options),
         None => None,
     };
+    let unavailable = outcome
+        .as_ref()
+        .map(|o| o.unavailable.clone())
+        .unwrap_or_default();
     let Ctx {
         mut errors,
         mut warnings,
@@ -107,10 +119,11 @@ pub fn process(
     } = ctx;
     diagnostic::sort(&mut warnings);
     match outcome {
-        Some((config, orbs)) if errors.is_empty() => Ok(Processed {
+        Some(Output { config, orbs, .. }) if errors.is_empty() => Ok(Processed {
             config,
             warnings,
             orbs,
+            unavailable,
         }),
         _ => {
             errors.append(&mut warnings);
@@ -153,7 +166,11 @@ fn version(ctx: &mut Ctx, config: &Node) -> Option<Version> {
     }
 }
 
-type Output = (Node, Vec<OrbResolution>);
+struct Output {
+    config: Node,
+    orbs: Vec<OrbResolution>,
+    unavailable: Vec<Unavailable>,
+}
 
 /// A 2.0 config is not template-processed: its jobs and workflows are kept as written.
 fn pass_through(ctx: &mut Ctx, config: &Node) -> Output {
@@ -177,7 +194,11 @@ fn pass_through(ctx: &mut Ctx, config: &Node) -> Output {
         }
     }
     let has_build = jobs.get("build").is_some();
-    (document(span, jobs, workflows, has_build), Vec::new())
+    Output {
+        config: document(span, jobs, workflows, has_build),
+        orbs: Vec::new(),
+        unavailable: Vec::new(),
+    }
 }
 
 fn compile(
@@ -206,21 +227,26 @@ fn compile(
         pipeline_params,
         calls: Vec::new(),
         budget: Default::default(),
+        lazy: options.lazy_orbs,
+        unavailable: Vec::new(),
     };
     let (mut jobs, workflows) = compile_workflows(&mut compiler, config);
     if options.all_jobs {
         compile_unreferenced_jobs(&mut compiler, config, &mut jobs);
     }
     compiler.lib.scan_usages(config);
-    compiler.lib.report_missing(&mut compiler.ctx, &searched);
+    compiler
+        .lib
+        .report_missing(&mut compiler.ctx, &searched, compiler.lazy);
     *ctx = std::mem::take(&mut compiler.ctx);
     let has_build = jobs.contains_key("build");
     let span = config.span;
     let jobs = Node::new(span, Kind::Map(jobs));
-    Some((
-        document(span, jobs, workflows, has_build),
-        compiler.lib.resolved,
-    ))
+    Some(Output {
+        config: document(span, jobs, workflows, has_build),
+        orbs: compiler.lib.resolved,
+        unavailable: compiler.unavailable,
+    })
 }
 
 fn config_dir(path: &Path) -> PathBuf {
@@ -283,7 +309,10 @@ fn compile_workflows(c: &mut Compiler, config: &Node) -> (Map, Map) {
         return (table.jobs, workflows);
     }
     for e in &declared {
-        if let Ok(Some(wf)) = c.workflow(&e.key, e.key_span, &e.value, &mut table) {
+        let compiled = c.guard(UnavailableKind::Workflow, &e.key, e.key_span, |c| {
+            c.workflow(&e.key, e.key_span, &e.value, &mut table)
+        });
+        if let Ok(Some(wf)) = compiled {
             workflows.entries.push(Entry {
                 key: e.key.clone(),
                 key_span: e.key_span,
@@ -326,7 +355,7 @@ fn default_jobs(c: &mut Compiler, config: &Node, table: &mut JobTable) {
             pre: Vec::new(),
             post: Vec::new(),
         };
-        if let Ok(job) = c.job(&inv) {
+        if let Ok(job) = c.guard(UnavailableKind::Job, &name, at, |c| c.job(&inv)) {
             table
                 .jobs
                 .insert(name.clone(), at, Node::new(at, Kind::Map(job)));
@@ -350,7 +379,7 @@ fn compile_unreferenced_jobs(c: &mut Compiler, config: &Node, jobs: &mut Map) {
             pre: Vec::new(),
             post: Vec::new(),
         };
-        if let Ok(job) = c.job(&inv) {
+        if let Ok(job) = c.guard(UnavailableKind::Job, &e.key, e.key_span, |c| c.job(&inv)) {
             jobs.insert(
                 e.key.clone(),
                 e.key_span,

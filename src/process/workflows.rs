@@ -8,7 +8,7 @@ use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 use crate::yaml::{Entry, Kind, Map, Node};
 
-use super::compiler::Compiler;
+use super::compiler::{Compiler, UnavailableKind};
 use super::context::{Reported, Res};
 use super::jobs::Invocation;
 use super::library::{ElementKind, Lookup, ROOT};
@@ -180,7 +180,10 @@ impl Compiler<'_> {
                 global.insert(i, inst.name.clone());
                 continue;
             }
-            match self.materialise(inst, table) {
+            let (name, at) = (inst.name.clone(), inst.at);
+            match self.guard(UnavailableKind::Job, &name, at, |c| {
+                c.materialise(inst, table)
+            }) {
                 Ok(n) => {
                     global.insert(i, n);
                 }
