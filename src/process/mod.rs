@@ -420,3 +420,69 @@ fn document(span: Span, jobs: Node, mut workflows: Map, has_build: bool) -> Node
     }
     map_node(span, top)
 }
+
+#[cfg(test)]
+mod lazy_orb_tests {
+    use super::*;
+    use crate::source::Source;
+
+    const CONFIG: &str = "version: 2.1
+orbs:
+  heroku: circleci/heroku@1.0.1
+jobs:
+  build:
+    docker: [{image: cimg/base:stable}]
+    steps: [checkout]
+  deploy:
+    docker: [{image: cimg/base:stable}]
+    steps: [heroku/deploy-via-git]
+workflows:
+  main:
+    jobs: [build, deploy]
+";
+
+    fn compile(lazy_orbs: bool) -> Result<Processed, Vec<Diagnostic>> {
+        let mut sources = Sources::new();
+        let file = sources.add(Source::new("/nonexistent/config.yml", CONFIG.to_string()));
+        let node = crate::yaml::parse(sources.get(file), file).expect("valid YAML");
+        let options = Options {
+            lazy_orbs,
+            ..Options::default()
+        };
+        process(&mut sources, file, &node, &options)
+    }
+
+    /// See: issue 8. `execute build` must not fail for an orb only `deploy` uses.
+    #[test]
+    fn a_missing_orb_sets_aside_only_what_uses_it() {
+        let processed = compile(true).expect("lazy orbs compile");
+        let jobs = processed.config.get("jobs").expect("jobs");
+        assert!(jobs.get("build").is_some());
+        assert!(jobs.get("deploy").is_none());
+        let names: Vec<(&str, UnavailableKind)> = processed
+            .unavailable
+            .iter()
+            .map(|u| (u.name.as_str(), u.kind))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("deploy", UnavailableKind::Job),
+                ("main", UnavailableKind::Workflow)
+            ]
+        );
+        assert!(
+            processed.unavailable[0]
+                .why
+                .message
+                .contains("circleci/heroku@1.0.1")
+        );
+        assert_eq!(processed.warnings.len(), 1, "{:?}", processed.warnings);
+    }
+
+    #[test]
+    fn without_lazy_orbs_the_compile_fails() {
+        let errors = compile(false).expect_err("the orb is missing");
+        assert!(errors[0].message.contains("cannot be resolved offline"));
+    }
+}
