@@ -16,6 +16,7 @@ mod compiler;
 mod context;
 mod executors;
 pub(crate) mod expr;
+pub(crate) mod job_groups;
 mod jobs;
 mod library;
 pub(crate) mod logic;
@@ -103,6 +104,8 @@ pub fn process(
     options: &Options,
 ) -> Result<Processed, Vec<Diagnostic>> {
     let mut ctx = Ctx::default();
+    let expanded = job_groups::expand(config);
+    let config = expanded.as_ref().unwrap_or(config);
     let outcome = match version(&mut ctx, config) {
         Some(Version::V20) => Some(pass_through(&mut ctx, config)),
         Some(Version::V21) => compile(&mut ctx, sources, file, config, options),

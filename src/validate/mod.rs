@@ -99,6 +99,9 @@ pub fn validate(
     if node.as_map().is_none() {
         return out;
     }
+    // Workflows are checked as the compiler reads them: with their job groups expanded.
+    let expanded = crate::process::job_groups::expand(node);
+    let node = expanded.as_ref().unwrap_or(node);
     let model = Model::build(node);
     let version = Version::of(node);
     let mut cx = Ctx {
