@@ -15,27 +15,7 @@ use crate::yaml::{Kind, Node};
 
 use super::context::Ctx;
 
-pub(crate) type NsId = usize;
-
-/// The config's own namespace.
-pub(crate) const ROOT: NsId = 0;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ElementKind {
-    Command,
-    Job,
-    Executor,
-}
-
-impl ElementKind {
-    pub fn noun(self) -> &'static str {
-        match self {
-            ElementKind::Command => "command",
-            ElementKind::Job => "job",
-            ElementKind::Executor => "executor",
-        }
-    }
-}
+pub(crate) use super::language::{ElementKind, NsId, ROOT};
 
 /// A definition as written (unsubstituted), and where its name was written. Shared, because
 /// every call of a command looks it up again.

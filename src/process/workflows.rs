@@ -11,6 +11,7 @@ use crate::yaml::{Entry, Kind, Map, Node};
 use super::compiler::{Compiler, UnavailableKind};
 use super::context::{Reported, Res};
 use super::jobs::Invocation;
+use super::language::JOB_ENTRY_KEYS;
 use super::library::{ElementKind, Lookup, ROOT};
 use super::logic;
 use super::matrix::{self, Combination};
@@ -19,20 +20,6 @@ use super::params::given_args;
 use super::subst::{Scope, condition, subst};
 use super::template::{self, Piece};
 use super::value::same;
-
-/// Keys of a workflow job entry that are not job arguments.
-const RESERVED: &[&str] = &[
-    "requires",
-    "name",
-    "context",
-    "filters",
-    "matrix",
-    "type",
-    "pre-steps",
-    "post-steps",
-    "serial-group",
-    "override-with",
-];
 
 /// Entry keys that stay in the compiled workflow.
 const KEPT: &[&str] = &["requires", "context", "filters", "type", "serial-group"];
@@ -351,7 +338,7 @@ impl Compiler<'_> {
         let invocation = Invocation {
             job: &job_ref,
             at: inst.at,
-            args: given_args(Some(&inst.body), RESERVED),
+            args: given_args(Some(&inst.body), &JOB_ENTRY_KEYS),
             pre,
             post,
         };

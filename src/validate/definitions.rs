@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::ctx::{Ctx, Scope};
-use super::model::{Def, DefKind};
+use super::model::{Def, ElementKind};
 use super::suggest::{did_you_mean, one_of};
 use super::{executors, params, resource_class, steps};
 use crate::diagnostic::Diagnostic;
@@ -48,17 +48,17 @@ fn check<'a>(cx: &mut Ctx<'a>, def: &'a Def<'a>) {
     let scope = Scope::of(def);
     let body = def.body();
     if let Some(executor) = body.get("executor")
-        && def.kind == DefKind::Job
+        && def.kind == ElementKind::Job
     {
         executors::check_ref(cx, executor, &format!("{}/executor", def.ptr), scope);
     }
-    if let (Some(list), DefKind::Job | DefKind::Command) = (body.get("steps"), def.kind) {
+    if let (Some(list), ElementKind::Job | ElementKind::Command) = (body.get("steps"), def.kind) {
         steps::check_list(cx, list, &format!("{}/steps", def.ptr), scope);
     }
-    if def.kind != DefKind::Command {
+    if def.kind != ElementKind::Command {
         resource_class::check(cx, def);
     }
-    if def.kind == DefKind::Job {
+    if def.kind == ElementKind::Job {
         extraneous_keys(cx, def);
     }
 }
@@ -113,7 +113,7 @@ fn extraneous_keys(cx: &mut Ctx<'_>, def: &Def<'_>) {
 }
 
 fn check_name(cx: &mut Ctx<'_>, def: &Def<'_>) {
-    let pattern = if def.kind == DefKind::Job {
+    let pattern = if def.kind == ElementKind::Job {
         &JOB_NAME
     } else {
         &ELEMENT_NAME
@@ -121,7 +121,7 @@ fn check_name(cx: &mut Ctx<'_>, def: &Def<'_>) {
     if !cx.v21 || pattern.is_match(def.name) {
         return;
     }
-    let allowed = if def.kind == DefKind::Job {
+    let allowed = if def.kind == ElementKind::Job {
         "letters, digits, spaces, `_` and `-`"
     } else {
         "letters, digits, `_` and `-`"

@@ -6,7 +6,7 @@
 //! left alone.
 
 use super::ctx::Ctx;
-use super::model::{Def, DefKind, Lookup, NsId};
+use super::model::{Def, ElementKind, Lookup, NsId};
 use super::suggest::did_you_mean;
 use super::template;
 use crate::diagnostic::Diagnostic;
@@ -99,7 +99,7 @@ fn platform(cx: &Ctx<'_>, ns: NsId, body: &Map, depth: usize) -> Platform {
     let Some(name) = body.get("executor").and_then(executor_name) else {
         return Platform::Unknown;
     };
-    match cx.model.lookup(ns, DefKind::Executor, name) {
+    match cx.model.lookup(ns, ElementKind::Executor, name) {
         Lookup::Found(def) if depth < 4 => def
             .body()
             .as_map()

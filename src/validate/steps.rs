@@ -7,7 +7,7 @@ use regex::Regex;
 
 use super::arguments::{self, Invocation};
 use super::ctx::{Ctx, Scope};
-use super::model::{DefKind, Lookup};
+use super::model::{ElementKind, Lookup};
 use super::resolve::{self, Missing};
 use super::suggest::did_you_mean;
 use super::template;
@@ -126,7 +126,7 @@ fn invoke<'a>(
     ptr: &str,
     scope: Scope<'a>,
 ) -> bool {
-    match cx.model.lookup(scope.ns, DefKind::Command, name) {
+    match cx.model.lookup(scope.ns, ElementKind::Command, name) {
         Lookup::Found(def) => {
             let invocation = Invocation {
                 target: def,
@@ -140,10 +140,18 @@ fn invoke<'a>(
         }
         Lookup::Remote => {}
         Lookup::NoSuchOrb => {
-            resolve::report(cx, Missing::orb(DefKind::Command, name, span, ptr), scope);
+            resolve::report(
+                cx,
+                Missing::orb(ElementKind::Command, name, span, ptr),
+                scope,
+            );
         }
         Lookup::Missing if name.contains('/') => {
-            resolve::report(cx, Missing::def(DefKind::Command, name, span, ptr), scope);
+            resolve::report(
+                cx,
+                Missing::def(ElementKind::Command, name, span, ptr),
+                scope,
+            );
         }
         Lookup::Missing if is_built_in(cx, name) => return false,
         Lookup::Missing => unknown(cx, name, span, ptr, scope),
@@ -169,7 +177,7 @@ fn unknown(cx: &mut Ctx<'_>, name: &str, span: Span, ptr: &str, scope: Scope<'_>
             .iter()
             .map(|s| (*s).to_string())
             .collect();
-        names.extend(cx.model.visible_names(scope.ns, DefKind::Command));
+        names.extend(cx.model.visible_names(scope.ns, ElementKind::Command));
         let mut message = format!("unknown step `{name}`");
         if let Some(best) = did_you_mean(name, names.iter().map(String::as_str)) {
             message.push_str(&format!("; did you mean `{best}`?"));
