@@ -4,6 +4,7 @@
 mod cache;
 mod compile;
 mod execute;
+mod orb;
 mod output;
 mod process;
 mod validate;
@@ -49,6 +50,8 @@ pub enum Command {
     Execute(execute::Args),
     /// List, remove and prune the local caches that `save_cache` stores.
     Cache(cache::Args),
+    /// Pack an orb from its source folder, or vendor a config's registry orbs.
+    Orb(orb::Args),
 }
 
 /// What the commands may know about the process they run in. Environment variables are read
@@ -82,5 +85,6 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Process(args) => process::run(&ctx, &args),
         Command::Execute(args) => execute::run(&ctx, &args),
         Command::Cache(args) => cache::run(&ctx, &args),
+        Command::Orb(args) => orb::run(&ctx, &args),
     }
 }

@@ -18,9 +18,11 @@ mod executors;
 pub(crate) mod expr;
 pub(crate) mod job_groups;
 mod jobs;
+pub(crate) mod language;
 mod library;
 pub(crate) mod logic;
 pub(crate) mod matrix;
+pub mod orb_pack;
 mod orbs;
 mod output;
 mod params;
@@ -488,4 +490,71 @@ workflows:
         let errors = compile(false).expect_err("the orb is missing");
         assert!(errors[0].message.contains("cannot be resolved offline"));
     }
+}
+
+/// One orb file `vendor` saved next to the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vendored {
+    /// The exact reference, `circleci/node@5.2.0`.
+    pub orb: String,
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+/// Saves every registry orb the config imports (nested imports too) under the config's own
+/// `orbs/` folder as `<ns>/<name>@<version>.yml`, from wherever `options` finds it (`--orb`
+/// files, the user cache), so the project compiles offline from then on. Orbs already there
+/// are left alone. The config must compile: an orb with no source anywhere is its error.
+pub fn vendor(
+    sources: &mut Sources,
+    file: FileId,
+    config: &Node,
+    options: &Options,
+) -> Result<Vec<Vendored>, VendorError> {
+    let options = Options {
+        lazy_orbs: false,
+        ..options.clone()
+    };
+    let processed = process(sources, file, config, &options).map_err(VendorError::Invalid)?;
+    let target = config_dir(sources.get(file).path()).join("orbs");
+    let mut saved = Vec::new();
+    for orb in processed.orbs {
+        if orb.path.starts_with(&target) {
+            continue;
+        }
+        let to = target.join(library::file_name(&orb.resolved));
+        copy_orb(&orb.path, &to)?;
+        saved.push(Vendored {
+            orb: orb.resolved,
+            from: orb.path,
+            to,
+        });
+    }
+    Ok(saved)
+}
+
+/// Why [`vendor`] saved nothing more.
+#[derive(Debug, thiserror::Error)]
+pub enum VendorError {
+    /// The config does not compile (an orb without a source is one of these errors).
+    #[error("the config does not compile")]
+    Invalid(Vec<Diagnostic>),
+    #[error("cannot save {} as {}", from.display(), to.display())]
+    Write {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn copy_orb(from: &Path, to: &Path) -> Result<(), VendorError> {
+    let parent = to.parent().unwrap_or(to);
+    std::fs::create_dir_all(parent)
+        .and_then(|()| std::fs::copy(from, to).map(drop))
+        .map_err(|source| VendorError::Write {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            source,
+        })
 }
