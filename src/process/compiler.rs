@@ -132,9 +132,9 @@ impl Compiler<'_> {
         at: Span,
     ) -> Res<(NsId, super::library::Element)> {
         match self.lib.find(ns, kind, name, at) {
-            Lookup::Element(id, e) => Ok((id, e)),
+            Lookup::Found(found) => Ok(found),
             Lookup::MissingOrb => Err(super::context::Reported),
-            Lookup::NotFound => Err(self.not_found(ns, kind, name, at)),
+            Lookup::NotFound | Lookup::NoSuchOrb => Err(self.not_found(ns, kind, name, at)),
         }
     }
 

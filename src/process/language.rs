@@ -40,6 +40,19 @@ impl ElementKind {
     }
 }
 
+/// The outcome of looking a name (`x`, or `alias/x` for an orb's element) up from a
+/// namespace: the same four cases for `validate` and `process`.
+#[derive(Debug)]
+pub(crate) enum Lookup<T> {
+    Found(T),
+    /// `alias/x` where `alias` is a registry orb with no source here: nothing to check or
+    /// compile (the use was recorded, for the orb's one diagnostic).
+    MissingOrb,
+    /// `alias/x` where no orb is called `alias`.
+    NoSuchOrb,
+    NotFound,
+}
+
 /// A declared parameter type (configuration reference, "parameters").
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ParamType {

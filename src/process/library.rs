@@ -17,6 +17,9 @@ use super::context::Ctx;
 
 pub(crate) use super::language::{ElementKind, NsId, ROOT};
 
+/// What [`Library::find`] finds: the element and the namespace it lives in.
+pub(crate) type Lookup = super::language::Lookup<(NsId, Element)>;
+
 /// A definition as written (unsubstituted), and where its name was written. Shared, because
 /// every call of a command looks it up again.
 #[derive(Clone, Debug)]
@@ -78,14 +81,6 @@ pub(crate) struct Library {
     pub resolved: Vec<OrbResolution>,
 }
 
-/// The outcome of looking a name up.
-pub(crate) enum Lookup {
-    Element(NsId, Element),
-    NotFound,
-    /// The name belongs to an orb that could not be resolved; the use was recorded.
-    MissingOrb,
-}
-
 impl Library {
     pub fn ns(&self, id: NsId) -> &Namespace {
         &self.namespaces[id]
@@ -108,11 +103,11 @@ impl Library {
                     }
                     return Lookup::MissingOrb;
                 }
-                None => return Lookup::NotFound,
+                None => return Lookup::NoSuchOrb,
             },
         };
         match self.namespaces[ns].table(kind).get(local) {
-            Some(e) => Lookup::Element(ns, e.clone()),
+            Some(e) => Lookup::Found((ns, e.clone())),
             None => Lookup::NotFound,
         }
     }

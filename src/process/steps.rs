@@ -147,7 +147,7 @@ impl Compiler<'_> {
         out: &mut Vec<Node>,
     ) -> Res<()> {
         match self.lib.find(ns, ElementKind::Command, name, at) {
-            Lookup::Element(cns, element) => self.invoke(name, at, args, element, cns, ns, out),
+            Lookup::Found((cns, element)) => self.invoke(name, at, args, element, cns, ns, out),
             Lookup::MissingOrb => Err(Reported),
             Lookup::NotFound if catalogue::is_built_in(name) => {
                 let produced = builtin(name, step, args);
@@ -155,7 +155,9 @@ impl Compiler<'_> {
                 out.push(produced);
                 Ok(())
             }
-            Lookup::NotFound => Err(self.not_found(ns, ElementKind::Command, name, at)),
+            Lookup::NotFound | Lookup::NoSuchOrb => {
+                Err(self.not_found(ns, ElementKind::Command, name, at))
+            }
         }
     }
 

@@ -380,8 +380,8 @@ impl Compiler<'_> {
             )));
         };
         match self.lib.find(ROOT, ElementKind::Job, name, target.span) {
-            Lookup::Element(..) => Ok(Some(name.to_string())),
-            Lookup::NotFound => Ok(None),
+            Lookup::Found(_) => Ok(Some(name.to_string())),
+            Lookup::NotFound | Lookup::NoSuchOrb => Ok(None),
             Lookup::MissingOrb => Err(Reported),
         }
     }

@@ -58,13 +58,13 @@ fn call<'a>(
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::Remote => {}
+        Lookup::MissingOrb => {}
         Lookup::NoSuchOrb => resolve::report(
             cx,
             Missing::orb(ElementKind::Executor, name, at.span, name_ptr),
             scope,
         ),
-        Lookup::Missing => resolve::report(
+        Lookup::NotFound => resolve::report(
             cx,
             Missing::def(ElementKind::Executor, name, at.span, name_ptr),
             scope,

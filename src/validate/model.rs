@@ -76,16 +76,8 @@ pub(crate) struct RemoteOrb<'a> {
     pub used: Cell<bool>,
 }
 
-/// The result of looking a name up.
-#[derive(Debug)]
-pub(crate) enum Lookup<'m, 'a> {
-    Found(&'m Def<'a>),
-    /// In a registry orb: not checkable offline (the use is counted).
-    Remote,
-    /// `alias/name` where no orb is called `alias`.
-    NoSuchOrb,
-    Missing,
-}
+/// What [`Model::lookup`] finds: the definition.
+pub(crate) type Lookup<'m, 'a> = crate::process::language::Lookup<&'m Def<'a>>;
 
 #[derive(Debug)]
 pub(crate) struct Model<'a> {
@@ -153,19 +145,19 @@ impl<'a> Model<'a> {
             return Lookup::Found(def);
         }
         let Some((alias, rest)) = name.split_once('/') else {
-            return Lookup::Missing;
+            return Lookup::NotFound;
         };
         match self.ns(ns).orbs.get(alias) {
             None => Lookup::NoSuchOrb,
             Some(OrbLink::Remote(i)) => {
                 self.remote[*i].used.set(true);
-                Lookup::Remote
+                Lookup::MissingOrb
             }
             Some(OrbLink::Inline(child)) => self
                 .ns(*child)
                 .defs(kind)
                 .get(rest)
-                .map_or(Lookup::Missing, Lookup::Found),
+                .map_or(Lookup::NotFound, Lookup::Found),
         }
     }
 

@@ -138,7 +138,7 @@ fn invoke<'a>(
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::Remote => {}
+        Lookup::MissingOrb => {}
         Lookup::NoSuchOrb => {
             resolve::report(
                 cx,
@@ -146,15 +146,15 @@ fn invoke<'a>(
                 scope,
             );
         }
-        Lookup::Missing if name.contains('/') => {
+        Lookup::NotFound if name.contains('/') => {
             resolve::report(
                 cx,
                 Missing::def(ElementKind::Command, name, span, ptr),
                 scope,
             );
         }
-        Lookup::Missing if is_built_in(cx, name) => return false,
-        Lookup::Missing => unknown(cx, name, span, ptr, scope),
+        Lookup::NotFound if is_built_in(cx, name) => return false,
+        Lookup::NotFound => unknown(cx, name, span, ptr, scope),
     }
     true
 }

@@ -78,13 +78,13 @@ fn check_entry<'a>(cx: &mut Ctx<'a>, job: &JobEntry<'a>) {
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::Remote => {}
+        Lookup::MissingOrb => {}
         Lookup::NoSuchOrb => resolve::report(
             cx,
             Missing::orb(ElementKind::Job, job.job, job.job_span, &job.ptr),
             scope,
         ),
-        Lookup::Missing => resolve::report(
+        Lookup::NotFound => resolve::report(
             cx,
             Missing::def(ElementKind::Job, job.job, job.job_span, &job.ptr),
             scope,
