@@ -51,6 +51,23 @@ pub struct Front {
 }
 
 impl Front {
+    /// Why `name` (a job, or a workflow) was left out of the compiled config: it needs a
+    /// registry orb that cannot be resolved offline.
+    pub fn unavailable(&self, name: &str, workflow: bool) -> Option<&Diagnostic> {
+        use crate::process::UnavailableKind;
+        let kind = if workflow {
+            UnavailableKind::Workflow
+        } else {
+            UnavailableKind::Job
+        };
+        self.processed
+            .as_ref()?
+            .unavailable
+            .iter()
+            .find(|u| u.name == name && u.kind == kind)
+            .map(|u| &u.why)
+    }
+
     /// The build the config runs as: the branch or the tag.
     pub fn build(&self) -> BuildRef {
         BuildRef {
@@ -179,5 +196,7 @@ fn compile_options(
             .collect(),
         orb_dirs: process::user_orb_dir(&options.env).into_iter().collect(),
         all_jobs: options.all_jobs,
+        // A run needs only the orbs its jobs use: a missing orb is an error for those alone.
+        lazy_orbs: options.all_jobs,
     })
 }

@@ -13,6 +13,30 @@ pub struct RepoInfo {
     pub tag: Option<String>,
     pub revision: Option<String>,
     pub remote_url: Option<String>,
+    /// The commit at HEAD (`pipeline.git.commit.*`).
+    pub commit: Option<CommitInfo>,
+}
+
+/// What `git log -1` says about the commit at HEAD.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub subject: String,
+    pub body: String,
+    pub author_name: String,
+    pub author_email: String,
+}
+
+impl CommitInfo {
+    /// Fields separated by NUL: author name, author email, subject, body.
+    fn parse(log: &str) -> Option<CommitInfo> {
+        let mut fields = log.splitn(4, '\0');
+        Some(CommitInfo {
+            author_name: fields.next()?.to_string(),
+            author_email: fields.next()?.to_string(),
+            subject: fields.next()?.to_string(),
+            body: fields.next().unwrap_or("").trim().to_string(),
+        })
+    }
 }
 
 impl RepoInfo {
@@ -39,6 +63,8 @@ impl RepoInfo {
             tag,
             revision: git(&["rev-parse", "--verify", "-q", "HEAD"]),
             remote_url,
+            commit: git(&["log", "-1", "--format=%an%x00%ae%x00%s%x00%b"])
+                .and_then(|log| CommitInfo::parse(&log)),
         }
     }
 
@@ -138,5 +164,10 @@ mod tests {
         assert_eq!(info.branch.as_deref(), Some("main"));
         assert_eq!(info.revision.as_ref().map(String::len), Some(40));
         assert_eq!(info.project_slug(), ("acme".into(), "widget".into()));
+        let commit = info.commit.expect("HEAD has a commit");
+        assert_eq!(
+            (commit.subject.as_str(), commit.author_email.as_str()),
+            ("x", "t@t")
+        );
     }
 }

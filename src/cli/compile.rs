@@ -93,6 +93,7 @@ impl CompileArgs {
                 .collect::<Vec<(String, PathBuf)>>(),
             orb_dirs: process::user_orb_dir(&ctx.env).into_iter().collect(),
             all_jobs: false,
+            lazy_orbs: false,
         })
     }
 }

@@ -7,6 +7,7 @@ mod completions;
 mod execute;
 mod list;
 mod man;
+mod orb;
 mod output;
 mod plan;
 mod process;
@@ -61,6 +62,8 @@ pub enum Command {
     Completions(completions::Args),
     /// Print the man page (roff) of localci or of one subcommand to standard output.
     Man(man::Args),
+    /// Pack an orb from its source folder, or vendor a config's registry orbs.
+    Orb(orb::Args),
 }
 
 /// What the commands may know about the process they run in. Environment variables are read
@@ -98,5 +101,6 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Cache(args) => cache::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
+        Command::Orb(args) => orb::run(&ctx, &args),
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 
 use super::Context;
+use super::compile::CompileArgs;
 use super::output::{self, outln};
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::Outcome;
@@ -55,9 +56,11 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
 }
 
 fn check(ctx: &Context, args: &Args, sources: &mut Sources) -> Vec<Diagnostic> {
-    let loaded = crate::load::find_config(args.config.as_deref(), &ctx.cwd)
-        .and_then(|path| crate::load::load(sources, &path));
-    let file = match loaded {
+    let path = match crate::load::find_config(args.config.as_deref(), &ctx.cwd) {
+        Ok(path) => path,
+        Err(d) => return vec![d],
+    };
+    let file = match crate::load::load(sources, &path) {
         Ok(file) => file,
         Err(d) => return vec![d],
     };
@@ -65,14 +68,16 @@ fn check(ctx: &Context, args: &Args, sources: &mut Sources) -> Vec<Diagnostic> {
         Ok(node) => node,
         Err(d) => return vec![d],
     };
-    let mut diags = validate::validate(
-        sources,
-        file,
-        &node,
-        &Options {
-            strict: args.strict,
-        },
-    );
+    // The same orb sources and pipeline values as `process` (no flags: their defaults).
+    let compile = match CompileArgs::default().options(ctx, &path) {
+        Ok(options) => options,
+        Err(diags) => return diags,
+    };
+    let options = Options {
+        strict: args.strict,
+        ..Options::default()
+    };
+    let mut diags = validate::validate_compiled(sources, file, &node, &options, &compile);
     diagnostic::sort(&mut diags);
     diags
 }

@@ -5,7 +5,7 @@
 
 mod job;
 mod read;
-mod step;
+pub(crate) mod step;
 mod workflow;
 
 use indexmap::IndexMap;

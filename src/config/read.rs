@@ -132,22 +132,31 @@ impl Reader {
                     if let Kind::Map(_) = item.kind {
                         out.extend(self.environment(item, &p));
                     } else if let Some(text) = self.text(item, &p, "an environment entry") {
-                        match text.split_once('=') {
-                            Some((k, v)) if !k.is_empty() => out.push((k.into(), v.into())),
-                            _ => self.error_hint(
-                                item,
-                                &p,
-                                format!("environment entry `{text}` is not KEY=VALUE"),
-                                "write it as `NAME=value`, or use a map `NAME: value`",
-                            ),
-                        }
+                        out.extend(self.key_value(item, &p, &text));
                     }
                 }
             }
+            // One `KEY=value` string, as a 2.1 string parameter often leaves it.
+            Kind::Str(text) => out.extend(self.key_value(node, pointer, text)),
             Kind::Null => {}
             _ => self.error(node, pointer, "`environment` must be a map of NAME: value"),
         }
         out
+    }
+
+    fn key_value(&mut self, node: &Node, pointer: &str, text: &str) -> Option<(String, String)> {
+        match text.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Some((k.into(), v.into())),
+            _ => {
+                self.error_hint(
+                    node,
+                    pointer,
+                    format!("environment entry `{text}` is not KEY=VALUE"),
+                    "write it as `NAME=value`, or use a map `NAME: value`",
+                );
+                None
+            }
+        }
     }
 
     fn env_value(&mut self, value: &Node, pointer: &str) -> Option<String> {

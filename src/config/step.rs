@@ -1,5 +1,9 @@
-//! Steps in one canonical form: every short form (`- checkout`, `- run: make`) and the
-//! deprecated `deploy` become the same [`Step`] a long form would give. No execution here.
+//! Steps in one canonical form: every short form (`- checkout`, `- run: make`), the
+//! deprecated `deploy` and the legacy 2.0 forms (`- type: shell`, `checkout: {post: [...]}`)
+//! become the same [`Step`] a long form would give. No execution here.
+//!
+//! It also holds the step catalogue ([`BUILT_IN_STEPS`] and the legacy spellings): `validate`,
+//! `process` and this parser all read it, so a step is known to all three or to none.
 
 use std::time::Duration;
 
@@ -7,7 +11,81 @@ use serde::Serialize;
 
 use super::read::{Reader, child, index};
 use crate::source::Span;
-use crate::yaml::{Kind, Node};
+use crate::yaml::{Entry, Kind, Map, Node};
+
+/// Every step CircleCI knows without a definition (configuration reference, "steps"). In 2.1,
+/// user and orb commands shadow them.
+pub(crate) const BUILT_IN_STEPS: [&str; 12] = [
+    "run",
+    "checkout",
+    "setup_remote_docker",
+    "save_cache",
+    "restore_cache",
+    "store_artifacts",
+    "store_test_results",
+    "persist_to_workspace",
+    "attach_workspace",
+    "add_ssh_keys",
+    "deploy",
+    "install_signing_bundle",
+];
+
+/// Built-in steps that cannot be written bare because they need keys, and which keys.
+pub(crate) const STEPS_NEEDING_KEYS: [(&str, &str); 6] = [
+    ("save_cache", "`key` and `paths`"),
+    ("restore_cache", "`key` or `keys`"),
+    ("store_artifacts", "`path`"),
+    ("store_test_results", "`path`"),
+    ("persist_to_workspace", "`root` and `paths`"),
+    ("attach_workspace", "`at`"),
+];
+
+/// 2.0 step names that 2.1 dropped, and the built-in step each stands for.
+pub(crate) const LEGACY_2_0_STEPS: [(&str, &str); 2] = [
+    ("shell", "run"),
+    ("setup_docker_engine", "setup_remote_docker"),
+];
+
+/// The `type:` values of the 2.0-beta step maps (`- type: shell` with `command:` beside it),
+/// and the built-in step each stands for. CircleCI still runs configs written this way
+/// (circleci-semantics.md 4.1, "Legacy forms").
+pub(crate) const LEGACY_STEP_TYPES: [(&str, &str); 8] = [
+    ("shell", "run"),
+    ("checkout", "checkout"),
+    ("cache-save", "save_cache"),
+    ("cache-restore", "restore_cache"),
+    ("artifacts-store", "store_artifacts"),
+    ("test-results-store", "store_test_results"),
+    ("deploy", "deploy"),
+    ("add-ssh-keys", "add_ssh_keys"),
+];
+
+/// Whether `name` is a built-in step of every version.
+pub(crate) fn is_built_in(name: &str) -> bool {
+    BUILT_IN_STEPS.contains(&name)
+}
+
+/// The built-in step a 2.0 name stands for: itself, or what a dropped 2.0 name meant.
+pub(crate) fn built_in_2_0(name: &str) -> Option<&str> {
+    if is_built_in(name) {
+        return Some(name);
+    }
+    LEGACY_2_0_STEPS
+        .iter()
+        .find(|(old, _)| *old == name)
+        .map(|(_, new)| *new)
+}
+
+/// The built-in step a legacy `type:` step map stands for, when `map` is one: a map with a
+/// string `type` naming a legacy step type. (A command called `type` takes a map, so a string
+/// there cannot be a command invocation.)
+pub(crate) fn legacy_step_type(map: &Map) -> Option<&'static str> {
+    let kind = map.get("type")?.as_str()?;
+    LEGACY_STEP_TYPES
+        .iter()
+        .find(|(legacy, _)| *legacy == kind)
+        .map(|(_, step)| *step)
+}
 
 /// When a step runs, relative to the job's state so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -66,6 +144,8 @@ pub enum StepKind {
     SetupRemoteDocker {
         version: Option<String>,
     },
+    /// macOS only: installs the signing bundles of `macos.code_signing`.
+    InstallSigningBundle,
 }
 
 /// A `run` (or `deploy`) step.
@@ -98,6 +178,7 @@ impl Step {
             StepKind::AttachWorkspace { .. } => "Attaching Workspace".into(),
             StepKind::AddSshKeys { .. } => "Install SSH keys".into(),
             StepKind::SetupRemoteDocker { .. } => "Setup a remote Docker engine".into(),
+            StepKind::InstallSigningBundle => "Install signing bundle".into(),
         }
     }
 }
@@ -108,17 +189,22 @@ pub(crate) fn parse_steps(r: &mut Reader, node: &Node, pointer: &str) -> Vec<Ste
         r.error(node, pointer, "`steps` must be a list of steps");
         return Vec::new();
     };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| parse_step(r, item, &index(pointer, i)))
-        .collect()
+    let mut steps = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let pointer = index(pointer, i);
+        if let Some(step) = parse_step(r, item, &pointer) {
+            let post = checkout_post(r, item, &pointer);
+            steps.push(step);
+            steps.extend(post);
+        }
+    }
+    steps
 }
 
 fn parse_step(r: &mut Reader, node: &Node, pointer: &str) -> Option<Step> {
     match &node.kind {
         Kind::Str(name) => bare_step(r, node, pointer, name),
-        Kind::Map(map) if map.len() == 1 => {
+        Kind::Map(map) if map.len() == 1 && legacy_step_type(map).is_none() => {
             let entry = &map.entries[0];
             step_with_body(r, &entry.key, &entry.value, &child(pointer, &entry.key)).map(|step| {
                 Step {
@@ -127,6 +213,7 @@ fn parse_step(r: &mut Reader, node: &Node, pointer: &str) -> Option<Step> {
                 }
             })
         }
+        Kind::Map(map) if legacy_step_type(map).is_some() => legacy_step(r, node, map, pointer),
         Kind::Map(_) => {
             r.error_hint(
                 node,
@@ -147,9 +234,48 @@ fn parse_step(r: &mut Reader, node: &Node, pointer: &str) -> Option<Step> {
     }
 }
 
-/// `- checkout`, `- setup_remote_docker`, `- add_ssh_keys`.
+/// `- type: shell` with the step's keys beside `type`: the 2.0-beta spelling of a step map.
+fn legacy_step(r: &mut Reader, node: &Node, map: &Map, pointer: &str) -> Option<Step> {
+    let kind = legacy_step_type(map).expect("checked by the caller");
+    let keys: Vec<Entry> = map
+        .entries
+        .iter()
+        .filter(|e| e.key != "type")
+        .cloned()
+        .collect();
+    let body = Node::new(node.span, Kind::Map(Map { entries: keys }));
+    let step = step_with_body(r, kind, &body, pointer)?;
+    Some(Step {
+        span: node.span,
+        ..step
+    })
+}
+
+/// The commands of a legacy `checkout: {post: [...]}`, which run right after the checkout
+/// (the 2.0-beta form CircleCI still accepts), as `run` steps.
+fn checkout_post(r: &mut Reader, step: &Node, pointer: &str) -> Vec<Step> {
+    let Some(post) = step.get("checkout").and_then(|c| c.get("post")) else {
+        return Vec::new();
+    };
+    let pointer = child(&child(pointer, "checkout"), "post");
+    let commands = match post.kind {
+        Kind::Seq(_) => r.strings(post, &pointer, "a command"),
+        _ => r.text(post, &pointer, "`post`").into_iter().collect(),
+    };
+    commands
+        .into_iter()
+        .map(|command| Step {
+            name: None,
+            when: When::OnSuccess,
+            kind: StepKind::Run(Run::new(command)),
+            span: post.span,
+        })
+        .collect()
+}
+
+/// `- checkout`, `- setup_remote_docker`, `- add_ssh_keys`, `- install_signing_bundle`.
 fn bare_step(r: &mut Reader, node: &Node, pointer: &str, name: &str) -> Option<Step> {
-    let kind = match name {
+    let kind = match built_in_2_0(name).unwrap_or(name) {
         "checkout" => StepKind::Checkout {
             path: None,
             method: None,
@@ -158,6 +284,7 @@ fn bare_step(r: &mut Reader, node: &Node, pointer: &str, name: &str) -> Option<S
         "add_ssh_keys" => StepKind::AddSshKeys {
             fingerprints: Vec::new(),
         },
+        "install_signing_bundle" => StepKind::InstallSigningBundle,
         _ => {
             unknown_step(r, node, pointer, name);
             return None;
@@ -172,29 +299,12 @@ fn bare_step(r: &mut Reader, node: &Node, pointer: &str, name: &str) -> Option<S
 }
 
 fn unknown_step(r: &mut Reader, node: &Node, pointer: &str, name: &str) {
-    let hint = if matches!(name, "when" | "unless" | "steps") || !is_builtin(name) {
+    let hint = if matches!(name, "when" | "unless" | "steps") || built_in_2_0(name).is_none() {
         "commands, orbs and `when`/`unless` steps belong to version 2.1 configs; in a 2.0 (processed) config only built-in steps exist"
     } else {
         "write the step as a map: `- <type>: {...}`"
     };
     r.error_hint(node, pointer, format!("unknown step `{name}`"), hint);
-}
-
-fn is_builtin(name: &str) -> bool {
-    matches!(
-        name,
-        "run"
-            | "deploy"
-            | "checkout"
-            | "save_cache"
-            | "restore_cache"
-            | "store_artifacts"
-            | "store_test_results"
-            | "persist_to_workspace"
-            | "attach_workspace"
-            | "add_ssh_keys"
-            | "setup_remote_docker"
-    )
 }
 
 /// `store_artifacts` and `store_test_results` run after failures too (CircleCI reference).
@@ -206,6 +316,7 @@ fn default_when(kind: &StepKind) -> When {
 }
 
 fn step_with_body(r: &mut Reader, kind: &str, body: &Node, pointer: &str) -> Option<Step> {
+    let kind = built_in_2_0(kind).unwrap_or(kind);
     if (kind == "run" || kind == "deploy") && !matches!(body.kind, Kind::Map(_)) {
         let command = r.text(body, pointer, "a `run` command")?;
         return Some(Step {
@@ -259,6 +370,7 @@ fn step_with_body(r: &mut Reader, kind: &str, body: &Node, pointer: &str) -> Opt
         "setup_remote_docker" => Some(StepKind::SetupRemoteDocker {
             version: r.opt_text(body, "version", pointer),
         }),
+        "install_signing_bundle" => Some(StepKind::InstallSigningBundle),
         _ => {
             unknown_step(r, body, pointer, kind);
             None
@@ -392,4 +504,65 @@ fn parse_restore_cache(r: &mut Reader, body: &Node, pointer: &str) -> Option<Ste
         return None;
     }
     Some(StepKind::RestoreCache { keys })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Source, Sources};
+
+    /// The steps of job `build` in a 2.0 config.
+    fn steps_of(steps: &str) -> Vec<Step> {
+        let text = format!(
+            "version: 2\njobs:\n  build:\n    docker:\n      - image: x\n    environment: MODE=ci\n    steps:\n{steps}"
+        );
+        let mut sources = Sources::new();
+        let id = sources.add(Source::new("t.yml", text));
+        let node = crate::yaml::parse(sources.get(id), id).expect("valid YAML");
+        let config = crate::config::parse(&node).expect("a valid config");
+        config.jobs["build"].steps.clone()
+    }
+
+    fn command(step: &Step) -> &str {
+        match &step.kind {
+            StepKind::Run(run) => &run.command,
+            other => panic!("not a run step: {other:?}"),
+        }
+    }
+
+    /// See: issue 8. The 2.0-beta forms CircleCI still runs read like their modern forms.
+    #[test]
+    fn legacy_forms() {
+        let steps = steps_of(
+            "      - checkout:\n          post:\n            - git submodule sync\n            - make deps\n      - type: shell\n        name: Date\n        command: date -u\n      - shell:\n          command: uname\n",
+        );
+        assert!(matches!(steps[0].kind, StepKind::Checkout { .. }));
+        assert_eq!(command(&steps[1]), "git submodule sync");
+        assert_eq!(command(&steps[2]), "make deps");
+        assert_eq!(
+            (steps[3].name.as_deref(), command(&steps[3])),
+            (Some("Date"), "date -u")
+        );
+        assert_eq!(command(&steps[4]), "uname");
+        assert_eq!(steps.len(), 5);
+    }
+
+    /// See: issue 8. Every built-in step `validate` and `process` accept is a step here too.
+    #[test]
+    fn every_built_in_step_is_known() {
+        for name in BUILT_IN_STEPS {
+            let body = match STEPS_NEEDING_KEYS.iter().find(|(n, _)| *n == name) {
+                None if matches!(name, "run" | "deploy") => format!("      - {name}: make\n"),
+                None => format!("      - {name}\n"),
+                Some(_) => format!(
+                    "      - {name}:\n          key: k\n          paths: [p]\n          path: p\n          root: r\n          at: a\n"
+                ),
+            };
+            assert_eq!(steps_of(&body).len(), 1, "{name}");
+        }
+        assert!(matches!(
+            steps_of("      - install_signing_bundle\n")[0].kind,
+            StepKind::InstallSigningBundle
+        ));
+    }
 }

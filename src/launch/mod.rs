@@ -76,6 +76,14 @@ pub fn prepare(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<D
     let store = RunStore::new(&root);
     store.sweep_staging();
     let run = RunInfo::new(options.keep);
+    let left_out = match (&options.job, &options.workflow) {
+        (Some(job), None) => front.unavailable(job, false),
+        (None, Some(workflow)) => front.unavailable(workflow, true),
+        _ => None,
+    };
+    if let Some(why) = left_out {
+        return Err(vec![why.clone()]);
+    }
     match (&options.job, &options.workflow) {
         (Some(job), None) => prepare_job(front, options, store, run, job),
         (Some(_), Some(_)) => Err(vec![

@@ -22,9 +22,75 @@ pub(crate) struct Compiler<'a> {
     /// Commands being expanded, innermost last: (namespace, name in it).
     pub calls: Vec<(NsId, String)>,
     pub budget: Budget,
+    /// Lazy orbs: a job or workflow that needs an orb without a local source is set aside as
+    /// [`Unavailable`] instead of failing the compile.
+    pub lazy: bool,
+    pub unavailable: Vec<Unavailable>,
+}
+
+/// A job or workflow the compile set aside because it needs an orb that has no local source.
+#[derive(Clone, Debug)]
+pub struct Unavailable {
+    /// The job's final name, or the workflow's name.
+    pub name: String,
+    pub kind: UnavailableKind,
+    /// An error at the invocation that says which orb is missing and how to provide it.
+    pub why: Diagnostic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnavailableKind {
+    Job,
+    Workflow,
 }
 
 impl Compiler<'_> {
+    /// Runs `compile` for the job or workflow `name` (invoked at `at`). When it fails only
+    /// because it needs orbs that could not be resolved (no error recorded, a missing orb
+    /// used), it is recorded as unavailable; in lazy mode that is not a failure of the run.
+    pub fn guard<T>(
+        &mut self,
+        kind: UnavailableKind,
+        name: &str,
+        at: Span,
+        compile: impl FnOnce(&mut Self) -> Res<T>,
+    ) -> Res<T> {
+        let errors = self.ctx.errors.len();
+        let before = self.lib.missing_uses();
+        let result = compile(self);
+        if result.is_ok() || self.ctx.errors.len() != errors {
+            return result;
+        }
+        let orbs = self.lib.missing_used_since(&before);
+        if !orbs.is_empty()
+            && !self
+                .unavailable
+                .iter()
+                .any(|u| u.name == name && u.kind == kind)
+        {
+            let noun = match kind {
+                UnavailableKind::Job => "job",
+                UnavailableKind::Workflow => "workflow",
+            };
+            let why = Diagnostic::error(
+                at,
+                format!(
+                    "{noun} {name} needs orb {}, which has no local source",
+                    orbs.join(", ")
+                ),
+            )
+            .with_hint(
+                "save the orb with `localci orb vendor`, or pass --orb <ref>=path/to/orb.yml",
+            );
+            self.unavailable.push(Unavailable {
+                name: name.to_string(),
+                kind,
+                why,
+            });
+        }
+        result
+    }
+
     /// Spends one unit of the expansion budget at `at` (and the text of `produced`, a step
     /// going into the output). The first refusal is reported there; later ones only stop.
     pub fn spend(&mut self, at: Span, produced: Option<&Node>) -> Res<()> {
@@ -66,9 +132,9 @@ impl Compiler<'_> {
         at: Span,
     ) -> Res<(NsId, super::library::Element)> {
         match self.lib.find(ns, kind, name, at) {
-            Lookup::Element(id, e) => Ok((id, e)),
+            Lookup::Found(found) => Ok(found),
             Lookup::MissingOrb => Err(super::context::Reported),
-            Lookup::NotFound => Err(self.not_found(ns, kind, name, at)),
+            Lookup::NotFound | Lookup::NoSuchOrb => Err(self.not_found(ns, kind, name, at)),
         }
     }
 

@@ -15,27 +15,10 @@ use crate::yaml::{Kind, Node};
 
 use super::context::Ctx;
 
-pub(crate) type NsId = usize;
+pub(crate) use super::language::{ElementKind, NsId, ROOT};
 
-/// The config's own namespace.
-pub(crate) const ROOT: NsId = 0;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ElementKind {
-    Command,
-    Job,
-    Executor,
-}
-
-impl ElementKind {
-    pub fn noun(self) -> &'static str {
-        match self {
-            ElementKind::Command => "command",
-            ElementKind::Job => "job",
-            ElementKind::Executor => "executor",
-        }
-    }
-}
+/// What [`Library::find`] finds: the element and the namespace it lives in.
+pub(crate) type Lookup = super::language::Lookup<(NsId, Element)>;
 
 /// A definition as written (unsubstituted), and where its name was written. Shared, because
 /// every call of a command looks it up again.
@@ -98,14 +81,6 @@ pub(crate) struct Library {
     pub resolved: Vec<OrbResolution>,
 }
 
-/// The outcome of looking a name up.
-pub(crate) enum Lookup {
-    Element(NsId, Element),
-    NotFound,
-    /// The name belongs to an orb that could not be resolved; the use was recorded.
-    MissingOrb,
-}
-
 impl Library {
     pub fn ns(&self, id: NsId) -> &Namespace {
         &self.namespaces[id]
@@ -128,11 +103,11 @@ impl Library {
                     }
                     return Lookup::MissingOrb;
                 }
-                None => return Lookup::NotFound,
+                None => return Lookup::NoSuchOrb,
             },
         };
         match self.namespaces[ns].table(kind).get(local) {
-            Some(e) => Lookup::Element(ns, e.clone()),
+            Some(e) => Lookup::Found((ns, e.clone())),
             None => Lookup::NotFound,
         }
     }
@@ -141,6 +116,21 @@ impl Library {
     pub fn unknown_alias<'n>(&self, from: NsId, name: &'n str) -> Option<&'n str> {
         let (alias, _) = name.split_once('/')?;
         (!self.namespaces[from].imports.contains_key(alias)).then_some(alias)
+    }
+
+    /// How many uses each missing orb has so far (see [`Library::missing_used_since`]).
+    pub fn missing_uses(&self) -> Vec<usize> {
+        self.missing.iter().map(|m| m.usages.len()).collect()
+    }
+
+    /// The references of the missing orbs used since `before` was taken.
+    pub fn missing_used_since(&self, before: &[usize]) -> Vec<String> {
+        self.missing
+            .iter()
+            .zip(before)
+            .filter(|(m, n)| m.usages.len() > **n)
+            .map(|(m, _)| m.reference.clone())
+            .collect()
     }
 
     /// Adds to each missing orb of the config the places that name one of its elements
@@ -177,8 +167,9 @@ impl Library {
         }
     }
 
-    /// Errors for missing orbs that something used, warnings for the others.
-    pub fn report_missing(&self, ctx: &mut Ctx, searched: &[PathBuf]) {
+    /// Errors for missing orbs that something used (warnings when `lazy`: what uses them is
+    /// set aside), warnings for the others.
+    pub fn report_missing(&self, ctx: &mut Ctx, searched: &[PathBuf], lazy: bool) {
         for m in &self.missing {
             let places = searched
                 .iter()
@@ -223,7 +214,12 @@ impl Library {
             for u in places {
                 d = d.with_label(u, format!("uses orb `{}`", m.alias));
             }
-            ctx.errors.push(d);
+            if lazy {
+                d.severity = crate::diagnostic::Severity::Warning;
+                ctx.warnings.push(d);
+            } else {
+                ctx.errors.push(d);
+            }
         }
     }
 }

@@ -16,10 +16,13 @@ mod compiler;
 mod context;
 mod executors;
 pub(crate) mod expr;
+pub(crate) mod job_groups;
 mod jobs;
+pub(crate) mod language;
 mod library;
 pub(crate) mod logic;
 pub(crate) mod matrix;
+pub mod orb_pack;
 mod orbs;
 mod output;
 mod params;
@@ -48,6 +51,7 @@ use params::Decls;
 use subst::{Scope, subst_str};
 use workflows::JobTable;
 
+pub use compiler::{Unavailable, UnavailableKind};
 pub use library::OrbResolution;
 pub use pipeline::{PipelineValue, PipelineValues};
 
@@ -65,6 +69,10 @@ pub struct Options {
     /// Also compile the jobs that no workflow invokes (under their own names), as long as they
     /// need no arguments. CircleCI drops them; `localci execute <job>` wants to run them.
     pub all_jobs: bool,
+    /// Lazy orbs: a registry orb without a local source is an error only for the jobs and
+    /// workflows that use it. They are left out of the output and listed in
+    /// [`Processed::unavailable`] with the reason; the orb itself is one warning.
+    pub lazy_orbs: bool,
 }
 
 /// The compiled config.
@@ -75,6 +83,9 @@ pub struct Processed {
     pub warnings: Vec<Diagnostic>,
     /// How each registry orb reference was resolved, in import order.
     pub orbs: Vec<OrbResolution>,
+    /// With [`Options::lazy_orbs`]: the jobs and workflows left out because they need an orb
+    /// that has no local source.
+    pub unavailable: Vec<Unavailable>,
 }
 
 /// The user's orb cache: `$XDG_CACHE_HOME/localci/orbs`, else `$HOME/.cache/localci/orbs`.
@@ -95,11 +106,17 @@ pub fn process(
     options: &Options,
 ) -> Result<Processed, Vec<Diagnostic>> {
     let mut ctx = Ctx::default();
+    let expanded = job_groups::expand(config);
+    let config = expanded.as_ref().unwrap_or(config);
     let outcome = match version(&mut ctx, config) {
         Some(Version::V20) => Some(pass_through(&mut ctx, config)),
         Some(Version::V21) => compile(&mut ctx, sources, file, config, options),
         None => None,
     };
+    let unavailable = outcome
+        .as_ref()
+        .map(|o| o.unavailable.clone())
+        .unwrap_or_default();
     let Ctx {
         mut errors,
         mut warnings,
@@ -107,10 +124,11 @@ pub fn process(
     } = ctx;
     diagnostic::sort(&mut warnings);
     match outcome {
-        Some((config, orbs)) if errors.is_empty() => Ok(Processed {
+        Some(Output { config, orbs, .. }) if errors.is_empty() => Ok(Processed {
             config,
             warnings,
             orbs,
+            unavailable,
         }),
         _ => {
             errors.append(&mut warnings);
@@ -153,7 +171,11 @@ fn version(ctx: &mut Ctx, config: &Node) -> Option<Version> {
     }
 }
 
-type Output = (Node, Vec<OrbResolution>);
+struct Output {
+    config: Node,
+    orbs: Vec<OrbResolution>,
+    unavailable: Vec<Unavailable>,
+}
 
 /// A 2.0 config is not template-processed: its jobs and workflows are kept as written.
 fn pass_through(ctx: &mut Ctx, config: &Node) -> Output {
@@ -177,7 +199,11 @@ fn pass_through(ctx: &mut Ctx, config: &Node) -> Output {
         }
     }
     let has_build = jobs.get("build").is_some();
-    (document(span, jobs, workflows, has_build), Vec::new())
+    Output {
+        config: document(span, jobs, workflows, has_build),
+        orbs: Vec::new(),
+        unavailable: Vec::new(),
+    }
 }
 
 fn compile(
@@ -206,21 +232,26 @@ fn compile(
         pipeline_params,
         calls: Vec::new(),
         budget: Default::default(),
+        lazy: options.lazy_orbs,
+        unavailable: Vec::new(),
     };
     let (mut jobs, workflows) = compile_workflows(&mut compiler, config);
     if options.all_jobs {
         compile_unreferenced_jobs(&mut compiler, config, &mut jobs);
     }
     compiler.lib.scan_usages(config);
-    compiler.lib.report_missing(&mut compiler.ctx, &searched);
+    compiler
+        .lib
+        .report_missing(&mut compiler.ctx, &searched, compiler.lazy);
     *ctx = std::mem::take(&mut compiler.ctx);
     let has_build = jobs.contains_key("build");
     let span = config.span;
     let jobs = Node::new(span, Kind::Map(jobs));
-    Some((
-        document(span, jobs, workflows, has_build),
-        compiler.lib.resolved,
-    ))
+    Some(Output {
+        config: document(span, jobs, workflows, has_build),
+        orbs: compiler.lib.resolved,
+        unavailable: compiler.unavailable,
+    })
 }
 
 fn config_dir(path: &Path) -> PathBuf {
@@ -283,7 +314,10 @@ fn compile_workflows(c: &mut Compiler, config: &Node) -> (Map, Map) {
         return (table.jobs, workflows);
     }
     for e in &declared {
-        if let Ok(Some(wf)) = c.workflow(&e.key, e.key_span, &e.value, &mut table) {
+        let compiled = c.guard(UnavailableKind::Workflow, &e.key, e.key_span, |c| {
+            c.workflow(&e.key, e.key_span, &e.value, &mut table)
+        });
+        if let Ok(Some(wf)) = compiled {
             workflows.entries.push(Entry {
                 key: e.key.clone(),
                 key_span: e.key_span,
@@ -326,7 +360,7 @@ fn default_jobs(c: &mut Compiler, config: &Node, table: &mut JobTable) {
             pre: Vec::new(),
             post: Vec::new(),
         };
-        if let Ok(job) = c.job(&inv) {
+        if let Ok(job) = c.guard(UnavailableKind::Job, &name, at, |c| c.job(&inv)) {
             table
                 .jobs
                 .insert(name.clone(), at, Node::new(at, Kind::Map(job)));
@@ -350,7 +384,7 @@ fn compile_unreferenced_jobs(c: &mut Compiler, config: &Node, jobs: &mut Map) {
             pre: Vec::new(),
             post: Vec::new(),
         };
-        if let Ok(job) = c.job(&inv) {
+        if let Ok(job) = c.guard(UnavailableKind::Job, &e.key, e.key_span, |c| c.job(&inv)) {
             jobs.insert(
                 e.key.clone(),
                 e.key_span,
@@ -390,4 +424,137 @@ fn document(span: Span, jobs: Node, mut workflows: Map, has_build: bool) -> Node
         top.push(entry("workflows", span, map_node(span, wf)));
     }
     map_node(span, top)
+}
+
+#[cfg(test)]
+mod lazy_orb_tests {
+    use super::*;
+    use crate::source::Source;
+
+    const CONFIG: &str = "version: 2.1
+orbs:
+  heroku: circleci/heroku@1.0.1
+jobs:
+  build:
+    docker: [{image: cimg/base:stable}]
+    steps: [checkout]
+  deploy:
+    docker: [{image: cimg/base:stable}]
+    steps: [heroku/deploy-via-git]
+workflows:
+  main:
+    jobs: [build, deploy]
+";
+
+    fn compile(lazy_orbs: bool) -> Result<Processed, Vec<Diagnostic>> {
+        let mut sources = Sources::new();
+        let file = sources.add(Source::new("/nonexistent/config.yml", CONFIG.to_string()));
+        let node = crate::yaml::parse(sources.get(file), file).expect("valid YAML");
+        let options = Options {
+            lazy_orbs,
+            ..Options::default()
+        };
+        process(&mut sources, file, &node, &options)
+    }
+
+    /// See: issue 8. `execute build` must not fail for an orb only `deploy` uses.
+    #[test]
+    fn a_missing_orb_sets_aside_only_what_uses_it() {
+        let processed = compile(true).expect("lazy orbs compile");
+        let jobs = processed.config.get("jobs").expect("jobs");
+        assert!(jobs.get("build").is_some());
+        assert!(jobs.get("deploy").is_none());
+        let names: Vec<(&str, UnavailableKind)> = processed
+            .unavailable
+            .iter()
+            .map(|u| (u.name.as_str(), u.kind))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("deploy", UnavailableKind::Job),
+                ("main", UnavailableKind::Workflow)
+            ]
+        );
+        assert!(
+            processed.unavailable[0]
+                .why
+                .message
+                .contains("circleci/heroku@1.0.1")
+        );
+        assert_eq!(processed.warnings.len(), 1, "{:?}", processed.warnings);
+    }
+
+    #[test]
+    fn without_lazy_orbs_the_compile_fails() {
+        let errors = compile(false).expect_err("the orb is missing");
+        assert!(errors[0].message.contains("cannot be resolved offline"));
+    }
+}
+
+/// One orb file `vendor` saved next to the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vendored {
+    /// The exact reference, `circleci/node@5.2.0`.
+    pub orb: String,
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+/// Saves every registry orb the config imports (nested imports too) under the config's own
+/// `orbs/` folder as `<ns>/<name>@<version>.yml`, from wherever `options` finds it (`--orb`
+/// files, the user cache), so the project compiles offline from then on. Orbs already there
+/// are left alone. The config must compile: an orb with no source anywhere is its error.
+pub fn vendor(
+    sources: &mut Sources,
+    file: FileId,
+    config: &Node,
+    options: &Options,
+) -> Result<Vec<Vendored>, VendorError> {
+    let options = Options {
+        lazy_orbs: false,
+        ..options.clone()
+    };
+    let processed = process(sources, file, config, &options).map_err(VendorError::Invalid)?;
+    let target = config_dir(sources.get(file).path()).join("orbs");
+    let mut saved = Vec::new();
+    for orb in processed.orbs {
+        if orb.path.starts_with(&target) {
+            continue;
+        }
+        let to = target.join(library::file_name(&orb.resolved));
+        copy_orb(&orb.path, &to)?;
+        saved.push(Vendored {
+            orb: orb.resolved,
+            from: orb.path,
+            to,
+        });
+    }
+    Ok(saved)
+}
+
+/// Why [`vendor`] saved nothing more.
+#[derive(Debug, thiserror::Error)]
+pub enum VendorError {
+    /// The config does not compile (an orb without a source is one of these errors).
+    #[error("the config does not compile")]
+    Invalid(Vec<Diagnostic>),
+    #[error("cannot save {} as {}", from.display(), to.display())]
+    Write {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn copy_orb(from: &Path, to: &Path) -> Result<(), VendorError> {
+    let parent = to.parent().unwrap_or(to);
+    std::fs::create_dir_all(parent)
+        .and_then(|()| std::fs::copy(from, to).map(drop))
+        .map_err(|source| VendorError::Write {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            source,
+        })
 }

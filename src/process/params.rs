@@ -13,30 +13,7 @@ use crate::yaml::{Kind, Map, Node};
 use super::context::{Ctx, Reported, Res};
 use super::value::repr;
 
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum ParamType {
-    String,
-    Boolean,
-    Integer,
-    Enum(Vec<String>),
-    Executor,
-    Steps,
-    EnvVarName,
-}
-
-impl ParamType {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ParamType::String => "string",
-            ParamType::Boolean => "boolean",
-            ParamType::Integer => "integer",
-            ParamType::Enum(_) => "enum",
-            ParamType::Executor => "executor",
-            ParamType::Steps => "steps",
-            ParamType::EnvVarName => "env_var_name",
-        }
-    }
-}
+pub(crate) use super::language::ParamType;
 
 #[derive(Clone, Debug)]
 pub(crate) struct ParamDecl {
@@ -96,22 +73,16 @@ fn parse_decl(ctx: &mut Ctx, name: &str, span: Span, node: &Node) -> Res<ParamDe
     };
     let ty_node = map.get("type");
     let ty_name = ty_node.and_then(Node::as_str).unwrap_or("");
-    let ty = match ty_name {
-        "string" => ParamType::String,
-        "boolean" => ParamType::Boolean,
-        "integer" => ParamType::Integer,
-        "executor" => ParamType::Executor,
-        "steps" => ParamType::Steps,
-        "env_var_name" => ParamType::EnvVarName,
-        "enum" => ParamType::Enum(enum_values(ctx, name, span, map)?),
-        _ => {
-            let at = ty_node.map_or(span, |n| n.span);
-            return Err(ctx.error(
-                Diagnostic::error(at, format!("parameter {name} has no valid type")).with_hint(
-                    "types are string, boolean, integer, enum, executor, steps and env_var_name",
-                ),
-            ));
-        }
+    if ty_name == "enum" {
+        enum_values(ctx, name, span, map)?;
+    }
+    let Some(ty) = ParamType::of(node) else {
+        let at = ty_node.map_or(span, |n| n.span);
+        return Err(ctx.error(
+            Diagnostic::error(at, format!("parameter {name} has no valid type")).with_hint(
+                "types are string, boolean, integer, enum, executor, steps and env_var_name",
+            ),
+        ));
     };
     let decl = ParamDecl {
         name: name.to_string(),
@@ -130,15 +101,16 @@ fn parse_decl(ctx: &mut Ctx, name: &str, span: Span, node: &Node) -> Res<ParamDe
     Ok(decl)
 }
 
-fn enum_values(ctx: &mut Ctx, name: &str, span: Span, map: &Map) -> Res<Vec<String>> {
+/// An enum parameter lists its values.
+fn enum_values(ctx: &mut Ctx, name: &str, span: Span, map: &Map) -> Res<()> {
     let values = map.get("enum").and_then(Node::as_seq);
-    let Some(values) = values.filter(|v| !v.is_empty()) else {
-        return Err(ctx.error(Diagnostic::error(
-            span,
-            format!("enum parameter {name} needs an `enum:` list of allowed values"),
-        )));
-    };
-    Ok(values.iter().filter_map(Node::scalar_text).collect())
+    if values.is_some_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    Err(ctx.error(Diagnostic::error(
+        span,
+        format!("enum parameter {name} needs an `enum:` list of allowed values"),
+    )))
 }
 
 /// One bound argument: its type and value, and whether it came from the invocation (the

@@ -5,6 +5,7 @@
 //! Steps that were already expanded (the values of `steps` parameters) are wrapped in a private
 //! marker so they are spliced as they are: a command name in them belongs to the caller.
 
+use crate::config::step as catalogue;
 use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 use crate::yaml::{Entry, Kind, Map, Node};
@@ -18,22 +19,6 @@ use super::params::{Callee, Decls, given_args};
 /// Key of the wrapper around an already-expanded step. It cannot be written in YAML by accident
 /// (it starts with a NUL character), and it never reaches the output.
 const EXPANDED: &str = "\u{0}expanded";
-
-/// The steps CircleCI knows without a definition. User and orb commands shadow them.
-const BUILTIN: &[&str] = &[
-    "run",
-    "checkout",
-    "setup_remote_docker",
-    "save_cache",
-    "restore_cache",
-    "deploy",
-    "store_artifacts",
-    "store_test_results",
-    "persist_to_workspace",
-    "attach_workspace",
-    "add_ssh_keys",
-    "install_signing_bundle",
-];
 
 /// Commands nested deeper than this are reported as runaway recursion (`validate` checks the
 /// same limit).
@@ -128,6 +113,13 @@ impl Compiler<'_> {
                     name => self.call_or_builtin(name, e.key_span, Some(&e.value), step, ns, out),
                 }
             }
+            // A legacy 2.0-beta step (`- type: shell` with `command:` beside it): CircleCI
+            // still runs it, and `execute` reads it like the `run` it stands for.
+            Kind::Map(map) if catalogue::legacy_step_type(map).is_some() => {
+                self.spend(step.span, Some(step))?;
+                out.push(step.clone());
+                Ok(())
+            }
             Kind::Map(map) => {
                 let keys: Vec<&str> = map.entries.iter().map(|e| e.key.as_str()).collect();
                 Err(self.ctx.error(
@@ -155,15 +147,17 @@ impl Compiler<'_> {
         out: &mut Vec<Node>,
     ) -> Res<()> {
         match self.lib.find(ns, ElementKind::Command, name, at) {
-            Lookup::Element(cns, element) => self.invoke(name, at, args, element, cns, ns, out),
+            Lookup::Found((cns, element)) => self.invoke(name, at, args, element, cns, ns, out),
             Lookup::MissingOrb => Err(Reported),
-            Lookup::NotFound if BUILTIN.contains(&name) => {
+            Lookup::NotFound if catalogue::is_built_in(name) => {
                 let produced = builtin(name, step, args);
                 self.spend(at, Some(&produced))?;
                 out.push(produced);
                 Ok(())
             }
-            Lookup::NotFound => Err(self.not_found(ns, ElementKind::Command, name, at)),
+            Lookup::NotFound | Lookup::NoSuchOrb => {
+                Err(self.not_found(ns, ElementKind::Command, name, at))
+            }
         }
     }
 

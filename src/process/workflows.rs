@@ -8,9 +8,10 @@ use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 use crate::yaml::{Entry, Kind, Map, Node};
 
-use super::compiler::Compiler;
+use super::compiler::{Compiler, UnavailableKind};
 use super::context::{Reported, Res};
 use super::jobs::Invocation;
+use super::language::JOB_ENTRY_KEYS;
 use super::library::{ElementKind, Lookup, ROOT};
 use super::logic;
 use super::matrix::{self, Combination};
@@ -19,20 +20,6 @@ use super::params::given_args;
 use super::subst::{Scope, condition, subst};
 use super::template::{self, Piece};
 use super::value::same;
-
-/// Keys of a workflow job entry that are not job arguments.
-const RESERVED: &[&str] = &[
-    "requires",
-    "name",
-    "context",
-    "filters",
-    "matrix",
-    "type",
-    "pre-steps",
-    "post-steps",
-    "serial-group",
-    "override-with",
-];
 
 /// Entry keys that stay in the compiled workflow.
 const KEPT: &[&str] = &["requires", "context", "filters", "type", "serial-group"];
@@ -180,7 +167,10 @@ impl Compiler<'_> {
                 global.insert(i, inst.name.clone());
                 continue;
             }
-            match self.materialise(inst, table) {
+            let (name, at) = (inst.name.clone(), inst.at);
+            match self.guard(UnavailableKind::Job, &name, at, |c| {
+                c.materialise(inst, table)
+            }) {
                 Ok(n) => {
                     global.insert(i, n);
                 }
@@ -348,7 +338,7 @@ impl Compiler<'_> {
         let invocation = Invocation {
             job: &job_ref,
             at: inst.at,
-            args: given_args(Some(&inst.body), RESERVED),
+            args: given_args(Some(&inst.body), &JOB_ENTRY_KEYS),
             pre,
             post,
         };
@@ -390,8 +380,8 @@ impl Compiler<'_> {
             )));
         };
         match self.lib.find(ROOT, ElementKind::Job, name, target.span) {
-            Lookup::Element(..) => Ok(Some(name.to_string())),
-            Lookup::NotFound => Ok(None),
+            Lookup::Found(_) => Ok(Some(name.to_string())),
+            Lookup::NotFound | Lookup::NoSuchOrb => Ok(None),
             Lookup::MissingOrb => Err(Reported),
         }
     }

@@ -82,6 +82,7 @@ pub async fn execute(ctx: &StepContext, index: usize, step: &Step) -> Result<Ste
             artifacts::store_artifacts(ctx, path, destination.as_deref()).await
         }
         StepKind::StoreTestResults { path } => artifacts::store_test_results(ctx, path).await,
+        StepKind::InstallSigningBundle => Ok(notices::install_signing_bundle(ctx)),
     }
 }
 

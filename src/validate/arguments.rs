@@ -8,7 +8,7 @@ use regex::Regex;
 
 use super::ctx::{Ctx, Scope};
 use super::model::Def;
-use super::params::{ParamType, enum_texts};
+use super::params::{self as decls, ParamType};
 use super::suggest::{did_you_mean, one_of};
 use super::template::{self, RefKind};
 use crate::diagnostic::Diagnostic;
@@ -122,7 +122,7 @@ fn missing(cx: &mut Ctx<'_>, call: &Invocation<'_>) {
         if !required || given(&decl.key) {
             continue;
         }
-        let ty = ParamType::of(&decl.value).describe();
+        let ty = decls::describe(ParamType::of(&decl.value).as_ref());
         cx.push(
             Diagnostic::error(
                 call.at,
@@ -152,20 +152,21 @@ pub(crate) fn check_value<'a>(
     ptr: &str,
     caller: Scope<'a>,
 ) {
-    let ty = ParamType::of(decl);
+    let Some(ty) = ParamType::of(decl) else {
+        return;
+    };
     match ty {
         ParamType::Executor => return super::executors::check_ref(cx, value, ptr, caller),
         ParamType::Steps => {
             let what = format!("argument `{arg}` of {}", target.label());
             return super::steps::check_value(cx, &what, value, ptr, caller);
         }
-        ParamType::Unknown => return,
         _ => {}
     }
     let Some((effective, via)) = substitute(cx, value, caller) else {
         return;
     };
-    if fits(ty, effective) {
+    if fits(&ty, effective) {
         return;
     }
     let found = match via {
@@ -175,16 +176,16 @@ pub(crate) fn check_value<'a>(
     let mut message = format!(
         "argument `{arg}` of {} must be {}, but {found}",
         target.label(),
-        ty.describe()
+        decls::describe(Some(&ty))
     );
-    if let ParamType::Enum(values) = ty {
+    if let ParamType::Enum(values) = &ty {
         let text = effective.scalar_text().unwrap_or_default();
-        if let Some(best) = did_you_mean(&text, enum_texts(values).iter().map(String::as_str)) {
+        if let Some(best) = did_you_mean(&text, values.iter().map(String::as_str)) {
             message.push_str(&format!("; did you mean `{best}`?"));
         }
     }
     let d = Diagnostic::error(value.span, message)
-        .with_hint(hint_for(ty, effective, via.is_some()))
+        .with_hint(hint_for(&ty, effective, via.is_some()))
         .with_pointer(ptr);
     cx.push(d);
 }
@@ -211,32 +212,30 @@ fn substitute<'a>(
     Some((default, Some(entry.key.as_str())))
 }
 
-fn fits(ty: ParamType<'_>, value: &Node) -> bool {
+fn fits(ty: &ParamType, value: &Node) -> bool {
     match (ty, &value.kind) {
         (ParamType::String, kind) => !matches!(kind, Kind::Bool(_) | Kind::Seq(_) | Kind::Map(_)),
         (ParamType::Boolean, kind) => matches!(kind, Kind::Bool(_)),
         (ParamType::Integer, kind) => matches!(kind, Kind::Int(_)),
-        (ParamType::Enum(values), _) => value
-            .scalar_text()
-            .is_some_and(|t| enum_texts(values).contains(&t)),
+        (ParamType::Enum(values), _) => value.scalar_text().is_some_and(|t| values.contains(&t)),
         (ParamType::EnvVarName, Kind::Str(s)) => ENV_VAR_NAME.is_match(s),
         (ParamType::EnvVarName, _) => false,
-        (ParamType::Executor | ParamType::Steps | ParamType::Unknown, _) => true,
+        (ParamType::Executor | ParamType::Steps, _) => true,
     }
 }
 
-fn hint_for(ty: ParamType<'_>, value: &Node, substituted: bool) -> String {
+fn hint_for(ty: &ParamType, value: &Node, substituted: bool) -> String {
     match (ty, &value.kind) {
         (ParamType::String, Kind::Bool(b)) if !substituted => {
             format!("quote the value to pass it as text: \"{b}\"")
         }
         (ParamType::Enum(values), _) if !substituted => {
-            format!("use one of {}", one_of(&enum_texts(values)))
+            format!("use one of {}", one_of(values))
         }
         _ if substituted => {
             "declare the pipeline parameter with the same type as the job parameter, or pass another value".into()
         }
-        _ => format!("pass {}", ty.describe()),
+        _ => format!("pass {}", decls::describe(Some(ty))),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::arguments::{self, Invocation};
 use super::ctx::{Ctx, Scope};
-use super::model::{DefKind, Lookup};
+use super::model::{ElementKind, Lookup};
 use super::resolve::{self, Missing};
 use super::template;
 use crate::yaml::{Kind, Node};
@@ -46,7 +46,7 @@ fn call<'a>(
     name_ptr: &str,
     scope: Scope<'a>,
 ) {
-    match cx.model.lookup(scope.ns, DefKind::Executor, name) {
+    match cx.model.lookup(scope.ns, ElementKind::Executor, name) {
         Lookup::Found(def) => {
             let invocation = Invocation {
                 target: def,
@@ -58,15 +58,15 @@ fn call<'a>(
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::Remote => {}
+        Lookup::MissingOrb => {}
         Lookup::NoSuchOrb => resolve::report(
             cx,
-            Missing::orb(DefKind::Executor, name, at.span, name_ptr),
+            Missing::orb(ElementKind::Executor, name, at.span, name_ptr),
             scope,
         ),
-        Lookup::Missing => resolve::report(
+        Lookup::NotFound => resolve::report(
             cx,
-            Missing::def(DefKind::Executor, name, at.span, name_ptr),
+            Missing::def(ElementKind::Executor, name, at.span, name_ptr),
             scope,
         ),
     }

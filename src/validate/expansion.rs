@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::ctx::Ctx;
 use super::entries::{self, JobEntry};
-use super::model::{Def, DefKind, Lookup, Model, NsId, ROOT};
+use super::model::{Def, ElementKind, Lookup, Model, NsId, ROOT};
 use super::params::ParamType;
 use super::template::{self, RefKind};
 use crate::diagnostic::Diagnostic;
@@ -124,7 +124,8 @@ impl<'a> Run<'a> {
         if entry.approval {
             return Ok(());
         }
-        let Lookup::Found(def) = self.counter.model.lookup(ROOT, DefKind::Job, entry.job) else {
+        let Lookup::Found(def) = self.counter.model.lookup(ROOT, ElementKind::Job, entry.job)
+        else {
             return Ok(());
         };
         let cost = self.job_cost(def, entry.settings, entry.job_span, &entry.ptr);
@@ -270,7 +271,7 @@ impl<'a> Counter<'a> {
         let mut total = Count::default();
         let mut out = Sizes::new();
         for decl in def.params().map_or(&[][..], |p| &p.entries) {
-            if !matches!(ParamType::of(&decl.value), ParamType::Steps) {
+            if ParamType::of(&decl.value) != Some(ParamType::Steps) {
                 continue;
             }
             let count = match (
@@ -332,7 +333,7 @@ impl<'a> Counter<'a> {
                 None => Ok(Count::default()),
             },
             ("steps", Some(inner)) => self.splice(inner, ns, sizes, depth),
-            _ => match self.model.lookup(ns, DefKind::Command, name) {
+            _ => match self.model.lookup(ns, ElementKind::Command, name) {
                 Lookup::Found(def) => self.invoke(def, at, value, ns, sizes, depth),
                 _ => Ok(Count {
                     cost: 1,

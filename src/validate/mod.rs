@@ -2,8 +2,10 @@
 //! and values) plus the semantic checks a schema cannot express (names that must resolve,
 //! lexical parameter scopes, arguments, `requires` graphs, version rules, resource classes).
 //!
-//! Pure: no I/O, no Docker, no network. Registry orbs are never fetched; what depends on them
-//! is one warning per orb.
+//! [`validate`] is pure: no I/O, no Docker, no network. Registry orbs are never fetched; what
+//! depends on them is one warning per orb. [`validate_compiled`] adds what the compiler finds
+//! (with spans) to a config that passes every check here, so `validate` and `process` agree;
+//! the compiler reads orb files, nothing else.
 
 mod arguments;
 mod ctx;
@@ -43,6 +45,41 @@ use version::Version;
 pub struct Options {
     /// Warnings become errors.
     pub strict: bool,
+    /// Registry orb references (as written, `circleci/node@5.2`) that have a local source:
+    /// the compiler checks what uses them, so they get no "cannot be fetched" warning.
+    pub local_orbs: Vec<String>,
+}
+
+/// [`validate`], then, when that finds no error in a 2.1 config, the errors of the compiler
+/// run with `compile` (lazily: a registry orb without a local source stays one warning). A
+/// rule that only the compiler knows (an expansion that outgrows its budget, say) is thus
+/// reported by `validate` exactly as `process` reports it.
+pub fn validate_compiled(
+    sources: &mut Sources,
+    file: FileId,
+    node: &Node,
+    options: &Options,
+    compile: &crate::process::Options,
+) -> Vec<Diagnostic> {
+    let compile = crate::process::Options {
+        lazy_orbs: true,
+        ..compile.clone()
+    };
+    let compiled = crate::process::process(sources, file, node, &compile);
+    let mut options = options.clone();
+    if let Ok(processed) = &compiled {
+        options
+            .local_orbs
+            .extend(processed.orbs.iter().map(|o| o.reference.clone()));
+    }
+    let mut out = validate(sources, file, node, &options);
+    if out.iter().any(Diagnostic::is_error) || Version::of(node) != Version::V21 {
+        return out;
+    }
+    if let Err(found) = compiled {
+        out.extend(found.into_iter().filter(Diagnostic::is_error));
+    }
+    out
 }
 
 /// Every problem in the config, unsorted.
@@ -62,6 +99,9 @@ pub fn validate(
     if node.as_map().is_none() {
         return out;
     }
+    // Workflows are checked as the compiler reads them: with their job groups expanded.
+    let expanded = crate::process::job_groups::expand(node);
+    let node = expanded.as_ref().unwrap_or(node);
     let model = Model::build(node);
     let version = Version::of(node);
     let mut cx = Ctx {
@@ -91,5 +131,5 @@ fn semantics(cx: &mut Ctx<'_>, version: Version, options: &Options) {
     expansion::check(cx);
     references::check_all(cx);
     // Last: only now is it known which registry orbs something refers into.
-    orbs::offline_warnings(cx, options.strict);
+    orbs::offline_warnings(cx, options);
 }

@@ -11,40 +11,12 @@ use indexmap::IndexMap;
 
 use crate::yaml::{Entry, Map, Node, pointer_token};
 
-pub(crate) type NsId = usize;
-
-/// The namespace of the config itself.
-pub(crate) const ROOT: NsId = 0;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DefKind {
-    Job,
-    Command,
-    Executor,
-}
-
-impl DefKind {
-    pub(crate) fn noun(self) -> &'static str {
-        match self {
-            DefKind::Job => "job",
-            DefKind::Command => "command",
-            DefKind::Executor => "executor",
-        }
-    }
-
-    pub(crate) fn section(self) -> &'static str {
-        match self {
-            DefKind::Job => "jobs",
-            DefKind::Command => "commands",
-            DefKind::Executor => "executors",
-        }
-    }
-}
+pub(crate) use crate::process::language::{ElementKind, NsId, ROOT};
 
 /// One job, command or executor definition.
 #[derive(Debug)]
 pub(crate) struct Def<'a> {
-    pub kind: DefKind,
+    pub kind: ElementKind,
     pub name: &'a str,
     pub entry: &'a Entry,
     pub ns: NsId,
@@ -85,11 +57,11 @@ pub(crate) struct Namespace<'a> {
 }
 
 impl<'a> Namespace<'a> {
-    pub(crate) fn defs(&self, kind: DefKind) -> &IndexMap<&'a str, Def<'a>> {
+    pub(crate) fn defs(&self, kind: ElementKind) -> &IndexMap<&'a str, Def<'a>> {
         match kind {
-            DefKind::Job => &self.jobs,
-            DefKind::Command => &self.commands,
-            DefKind::Executor => &self.executors,
+            ElementKind::Job => &self.jobs,
+            ElementKind::Command => &self.commands,
+            ElementKind::Executor => &self.executors,
         }
     }
 }
@@ -104,16 +76,8 @@ pub(crate) struct RemoteOrb<'a> {
     pub used: Cell<bool>,
 }
 
-/// The result of looking a name up.
-#[derive(Debug)]
-pub(crate) enum Lookup<'m, 'a> {
-    Found(&'m Def<'a>),
-    /// In a registry orb: not checkable offline (the use is counted).
-    Remote,
-    /// `alias/name` where no orb is called `alias`.
-    NoSuchOrb,
-    Missing,
-}
+/// What [`Model::lookup`] finds: the definition.
+pub(crate) type Lookup<'m, 'a> = crate::process::language::Lookup<&'m Def<'a>>;
 
 #[derive(Debug)]
 pub(crate) struct Model<'a> {
@@ -141,9 +105,9 @@ impl<'a> Model<'a> {
         let id = self.namespaces.len();
         self.namespaces.push(Namespace {
             in_orb,
-            jobs: defs(map, DefKind::Job, id, &ptr),
-            commands: defs(map, DefKind::Command, id, &ptr),
-            executors: defs(map, DefKind::Executor, id, &ptr),
+            jobs: defs(map, ElementKind::Job, id, &ptr),
+            commands: defs(map, ElementKind::Command, id, &ptr),
+            executors: defs(map, ElementKind::Executor, id, &ptr),
             orbs: IndexMap::new(),
         });
         let Some(orbs) = map.get("orbs").and_then(Node::as_map) else {
@@ -175,30 +139,30 @@ impl<'a> Model<'a> {
     }
 
     /// Looks `name` up from inside namespace `ns`; a use of a registry orb is counted.
-    pub(crate) fn lookup(&self, ns: NsId, kind: DefKind, name: &str) -> Lookup<'_, 'a> {
+    pub(crate) fn lookup(&self, ns: NsId, kind: ElementKind, name: &str) -> Lookup<'_, 'a> {
         // An exact name first: processed (2.0) configs name orb jobs `orb/job` literally.
         if let Some(def) = self.ns(ns).defs(kind).get(name) {
             return Lookup::Found(def);
         }
         let Some((alias, rest)) = name.split_once('/') else {
-            return Lookup::Missing;
+            return Lookup::NotFound;
         };
         match self.ns(ns).orbs.get(alias) {
             None => Lookup::NoSuchOrb,
             Some(OrbLink::Remote(i)) => {
                 self.remote[*i].used.set(true);
-                Lookup::Remote
+                Lookup::MissingOrb
             }
             Some(OrbLink::Inline(child)) => self
                 .ns(*child)
                 .defs(kind)
                 .get(rest)
-                .map_or(Lookup::Missing, Lookup::Found),
+                .map_or(Lookup::NotFound, Lookup::Found),
         }
     }
 
     /// Every name `kind` can be called by from `ns` (for suggestions).
-    pub(crate) fn visible_names(&self, ns: NsId, kind: DefKind) -> Vec<String> {
+    pub(crate) fn visible_names(&self, ns: NsId, kind: ElementKind) -> Vec<String> {
         let here = self.ns(ns);
         let mut names: Vec<String> = here.defs(kind).keys().map(|k| (*k).to_string()).collect();
         for (alias, link) in &here.orbs {
@@ -220,7 +184,7 @@ impl<'a> Model<'a> {
     }
 }
 
-fn defs<'a>(map: &'a Map, kind: DefKind, ns: NsId, ptr: &str) -> IndexMap<&'a str, Def<'a>> {
+fn defs<'a>(map: &'a Map, kind: ElementKind, ns: NsId, ptr: &str) -> IndexMap<&'a str, Def<'a>> {
     let Some(section) = map.get(kind.section()).and_then(Node::as_map) else {
         return IndexMap::new();
     };

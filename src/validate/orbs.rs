@@ -41,8 +41,9 @@ pub(crate) fn check_references(cx: &mut Ctx<'_>) {
     }
 }
 
-/// One warning per registry orb (an error when `strict`).
-pub(crate) fn offline_warnings(cx: &mut Ctx<'_>, strict: bool) {
+/// One warning per registry orb without a local source (an error when `strict`).
+pub(crate) fn offline_warnings(cx: &mut Ctx<'_>, options: &super::Options) {
+    let strict = options.strict;
     let model = cx.model;
     let severity = if strict {
         Severity::Error
@@ -51,6 +52,9 @@ pub(crate) fn offline_warnings(cx: &mut Ctx<'_>, strict: bool) {
     };
     for orb in &model.remote {
         let written = orb.entry.value.scalar_text().unwrap_or_default();
+        if options.local_orbs.contains(&written) {
+            continue;
+        }
         let message = if orb.used.get() {
             format!(
                 "orb `{}` ({written}) cannot be fetched offline: the jobs, commands and executors used from it are not checked",

@@ -7,74 +7,26 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::ctx::{Ctx, Scope};
-use super::model::{Def, DefKind};
+use super::model::{Def, ElementKind};
 use super::suggest::{did_you_mean, one_of};
 use crate::diagnostic::Diagnostic;
-use crate::yaml::{Entry, Node, pointer_token};
+use crate::yaml::{Entry, pointer_token};
 
-/// A declared parameter type.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum ParamType<'a> {
-    String,
-    Boolean,
-    Integer,
-    Enum(&'a [Node]),
-    Executor,
-    Steps,
-    EnvVarName,
-    /// Not a known type: the schema reports it; arguments are not checked.
-    Unknown,
-}
+pub(crate) use crate::process::language::{JOB_ENTRY_KEYS, ParamType};
 
-impl ParamType<'_> {
-    pub(crate) fn of(decl: &Node) -> ParamType<'_> {
-        match decl.get("type").and_then(Node::as_str) {
-            Some("string") => ParamType::String,
-            Some("boolean") => ParamType::Boolean,
-            Some("integer") => ParamType::Integer,
-            Some("enum") => decl
-                .get("enum")
-                .and_then(Node::as_seq)
-                .map_or(ParamType::Unknown, ParamType::Enum),
-            Some("executor") => ParamType::Executor,
-            Some("steps") => ParamType::Steps,
-            Some("env_var_name") => ParamType::EnvVarName,
-            _ => ParamType::Unknown,
-        }
-    }
-
-    /// `a boolean` as a message reads it.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            ParamType::String => "a string".into(),
-            ParamType::Boolean => "a boolean (true or false)".into(),
-            ParamType::Integer => "an integer".into(),
-            ParamType::Enum(values) => format!("one of {}", one_of(&enum_texts(values))),
-            ParamType::Executor => "an executor (a name, or a map with `name`)".into(),
-            ParamType::Steps => "a list of steps".into(),
-            ParamType::EnvVarName => "an environment variable name".into(),
-            ParamType::Unknown => "a value".into(),
-        }
+/// `a boolean` as a message reads it; `a value` for a type that is not known.
+pub(crate) fn describe(ty: Option<&ParamType>) -> String {
+    match ty {
+        Some(ParamType::String) => "a string".into(),
+        Some(ParamType::Boolean) => "a boolean (true or false)".into(),
+        Some(ParamType::Integer) => "an integer".into(),
+        Some(ParamType::Enum(values)) => format!("one of {}", one_of(values)),
+        Some(ParamType::Executor) => "an executor (a name, or a map with `name`)".into(),
+        Some(ParamType::Steps) => "a list of steps".into(),
+        Some(ParamType::EnvVarName) => "an environment variable name".into(),
+        None => "a value".into(),
     }
 }
-
-pub(crate) fn enum_texts(values: &[Node]) -> Vec<String> {
-    values.iter().filter_map(Node::scalar_text).collect()
-}
-
-/// Keys of a workflow job entry that are not job arguments.
-pub(crate) const JOB_ENTRY_KEYS: [&str; 10] = [
-    "name",
-    "requires",
-    "context",
-    "type",
-    "filters",
-    "matrix",
-    "pre-steps",
-    "post-steps",
-    "serial-group",
-    "override-with",
-];
 
 static NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_-]*$").expect("the name pattern compiles"));
@@ -89,7 +41,7 @@ pub(crate) fn check_declarations(cx: &mut Ctx<'_>, def: &Def<'_>) {
     for entry in &params.entries {
         let here = format!("{ptr}/{}", pointer_token(&entry.key));
         check_name(cx, entry, &here, &NAME);
-        if def.kind == DefKind::Job && JOB_ENTRY_KEYS.contains(&entry.key.as_str()) {
+        if def.kind == ElementKind::Job && JOB_ENTRY_KEYS.contains(&entry.key.as_str()) {
             cx.push(
                 Diagnostic::error(
                     entry.key_span,
@@ -140,7 +92,7 @@ fn check_name(cx: &mut Ctx<'_>, entry: &Entry, ptr: &str, pattern: &Regex) {
 }
 
 fn check_enum_default(cx: &mut Ctx<'_>, entry: &Entry, ptr: &str) {
-    let ParamType::Enum(values) = ParamType::of(&entry.value) else {
+    let Some(ParamType::Enum(allowed)) = ParamType::of(&entry.value) else {
         return;
     };
     let Some(default) = entry.value.get("default") else {
@@ -149,7 +101,6 @@ fn check_enum_default(cx: &mut Ctx<'_>, entry: &Entry, ptr: &str) {
     let Some(text) = default.scalar_text() else {
         return;
     };
-    let allowed = enum_texts(values);
     if allowed.contains(&text) || super::template::is_templated(&text) {
         return;
     }
@@ -181,8 +132,10 @@ pub(crate) fn check_defaults<'a>(cx: &mut Ctx<'a>, def: &'a Def<'a>) {
             pointer_token(&entry.key)
         );
         match ParamType::of(&entry.value) {
-            ParamType::Executor => super::executors::check_ref(cx, default, &ptr, Scope::of(def)),
-            ParamType::Steps => {
+            Some(ParamType::Executor) => {
+                super::executors::check_ref(cx, default, &ptr, Scope::of(def))
+            }
+            Some(ParamType::Steps) => {
                 let what = format!("the default of parameter `{}`", entry.key);
                 super::steps::check_value(cx, &what, default, &ptr, Scope::of(def));
             }

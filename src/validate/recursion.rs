@@ -3,7 +3,7 @@
 
 use super::ctx::Ctx;
 use super::cycles::{may_cycle, shortest_cycle};
-use super::model::{Def, DefKind, Lookup};
+use super::model::{Def, ElementKind, Lookup};
 use crate::diagnostic::Diagnostic;
 use crate::yaml::{Kind, Node};
 
@@ -72,7 +72,7 @@ fn called(cx: &Ctx<'_>, def: &Def<'_>, steps: &Node, commands: &[&Def<'_>], out:
             }
             ("steps", Some(v)) => called(cx, def, v, commands, out),
             _ => {
-                if let Lookup::Found(target) = cx.model.lookup(def.ns, DefKind::Command, name) {
+                if let Lookup::Found(target) = cx.model.lookup(def.ns, ElementKind::Command, name) {
                     out.extend(commands.iter().position(|c| std::ptr::eq(*c, target)));
                 }
             }

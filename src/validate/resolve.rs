@@ -2,14 +2,14 @@
 //! `alias/name` whose orb alias is not declared; each with a "did you mean".
 
 use super::ctx::{Ctx, Scope};
-use super::model::DefKind;
+use super::model::ElementKind;
 use super::suggest::did_you_mean;
 use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 
 /// A name that could not be resolved, and where it was written.
 pub(crate) struct Missing<'n> {
-    pub kind: DefKind,
+    pub kind: ElementKind,
     pub name: &'n str,
     pub span: Span,
     pub ptr: &'n str,
@@ -18,7 +18,7 @@ pub(crate) struct Missing<'n> {
 }
 
 impl<'n> Missing<'n> {
-    pub(crate) fn def(kind: DefKind, name: &'n str, span: Span, ptr: &'n str) -> Self {
+    pub(crate) fn def(kind: ElementKind, name: &'n str, span: Span, ptr: &'n str) -> Self {
         Missing {
             kind,
             name,
@@ -28,7 +28,7 @@ impl<'n> Missing<'n> {
         }
     }
 
-    pub(crate) fn orb(kind: DefKind, name: &'n str, span: Span, ptr: &'n str) -> Self {
+    pub(crate) fn orb(kind: ElementKind, name: &'n str, span: Span, ptr: &'n str) -> Self {
         Missing {
             no_orb: true,
             ..Missing::def(kind, name, span, ptr)

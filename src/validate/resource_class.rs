@@ -1,9 +1,12 @@
-//! `resource_class` values: a class CircleCI knows (or `namespace/name` for a self-hosted
-//! runner), and one that fits the executor's platform (no Windows or macOS class on a Linux
-//! machine image). Doubtful combinations are left alone.
+//! `resource_class` values: a class that fits the executor's platform (no Windows or macOS
+//! class on a Linux machine image, a macOS class on a macOS executor) is an error to break.
+//! Whether a class exists is decided on CircleCI's servers, against the plan and the
+//! organisation's runners (`namespace/name`), and the list changes: a class localci does not
+//! know is a warning, never an error (circleci-semantics.md 4.1). Doubtful combinations are
+//! left alone.
 
 use super::ctx::Ctx;
-use super::model::{Def, DefKind, Lookup, NsId};
+use super::model::{Def, ElementKind, Lookup, NsId};
 use super::suggest::did_you_mean;
 use super::template;
 use crate::diagnostic::Diagnostic;
@@ -96,7 +99,7 @@ fn platform(cx: &Ctx<'_>, ns: NsId, body: &Map, depth: usize) -> Platform {
     let Some(name) = body.get("executor").and_then(executor_name) else {
         return Platform::Unknown;
     };
-    match cx.model.lookup(ns, DefKind::Executor, name) {
+    match cx.model.lookup(ns, ElementKind::Executor, name) {
         Lookup::Found(def) if depth < 4 => def
             .body()
             .as_map()
@@ -117,7 +120,7 @@ fn family(class: &str) -> Option<Family> {
     if class.contains('/') {
         return Some(Family::SelfHosted);
     }
-    let base = class.strip_suffix(".gen2").unwrap_or(class);
+    let base = strip_generation(class);
     if SIZES.contains(&base) || class.starts_with("arm.") || class.starts_with("gpu.") {
         return Some(Family::Linux);
     }
@@ -125,10 +128,19 @@ fn family(class: &str) -> Option<Family> {
         return Some(Family::Windows);
     }
     let apple = class.starts_with("macos.")
+        || class.starts_with("macos-")
         || class.split_once('.').is_some_and(|(chip, _)| {
             chip.starts_with('m') && chip.chars().nth(1).is_some_and(|c| c.is_ascii_digit())
         });
     apple.then_some(Family::MacOs)
+}
+
+/// `large.gen3` -> `large`: a hardware generation does not change the family.
+fn strip_generation(class: &str) -> &str {
+    match class.rsplit_once(".gen") {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => class,
+    }
 }
 
 fn check_value(cx: &mut Ctx<'_>, value: &Node, platform: Platform, ptr: &str) {
@@ -137,15 +149,7 @@ fn check_value(cx: &mut Ctx<'_>, value: &Node, platform: Platform, ptr: &str) {
         return;
     }
     let Some(family) = family(class) else {
-        let mut message = format!("`{class}` is not a CircleCI resource class");
-        if let Some(best) = did_you_mean(class, KNOWN) {
-            message.push_str(&format!("; did you mean `{best}`?"));
-        }
-        cx.push(
-            Diagnostic::error(value.span, message)
-                .with_hint("use a class such as `medium` or `large` (see the resource class tables), or `namespace/name` for a self-hosted runner")
-                .with_pointer(ptr),
-        );
+        cx.push(unknown(value, class, platform).with_pointer(ptr));
         return;
     };
     let clash = matches!(
@@ -169,6 +173,26 @@ fn check_value(cx: &mut Ctx<'_>, value: &Node, platform: Platform, ptr: &str) {
             .with_pointer(ptr),
         );
     }
+}
+
+/// A class of no known family: on macOS that cannot be a macOS class (an error, like a
+/// Windows class there); elsewhere it may be a private or new class (a warning).
+fn unknown(value: &Node, class: &str, platform: Platform) -> Diagnostic {
+    if platform == Platform::MacOs {
+        return Diagnostic::error(
+            value.span,
+            format!("`{class}` is not a macOS resource class, but this runs on macOS"),
+        )
+        .with_hint("use a macOS class such as `m4pro.medium` or `macos.m1.medium.gen1`");
+    }
+    let mut message = format!("`{class}` is not a resource class localci knows");
+    if let Some(best) = did_you_mean(class, KNOWN) {
+        message.push_str(&format!("; did you mean `{best}`?"));
+    }
+    Diagnostic::warning(value.span, message).with_hint(
+        "CircleCI checks resource classes when the pipeline runs (private, runner \
+         `namespace/name` and new classes exist); check the spelling against the resource class tables",
+    )
 }
 
 fn family_name(family: Family) -> &'static str {
@@ -198,6 +222,9 @@ mod tests {
     fn classifies_classes() {
         assert_eq!(family("medium+"), Some(Family::Linux));
         assert_eq!(family("large.gen2"), Some(Family::Linux));
+        assert_eq!(family("large.gen3"), Some(Family::Linux));
+        assert_eq!(family("macos-m1-medium-gen1"), Some(Family::MacOs));
+        assert_eq!(family("large.genx"), None);
         assert_eq!(family("arm.xlarge"), Some(Family::Linux));
         assert_eq!(family("gpu.nvidia.medium"), Some(Family::Linux));
         assert_eq!(family("windows.2xlarge"), Some(Family::Windows));

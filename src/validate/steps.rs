@@ -7,42 +7,14 @@ use regex::Regex;
 
 use super::arguments::{self, Invocation};
 use super::ctx::{Ctx, Scope};
-use super::model::{DefKind, Lookup};
+use super::model::{ElementKind, Lookup};
 use super::resolve::{self, Missing};
 use super::suggest::did_you_mean;
 use super::template;
+use crate::config::step::{self as catalogue, STEPS_NEEDING_KEYS};
 use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 use crate::yaml::{Entry, Kind, Map, Node, pointer_token};
-
-/// Built-in steps of every version.
-const BUILT_IN: [&str; 12] = [
-    "run",
-    "checkout",
-    "setup_remote_docker",
-    "save_cache",
-    "restore_cache",
-    "store_artifacts",
-    "store_test_results",
-    "persist_to_workspace",
-    "attach_workspace",
-    "add_ssh_keys",
-    "deploy",
-    "install_signing_bundle",
-];
-
-/// 2.0 synonyms that 2.1 dropped (`shell` for `run`, `setup_docker_engine`).
-const LEGACY: [&str; 2] = ["shell", "setup_docker_engine"];
-
-/// Built-in steps that cannot be written bare because they need keys.
-const NEED_KEYS: [(&str, &str); 6] = [
-    ("save_cache", "`key` and `paths`"),
-    ("restore_cache", "`key` or `keys`"),
-    ("store_artifacts", "`path`"),
-    ("store_test_results", "`path`"),
-    ("persist_to_workspace", "`root` and `paths`"),
-    ("attach_workspace", "`at`"),
-];
 
 static DELAY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(\d+)([sm])$").expect("the delay pattern compiles"));
@@ -93,6 +65,9 @@ pub(crate) fn check_value<'a>(
 fn check_step<'a>(cx: &mut Ctx<'a>, step: &'a Node, ptr: &str, scope: Scope<'a>) {
     match &step.kind {
         Kind::Str(name) if !template::is_templated(name) => bare(cx, name, step, ptr, scope),
+        // A legacy 2.0-beta step (`- type: shell` with `command:` beside it): CircleCI still
+        // runs it; the schema checks its keys.
+        Kind::Map(map) if catalogue::legacy_step_type(map).is_some() => {}
         // A step has one key; the schema reports extra keys, which are usually the step's own
         // settings indented one level too little, so only the first key names the step.
         Kind::Map(map) => {
@@ -114,7 +89,7 @@ fn bare<'a>(cx: &mut Ctx<'a>, name: &str, step: &'a Node, ptr: &str, scope: Scop
     if invoke(cx, name, step.span, None, ptr, scope) {
         return;
     }
-    if let Some((_, keys)) = NEED_KEYS.iter().find(|(n, _)| *n == name) {
+    if let Some((_, keys)) = STEPS_NEEDING_KEYS.iter().find(|(n, _)| *n == name) {
         cx.push(
             Diagnostic::error(step.span, format!("`{name}` needs {keys}"))
                 .with_hint(format!(
@@ -151,7 +126,7 @@ fn invoke<'a>(
     ptr: &str,
     scope: Scope<'a>,
 ) -> bool {
-    match cx.model.lookup(scope.ns, DefKind::Command, name) {
+    match cx.model.lookup(scope.ns, ElementKind::Command, name) {
         Lookup::Found(def) => {
             let invocation = Invocation {
                 target: def,
@@ -163,21 +138,33 @@ fn invoke<'a>(
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::Remote => {}
+        Lookup::MissingOrb => {}
         Lookup::NoSuchOrb => {
-            resolve::report(cx, Missing::orb(DefKind::Command, name, span, ptr), scope);
+            resolve::report(
+                cx,
+                Missing::orb(ElementKind::Command, name, span, ptr),
+                scope,
+            );
         }
-        Lookup::Missing if name.contains('/') => {
-            resolve::report(cx, Missing::def(DefKind::Command, name, span, ptr), scope);
+        Lookup::NotFound if name.contains('/') => {
+            resolve::report(
+                cx,
+                Missing::def(ElementKind::Command, name, span, ptr),
+                scope,
+            );
         }
-        Lookup::Missing if is_built_in(cx, name) => return false,
-        Lookup::Missing => unknown(cx, name, span, ptr, scope),
+        Lookup::NotFound if is_built_in(cx, name) => return false,
+        Lookup::NotFound => unknown(cx, name, span, ptr, scope),
     }
     true
 }
 
 fn is_built_in(cx: &Ctx<'_>, name: &str) -> bool {
-    BUILT_IN.contains(&name) || (!cx.v21 && LEGACY.contains(&name))
+    if cx.v21 {
+        catalogue::is_built_in(name)
+    } else {
+        catalogue::built_in_2_0(name).is_some()
+    }
 }
 
 fn unknown(cx: &mut Ctx<'_>, name: &str, span: Span, ptr: &str, scope: Scope<'_>) {
@@ -186,8 +173,11 @@ fn unknown(cx: &mut Ctx<'_>, name: &str, span: Span, ptr: &str, scope: Scope<'_>
             "jobs run from a workflow's `jobs:` list; to share steps, define a command under `commands:`",
         )
     } else {
-        let mut names: Vec<String> = BUILT_IN.iter().map(|s| (*s).to_string()).collect();
-        names.extend(cx.model.visible_names(scope.ns, DefKind::Command));
+        let mut names: Vec<String> = catalogue::BUILT_IN_STEPS
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
+        names.extend(cx.model.visible_names(scope.ns, ElementKind::Command));
         let mut message = format!("unknown step `{name}`");
         if let Some(best) = did_you_mean(name, names.iter().map(String::as_str)) {
             message.push_str(&format!("; did you mean `{best}`?"));

@@ -8,7 +8,7 @@ use super::arguments::{self, Invocation};
 use super::ctx::{Ctx, Scope};
 use super::cycles;
 use super::entries::{self, JobEntry};
-use super::model::{DefKind, Lookup, ROOT};
+use super::model::{ElementKind, Lookup, ROOT};
 use super::params::JOB_ENTRY_KEYS;
 use super::resolve::{self, Missing};
 use super::steps;
@@ -61,12 +61,12 @@ fn check_entry<'a>(cx: &mut Ctx<'a>, job: &JobEntry<'a>) {
         .and_then(|s| s.get("override-with"))
         .and_then(Node::as_str)
     {
-        let _ = cx.model.lookup(ROOT, DefKind::Job, other);
+        let _ = cx.model.lookup(ROOT, ElementKind::Job, other);
     }
     if job.approval {
         return;
     }
-    match cx.model.lookup(ROOT, DefKind::Job, job.job) {
+    match cx.model.lookup(ROOT, ElementKind::Job, job.job) {
         Lookup::Found(def) => {
             let invocation = Invocation {
                 target: def,
@@ -78,15 +78,15 @@ fn check_entry<'a>(cx: &mut Ctx<'a>, job: &JobEntry<'a>) {
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::Remote => {}
+        Lookup::MissingOrb => {}
         Lookup::NoSuchOrb => resolve::report(
             cx,
-            Missing::orb(DefKind::Job, job.job, job.job_span, &job.ptr),
+            Missing::orb(ElementKind::Job, job.job, job.job_span, &job.ptr),
             scope,
         ),
-        Lookup::Missing => resolve::report(
+        Lookup::NotFound => resolve::report(
             cx,
-            Missing::def(DefKind::Job, job.job, job.job_span, &job.ptr),
+            Missing::def(ElementKind::Job, job.job, job.job_span, &job.ptr),
             scope,
         ),
     }

@@ -922,3 +922,135 @@ fn process_refuses_values_that_grow_without_end() {
         assert!(out.stderr.contains(expected), "{}", out.stderr);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `localci orb pack` and `localci orb vendor` (see: issue 8, "Orbs that never block")
+
+/// Runs `localci --color never <args>` in `dir` with a private HOME.
+fn localci(dir: &Path, home: &Path, args: &[&str]) -> Output {
+    let out = Command::cargo_bin("localci")
+        .expect("the localci binary is built for integration tests")
+        .current_dir(dir)
+        .env("HOME", home)
+        .env_remove("XDG_CACHE_HOME")
+        .args(["--color", "never"])
+        .args(args)
+        .output()
+        .expect("localci runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+#[test]
+fn orb_pack_builds_an_orb_the_compiler_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(
+        root,
+        "greet-orb/src/@orb.yml",
+        "version: 2.1\ndescription: Greets\n",
+    );
+    write(
+        root,
+        "greet-orb/src/commands/hello.yml",
+        "parameters:\n  to: {type: string, default: world}\nsteps:\n  - run:\n      environment: {TO: << parameters.to >>}\n      command: <<include(scripts/hello.sh)>>\n",
+    );
+    write(
+        root,
+        "greet-orb/src/scripts/hello.sh",
+        "echo \"hello $TO\"\n",
+    );
+    write(
+        root,
+        "greet-orb/src/jobs/greet.yml",
+        "docker: [{image: cimg/base:stable}]\nsteps: [hello]\n",
+    );
+    let packed = localci(
+        root,
+        root,
+        &[
+            "orb",
+            "pack",
+            "greet-orb/src",
+            "-o",
+            "project/.circleci/orbs/acme/greet@1.0.0.yml",
+        ],
+    );
+    assert_eq!(packed.code, 0, "{}", packed.stderr);
+    write(
+        root,
+        "project/.circleci/config.yml",
+        "version: 2.1\norbs:\n  greet: acme/greet@1.0.0\nworkflows:\n  main:\n    jobs: [greet/greet]\n",
+    );
+    let out = localci(&root.join("project"), root, &["process"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("command: |\n            echo \"hello $TO\"\n")
+            || out.stdout.contains("command: echo \"hello $TO\"\n"),
+        "{}",
+        out.stdout
+    );
+
+    let missing = localci(root, root, &["orb", "pack", "nowhere"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains("@orb.yml"), "{}", missing.stderr);
+}
+
+#[test]
+fn orb_vendor_saves_the_config_orbs_for_offline_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let home = root.join("home");
+    write(
+        root,
+        "project/.circleci/config.yml",
+        "version: 2.1\norbs:\n  hi: acme/hi@2\nworkflows:\n  main:\n    jobs: [hi/hello]\n",
+    );
+    write(
+        &home,
+        ".cache/localci/orbs/acme/hi@2.4.1.yml",
+        "jobs:\n  hello:\n    docker: [{image: busybox}]\n    steps: [{run: echo cached}]\n",
+    );
+    let project = root.join("project");
+    let vendored = localci(&project, &home, &["orb", "vendor"]);
+    assert_eq!(vendored.code, 0, "{}", vendored.stderr);
+    assert!(
+        vendored.stderr.starts_with("saved acme/hi@2.4.1 as ")
+            && vendored
+                .stderr
+                .trim_end()
+                .ends_with(".circleci/orbs/acme/hi@2.4.1.yml"),
+        "{}",
+        vendored.stderr
+    );
+    assert!(project.join(".circleci/orbs/acme/hi@2.4.1.yml").is_file());
+    // Offline from now on: no user cache at all.
+    let empty_home = root.join("empty");
+    let out = localci(&project, &empty_home, &["process"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("echo cached"), "{}", out.stdout);
+    let again = localci(&project, &empty_home, &["orb", "vendor"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("nothing to vendor"),
+        "{}",
+        again.stderr
+    );
+
+    write(
+        root,
+        "other/.circleci/config.yml",
+        "version: 2.1\norbs:\n  x: acme/nowhere@1.0.0\nworkflows:\n  main:\n    jobs: [x/job]\n",
+    );
+    let missing = localci(&root.join("other"), &empty_home, &["orb", "vendor"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("acme/nowhere@1.0.0"),
+        "{}",
+        missing.stderr
+    );
+}

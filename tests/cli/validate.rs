@@ -166,6 +166,62 @@ rule! {
     rule_expansion_budget => "expansion-budget.yml",
     rule_commands_too_deep => "commands-too-deep.yml",
     rule_logic_too_deep => "logic-too-deep.yml",
+    // See: issue 8 — CircleCI warns about these and runs the config.
+    rule_resource_class_custom => "resource-class-custom.yml",
+    rule_extraneous_job_key => "extraneous-job-key.yml",
+    rule_string_doubling => "string-doubling.yml",
+}
+
+/// See: issue 8. Configs CircleCI runs: `validate` accepts them without an error, `process`
+/// compiles them, and the compiled config validates again (`execute` reads that one).
+#[test]
+fn accepts_what_circleci_runs() {
+    for file in [
+        "legacy-steps.yml",
+        "environment-forms.yml",
+        "resource-class-custom.yml",
+        "pipeline-values-new.yml",
+        "workflow-job-keys.yml",
+        "extraneous-job-key.yml",
+    ] {
+        let path = format!("tests/fixtures/validate/{file}");
+        let validate = Localci::new().args(&["validate", "-c", &path]).run();
+        assert_eq!(
+            validate.code,
+            0,
+            "validate {file}:\n{}",
+            validate.transcript()
+        );
+        assert!(
+            validate.error_lines().is_empty(),
+            "{}",
+            validate.transcript()
+        );
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let out = dir.path().join("processed.yml");
+        let out = out.to_str().expect("a UTF-8 temp path");
+        let process = Localci::new()
+            .args(&["process", "-c", &path, "-o", out])
+            .run();
+        assert_eq!(process.code, 0, "process {file}:\n{}", process.transcript());
+        let again = Localci::new().args(&["validate", "-c", out]).run();
+        assert_eq!(again.code, 0, "processed {file}:\n{}", again.transcript());
+    }
+}
+
+/// See: issue 8. A misspelled job key is a warning with a suggestion; `--strict` fails it.
+#[test]
+fn strict_turns_extraneous_job_keys_into_errors() {
+    let strict = validate_fixture("extraneous-job-key.yml", &["--strict"]);
+    assert_eq!(strict.code, 2, "{}", strict.transcript());
+    assert_eq!(
+        strict.error_lines(),
+        vec![
+            "error: extraneous key `working_dir` in job `build`: CircleCI ignores it; did you mean `working_directory`?"
+        ],
+        "{}",
+        strict.transcript()
+    );
 }
 
 /// See: review of the 2.1 compiler. Every config `process` rejects for these reasons is also
@@ -182,6 +238,7 @@ fn validate_rejects_what_process_rejects() {
         "expansion-budget.yml",
         "commands-too-deep.yml",
         "logic-too-deep.yml",
+        "string-doubling.yml",
     ] {
         let path = format!("tests/fixtures/validate/{file}");
         let validate = Localci::new().args(&["validate", "-c", &path]).run();
@@ -387,4 +444,149 @@ fn bad_input_as_json_has_no_position() {
     assert_eq!(report["valid"], false);
     assert_eq!(report["diagnostics"][0]["line"], serde_json::Value::Null);
     assert_eq!(report["diagnostics"][0]["severity"], "error");
+}
+
+/// Every config the repository and `../shared/` hold: our fixtures and golden cases, the
+/// conformance suite and the CircleCI compiler's inputs.
+fn every_config() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut add_dir = |dir: &Path, pick: &dyn Fn(&Path) -> Option<PathBuf>| {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut found: Vec<PathBuf> = entries.flatten().filter_map(|e| pick(&e.path())).collect();
+        found.sort();
+        files.extend(found);
+    };
+    let file = |p: &Path| p.is_file().then(|| p.to_path_buf());
+    // A golden case with an `args` file needs flags that `validate` does not take.
+    let case = |p: &Path| {
+        let config = p.join("config.yml");
+        (config.is_file() && !p.join("args").exists()).then_some(config)
+    };
+    let input = |p: &Path| Some(p.join("input.yml")).filter(|i| i.is_file());
+    add_dir(&Path::new(ROOT).join("tests/fixtures/validate"), &file);
+    add_dir(&Path::new(ROOT).join("tests/process"), &case);
+    if let Some(suite) = shared("conformance") {
+        add_dir(&suite.join("valid"), &file);
+        add_dir(&suite.join("invalid"), &file);
+    }
+    if let Some(oracle) = shared("process-oracle") {
+        add_dir(&oracle, &input);
+    }
+    files
+}
+
+/// `process` failed only because registry orbs have no local source (which `validate`
+/// reports as a warning by design).
+fn only_missing_orbs(run: &Run) -> bool {
+    let errors = run.error_lines();
+    !errors.is_empty()
+        && errors
+            .iter()
+            .all(|l| l.contains("cannot be resolved offline"))
+}
+
+/// See: issue 8, "the 2.1 language is written twice". `validate` and `process` agree on every
+/// config we have: `process` accepts a config exactly when `validate` finds no error in it,
+/// except that a registry orb without a local source is an error to `process` only.
+#[test]
+fn validate_and_process_agree() {
+    let home = tempfile::tempdir().expect("a temp dir");
+    let mut disagreements = Vec::new();
+    let configs = every_config();
+    assert!(configs.len() > 80, "the fixtures are missing");
+    for config in &configs {
+        let path = config.display().to_string();
+        let run = |command: &str| {
+            let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_localci"))
+                .args(["--color", "never", command, "-c", &path])
+                .current_dir(ROOT)
+                .env("HOME", home.path())
+                .env("XDG_CACHE_HOME", home.path().join("cache"))
+                .output()
+                .expect("localci runs");
+            Run {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        };
+        let (validate, process) = (run("validate"), run("process"));
+        let agree = match (validate.code, process.code) {
+            (0, 0) | (2, 2) => true,
+            (0, 2) => only_missing_orbs(&process),
+            _ => false,
+        };
+        if !agree {
+            disagreements.push(format!(
+                "{path}\n  validate: {}\n  process: {}",
+                validate.transcript().replace('\n', "\n    "),
+                process.transcript().replace('\n', "\n    ")
+            ));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} of {} configs:\n{}",
+        disagreements.len(),
+        configs.len(),
+        disagreements.join("\n")
+    );
+}
+
+/// See: issue 8, "Orbs that never block". An orb saved under `.circleci/orbs/` is read and
+/// checked (no warning; a wrong argument to its command is an error), and a registry orb
+/// without a local source is one warning while everything else is still checked.
+#[test]
+fn local_orbs_are_checked_and_missing_ones_warn_once() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let write = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write(
+        ".circleci/orbs/acme/tools@1.0.0.yml",
+        "commands:\n  greet:\n    parameters:\n      to: {type: string}\n    steps:\n      - run: echo hi << parameters.to >>\n",
+    );
+    let config = "version: 2.1\norbs:\n  tools: acme/tools@1.0.0\n  heroku: circleci/heroku@1.0.1\njobs:\n  build:\n    docker: [{image: cimg/base:stable}]\n    steps:\n      - tools/greet: {to: you}\n  deploy:\n    docker: [{image: cimg/base:stable}]\n    steps:\n      - heroku/deploy-via-git\nworkflows:\n  main:\n    jobs: [build, deploy]\n";
+    write(".circleci/config.yml", config);
+    let home = dir.path().join("home");
+    let run = |args: &[&str]| {
+        let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_localci"))
+            .args(["--color", "never"])
+            .args(args)
+            .current_dir(dir.path())
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME")
+            .output()
+            .expect("localci runs");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    };
+    let ok = run(&["validate"]);
+    assert_eq!(ok.code, 0, "{}", ok.transcript());
+    let warnings: Vec<&str> = ok
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", ok.transcript());
+    assert!(warnings[0].contains("orb `heroku`"), "{}", ok.transcript());
+
+    write(
+        ".circleci/config.yml",
+        &config.replace("{to: you}", "{too: you}"),
+    );
+    let bad = run(&["validate"]);
+    assert_eq!(bad.code, 2, "{}", bad.transcript());
+    assert!(
+        bad.error_lines().iter().any(|l| l.contains("too")),
+        "{}",
+        bad.transcript()
+    );
 }
