@@ -165,10 +165,7 @@ mod tests {
         );
         std::fs::write(&path, "A=1\nnope hunter22\n").unwrap();
         let error = read_env_file(&path).unwrap_err().message;
-        assert!(
-            error.ends_with(":2: this line is not NAME=VALUE"),
-            "{error}"
-        );
+        assert!(error.contains(":2: this line is not NAME=VALUE"), "{error}");
         assert!(!error.contains("hunter22"));
     }
 

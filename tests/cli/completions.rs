@@ -14,6 +14,9 @@ const SUBCOMMANDS: &[&str] = &[
     "cache",
     "completions",
     "man",
+    "list",
+    "plan",
+    "orb",
 ];
 
 fn localci(args: &[&str]) -> (i32, String, String) {
@@ -113,7 +116,10 @@ fn the_man_pages_render_and_list_the_subcommands() {
     let (ok, text, warnings) = pipe("groff", GROFF, &page).unwrap();
     assert!(ok && warnings.is_empty(), "groff: {warnings}");
     let text = strip_overstrike(&text);
-    assert!(text.contains("localci-execute - Run one job"), "{text}");
+    assert!(
+        text.contains("localci-execute - Run a workflow (as a DAG) or one job"),
+        "{text}"
+    );
     assert!(text.contains("--image-map"), "{text}");
 
     let (code, _, stderr) = localci(&["man", "nope"]);

@@ -134,7 +134,8 @@ fn symlinks_planted_on_every_host_path_are_never_followed() {
         );
     }
     // Below an artifacts folder (`--artifacts-dir art` in the repository): symlinks in the
-    // places themselves are replaced, never followed; a symlinked test-results folder is refused.
+    // places themselves are replaced, never followed; a symlinked folder on the way of the test
+    // results is refused.
     let p = Project::new(&config(&[job("build", BUSYBOX, ARTIFACT_STEPS)]));
     let folder = p.path().join("art");
     link(
@@ -142,11 +143,11 @@ fn symlinks_planted_on_every_host_path_are_never_followed() {
         &folder.join("authorized_keys"),
     );
     link(&outside.path().join("config.d"), &folder.join("config.d"));
-    link(outside.path(), &folder.join("test-results"));
+    link(outside.path(), &folder.join("out"));
     p.commit();
     p.execute(&["build", "--artifacts-dir", "art"])
         .assert_code(0)
-        .assert_stdout("test-results is a symlink");
+        .assert_stdout("art/out is a symlink");
     assert_eq!(snapshot(outside.path()), before);
     assert_eq!(
         std::fs::read_to_string(folder.join("authorized_keys")).unwrap(),

@@ -402,7 +402,7 @@ fn a_missing_image_is_pulled_from_a_registry_and_a_failed_pull_exits_3() {
 #[test]
 fn auth_credentials_with_variables_are_honoured() {
     let tools = require_tools!();
-    let mut registry = Registry::start(&tools, Some(("localci", "s3cret-pw")));
+    let mut registry = Registry::start(&tools, Some(("ci-puller", "s3cret-pw")));
     let image = registry.push(BUSYBOX, "localci-test/busybox:latest");
     let steps = "      - run: echo pulled with auth\n";
     let with_auth = format!(
@@ -410,14 +410,20 @@ fn auth_credentials_with_variables_are_honoured() {
     );
     let p = Project::new(&config(&[with_auth, job("anonymous", &image, steps)]));
 
-    p.execute(&["private", "-e", "REG_USER=localci", "-e", "REG_PASS=wrong"])
-        .assert_code(3)
-        .assert_stderr(&format!("cannot use image {image}: "))
-        .assert_stderr("unauthorized")
-        .assert_stderr("the registry refused the image's `auth` credentials")
-        .assert_stderr(&format!("--image-map {image}=<local image>"))
-        .assert_nothing_left();
-    p.execute(&["private", "-e", "REG_USER=localci"])
+    p.execute(&[
+        "private",
+        "-e",
+        "REG_USER=ci-puller",
+        "-e",
+        "REG_PASS=wrong",
+    ])
+    .assert_code(3)
+    .assert_stderr(&format!("cannot use image {image}: "))
+    .assert_stderr("unauthorized")
+    .assert_stderr("the registry refused the image's `auth` credentials")
+    .assert_stderr(&format!("--image-map {image}=<local image>"))
+    .assert_nothing_left();
+    p.execute(&["private", "-e", "REG_USER=ci-puller"])
         .assert_code(3)
         .assert_stderr("$REG_PASS used there is not set: give it with -e");
     p.execute(&["anonymous"])
@@ -429,7 +435,7 @@ fn auth_credentials_with_variables_are_honoured() {
     let run = p.execute(&[
         "private",
         "-e",
-        "REG_USER=localci",
+        "REG_USER=ci-puller",
         "-e",
         "REG_PASS=s3cret-pw",
     ]);
