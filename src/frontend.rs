@@ -33,6 +33,9 @@ pub struct FrontOptions {
     pub orb_files: Vec<(String, PathBuf)>,
     /// Also compile jobs no workflow invokes (what `execute <job>` may run).
     pub all_jobs: bool,
+    /// Stop after the compiler (`localci process`): 2.0 configs go through it too, and no
+    /// typed model is built ([`Front::config`] is empty).
+    pub compiled_only: bool,
 }
 
 /// A config that went through every stage.
@@ -119,7 +122,7 @@ fn stages(options: &FrontOptions, sources: &mut Sources) -> Result<Stages, Vec<D
     let node = crate::yaml::parse(sources.get(file), file).map_err(|d| vec![d])?;
     let repo = repository(options, &path);
     let mut warnings = Vec::new();
-    let processed = if crate::config::is_version_2_1(&node) {
+    let processed = if options.compiled_only || crate::config::is_version_2_1(&node) {
         let compile = compile_options(options, &repo)?;
         let processed = process::process(sources, file, &node, &compile)?;
         warnings.extend(processed.warnings.iter().cloned());
@@ -138,7 +141,11 @@ fn stages(options: &FrontOptions, sources: &mut Sources) -> Result<Stages, Vec<D
         return Err(errors);
     }
     let compiled = processed.as_ref().map_or(&node, |p| &p.config).clone();
-    let config = crate::config::parse(&compiled)?;
+    let config = if options.compiled_only {
+        crate::config::Config::default()
+    } else {
+        crate::config::parse(&compiled)?
+    };
     Ok((path, repo, processed, compiled, config, warnings))
 }
 

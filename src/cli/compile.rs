@@ -120,6 +120,7 @@ impl CompileArgs {
                 .map(|(k, v)| (k.clone(), PathBuf::from(v)))
                 .collect(),
             all_jobs,
+            compiled_only: false,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `localci process`: compile a 2.1 config to 2.0 offline and print it, like
-//! `circleci config process`.
+//! `circleci config process`, through the front end (load -> yaml -> process -> validate).
 
 use std::path::PathBuf;
 
@@ -8,8 +8,8 @@ use super::compile::CompileArgs;
 use super::output;
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::Outcome;
-use crate::process::{self, Processed};
-use crate::source::Sources;
+use crate::frontend;
+use crate::process::Processed;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -26,50 +26,34 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Outcome {
-    let mut sources = Sources::new();
-    match compile(ctx, args, &mut sources) {
-        Ok(processed) => {
+    let mut options = args.compile.front_options(ctx, args.config.clone(), false);
+    options.compiled_only = true;
+    let front = match frontend::compile(&options) {
+        Ok(front) => front,
+        Err(failure) => {
             output::stderr(&diagnostic::render_human(
-                &sources,
-                &processed.warnings,
+                &failure.sources,
+                &failure.diagnostics,
                 ctx.color,
             ));
-            match write(args, &processed) {
-                Ok(()) => Outcome::Success,
-                Err(d) => {
-                    output::stderr(&diagnostic::render_human(&sources, &[d], ctx.color));
-                    Outcome::Environment
-                }
-            }
+            return Outcome::Invalid;
         }
-        Err(diags) => {
-            output::stderr(&diagnostic::render_human(&sources, &diags, ctx.color));
-            Outcome::Invalid
+    };
+    let processed = front
+        .processed
+        .as_ref()
+        .expect("compiled_only runs the compiler on every config");
+    output::stderr(&diagnostic::render_human(
+        &front.sources,
+        &processed.warnings,
+        ctx.color,
+    ));
+    match write(args, processed) {
+        Ok(()) => Outcome::Success,
+        Err(d) => {
+            output::stderr(&diagnostic::render_human(&front.sources, &[d], ctx.color));
+            Outcome::Environment
         }
-    }
-}
-
-fn compile(
-    ctx: &Context,
-    args: &Args,
-    sources: &mut Sources,
-) -> Result<Processed, Vec<Diagnostic>> {
-    let path = crate::load::find_config(args.config.as_deref(), &ctx.cwd).map_err(|d| vec![d])?;
-    let file = crate::load::load(sources, &path).map_err(|d| vec![d])?;
-    let node = crate::yaml::parse(sources.get(file), file).map_err(|d| vec![d])?;
-    let options = args.compile.options(ctx, &path)?;
-    let processed = process::process(sources, file, &node, &options)?;
-    // The compiler reports what it cannot compile in CircleCI's own words; the validator then
-    // catches what compiles but is still wrong (a requires cycle, a bad resource class ...).
-    let invalid: Vec<Diagnostic> =
-        crate::validate::validate(sources, file, &node, &crate::validate::Options::default())
-            .into_iter()
-            .filter(Diagnostic::is_error)
-            .collect();
-    if invalid.is_empty() {
-        Ok(processed)
-    } else {
-        Err(invalid)
     }
 }
 

@@ -22,7 +22,7 @@ use crate::diagnostic::Diagnostic;
 use crate::yaml::Node;
 use read::{Reader, child};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Config {
     pub jobs: IndexMap<String, Job>,
     pub workflows: Vec<Workflow>,

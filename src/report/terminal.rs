@@ -199,7 +199,8 @@ impl<W: Write> Terminal<W> {
             (Some(job), Some(p)) if !lines.is_empty() => p.prefix(job),
             _ => "",
         };
-        for line in lines {
+        // A message of several lines gets the prefix on each of them.
+        for line in lines.iter().flat_map(|l| l.split('\n')) {
             self.pending.extend_from_slice(prefix.as_bytes());
             self.pending.extend_from_slice(line.as_bytes());
             self.pending.push(b'\n');

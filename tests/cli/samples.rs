@@ -283,7 +283,7 @@ fn readme_sections(readme: &str) -> Vec<Section> {
 /// A quoted line as a whole-line pattern, with the parts that vary between runs loosened.
 fn line_pattern(line: &str, sample: &str, root: &Path) -> regex::Regex {
     let varying = regex::Regex::new(&format!(
-        r"(?P<path>/tmp/{})|(?P<id>\b[0-9a-f]{{12}}\b)|(?P<size>\b\d+(?:\.\d+)? (?:B|KiB|MiB|GiB)\b)|(?P<dur>\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ms|µs|s|m|h)\b)|(?P<files>\b\d+ files\b)|(?P<rule>={{3,}}|-{{3,}})",
+        r"(?P<path>/tmp/{})|(?P<run><run>)|(?P<id>\b[0-9a-f]{{12}}\b)|(?P<size>\b\d+(?:\.\d+)? (?:B|KiB|MiB|GiB)\b)|(?P<dur>\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ms|µs|s|m|h)\b)|(?P<files>\b\d+ files\b)|(?P<rule>={{3,}}|-{{3,}})",
         regex::escape(sample)
     ))
     .unwrap();
@@ -294,6 +294,8 @@ fn line_pattern(line: &str, sample: &str, root: &Path) -> regex::Regex {
         pattern.push_str(&regex::escape(&line[last..m.start()]));
         pattern.push_str(&if c.name("path").is_some() {
             regex::escape(&root.display().to_string())
+        } else if c.name("run").is_some() {
+            "[0-9a-f-]{36}".to_string()
         } else if c.name("id").is_some() {
             "[0-9a-f]{12}".to_string()
         } else if c.name("size").is_some() {
@@ -410,6 +412,36 @@ fn busybox_readme_shows_what_localci_prints() {
             "build" => run.assert_hides("on_fail step ran in job build"),
             _ => run.assert_hides("skipped step ran in job failing"),
         };
+    }
+}
+
+#[test]
+fn workflow_readme_shows_what_localci_prints() {
+    if !docker_with_images(&[BUSYBOX_IMAGE]) {
+        return;
+    }
+    for (args, runs) in check_readme("workflow-demo", &[]) {
+        for run in &runs {
+            // Both nodes of `test` ran, and between them every test exactly once.
+            let mut ran: Vec<&str> = run
+                .text
+                .lines()
+                .filter_map(|l| l.split_once("| test tests/")?.1.strip_suffix(": passed"))
+                .collect();
+            ran.sort_unstable();
+            assert_eq!(
+                ran,
+                [
+                    "test_both_differ.sh",
+                    "test_loud_default.sh",
+                    "test_loud_name.sh",
+                    "test_plain_default.sh",
+                    "test_plain_name.sh"
+                ],
+                "{args:?}: {}",
+                run.text
+            );
+        }
     }
 }
 
