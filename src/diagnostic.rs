@@ -2,13 +2,35 @@
 //! rustc/cargo style) and JSON (for editors and CI).
 //!
 //! Stages build [`Diagnostic`]s with spans and structured data; nothing else formats them.
+//!
+//! Output is bounded whatever the config holds (issue 9): a message, hint or label longer than
+//! [`MAX_TEXT`] characters is cut, and at most [`MAX_SHOWN`] diagnostics are printed, so a
+//! 30 MB value or a million errors cannot turn into gigabytes on the terminal.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde::Serialize;
 
 use crate::source::{Sources, Span};
+
+/// The most characters of one message, hint or label that are printed.
+pub const MAX_TEXT: usize = 2000;
+/// The most diagnostics one report prints; the counts still cover all of them.
+pub const MAX_SHOWN: usize = 200;
+
+/// `text` cut to [`MAX_TEXT`] characters, saying how much was left out.
+pub fn clip(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_TEXT) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!(
+            "{}... ({} more bytes not shown)",
+            &text[..cut],
+            text.len() - cut
+        )),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,26 +112,68 @@ pub fn sort(diags: &mut Vec<Diagnostic>) {
 
 /// Renders diagnostics for a terminal, with source snippets; `color` adds ANSI styles.
 pub fn render_human(sources: &Sources, diags: &[Diagnostic], color: bool) -> String {
+    let mut out = String::new();
+    for d in diags.iter().take(MAX_SHOWN) {
+        out.push_str(&render_one(sources, d, color));
+        out.push_str("\n\n");
+    }
+    if diags.len() > MAX_SHOWN {
+        let _ = writeln!(
+            out,
+            "... and {} more not shown (localci prints the first {MAX_SHOWN})\n",
+            diags.len() - MAX_SHOWN
+        );
+    }
+    out.push_str(&summary(diags));
+    out
+}
+
+/// Renders one problem that is not about the config (Docker lost, a file unreadable): the
+/// message and hint only, without the `N errors, M warnings` line of a config report.
+pub fn render_message(d: &Diagnostic, color: bool) -> String {
+    let mut out = render_one(&Sources::new(), d, color);
+    out.push('\n');
+    out
+}
+
+fn render_one(sources: &Sources, d: &Diagnostic, color: bool) -> String {
     let renderer = if color {
         Renderer::styled()
     } else {
         Renderer::plain()
     };
-    let mut out = String::new();
-    for d in diags {
-        let groups = report(sources, d);
-        if d.span.is_some() {
-            out.push_str(&renderer.render(&groups));
-        } else {
-            // Without a snippet, groups rendered together are joined by a lone ` |` line.
-            let lines: Vec<String> = groups
-                .iter()
-                .map(|g| renderer.render(std::slice::from_ref(g)))
-                .collect();
-            out.push_str(&lines.join("\n"));
-        }
-        out.push_str("\n\n");
+    let d = &clipped(d);
+    let groups = report(sources, d);
+    if d.span.is_some() {
+        return renderer.render(&groups);
     }
+    // Without a snippet, groups rendered together are joined by a lone ` |` line.
+    let lines: Vec<String> = groups
+        .iter()
+        .map(|g| renderer.render(std::slice::from_ref(g)))
+        .collect();
+    lines.join("\n")
+}
+
+/// A copy of `d` whose texts are cut to [`MAX_TEXT`] characters.
+fn clipped(d: &Diagnostic) -> Diagnostic {
+    Diagnostic {
+        severity: d.severity,
+        message: clip(&d.message).into_owned(),
+        span: d.span,
+        labels: d
+            .labels
+            .iter()
+            .map(|(s, l)| (*s, clip(l).into_owned()))
+            .collect(),
+        hint: d.hint.as_deref().map(|h| clip(h).into_owned()),
+        pointer: d.pointer.as_deref().map(|p| clip(p).into_owned()),
+    }
+}
+
+/// `N errors, M warnings` and a line break; empty when there is nothing to count.
+fn summary(diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
@@ -211,7 +275,8 @@ struct JsonReport<'a> {
 
 /// Renders diagnostics as one JSON object: `{valid, errors, warnings, diagnostics: [...]}`.
 pub fn render_json(sources: &Sources, diags: &[Diagnostic]) -> String {
-    let diagnostics = diags
+    let shown: Vec<Diagnostic> = diags.iter().take(MAX_SHOWN).map(clipped).collect();
+    let diagnostics = shown
         .iter()
         .map(|d| {
             let (file, start, end) = match d.span {

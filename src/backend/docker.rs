@@ -193,6 +193,12 @@ impl Backend for DockerBackend {
                     extra_hosts: non_empty(spec.extra_hosts),
                     binds: non_empty(spec.binds),
                     group_add: non_empty(spec.group_add),
+                    memory: spec.limits.memory,
+                    // No swap on top of the memory limit: a step over it is killed, as on
+                    // CircleCI, instead of slowing the machine down.
+                    memory_swap: spec.limits.memory,
+                    nano_cpus: spec.limits.nano_cpus,
+                    pids_limit: spec.limits.pids,
                     ..HostConfig::default()
                 }),
                 ..ContainerCreateBody::default()
@@ -221,6 +227,19 @@ impl Backend for DockerBackend {
                 .await
                 .map_err(api)?;
             Ok(info.state.and_then(|s| s.running).unwrap_or(false))
+        }
+        .boxed()
+    }
+
+    fn oom_killed(&self, id: &str) -> Fut<'_, bool> {
+        let id = id.to_string();
+        async move {
+            let info = self
+                .docker
+                .inspect_container(&id, None)
+                .await
+                .map_err(api)?;
+            Ok(info.state.and_then(|s| s.oom_killed).unwrap_or(false))
         }
         .boxed()
     }

@@ -91,6 +91,8 @@ pub struct State {
     /// What the setup reports.
     pub uid: u64,
     pub home: String,
+    /// Containers whose processes the "OOM killer" has killed.
+    pub oom_killed: BTreeSet<String>,
 }
 
 pub struct FakeBackend {
@@ -270,6 +272,11 @@ impl Backend for FakeBackend {
     fn container_running(&self, id: &str) -> Fut<'_, bool> {
         let running = self.state().containers.get(id).is_some_and(|c| c.running);
         async move { Ok(running) }.boxed()
+    }
+
+    fn oom_killed(&self, id: &str) -> Fut<'_, bool> {
+        let killed = self.state().oom_killed.contains(id);
+        async move { Ok(killed) }.boxed()
     }
 
     fn remove_container(&self, id: &str) -> Fut<'_, ()> {

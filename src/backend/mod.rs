@@ -82,6 +82,7 @@ pub struct ContainerSpec {
     pub group_add: Vec<String>,
     /// Run a tiny init as PID 1 so signals and zombies are handled.
     pub init: bool,
+    pub limits: crate::engine::Limits,
 }
 
 /// A process to start in a running container.
@@ -140,6 +141,8 @@ pub trait Backend: Send + Sync {
     fn create_container(&self, spec: ContainerSpec) -> Fut<'_, String>;
     fn start_container(&self, id: &str) -> Fut<'_, ()>;
     fn container_running(&self, id: &str) -> Fut<'_, bool>;
+    /// Whether the kernel's OOM killer has killed a process in the container.
+    fn oom_killed(&self, id: &str) -> Fut<'_, bool>;
     /// Kills and removes a container with its anonymous volumes.
     fn remove_container(&self, id: &str) -> Fut<'_, ()>;
     /// Starts a process and attaches to its output.

@@ -72,6 +72,23 @@ pub struct Args {
     #[arg(long = "node-total", value_name = "M", default_value_t = 1)]
     pub node_total: u32,
 
+    /// Memory for each container, like `docker run --memory` (512m, 2g); no swap on top.
+    #[arg(long, value_name = "SIZE", value_parser = engine::parse_memory)]
+    pub memory: Option<i64>,
+
+    /// CPUs for each container, like `docker run --cpus` (2, 0.5).
+    #[arg(long, value_name = "N", value_parser = engine::parse_cpus)]
+    pub cpus: Option<i64>,
+
+    /// The most processes (and threads) each container may run at once.
+    #[arg(long = "pids-limit", value_name = "N", value_parser = engine::parse_pids)]
+    pub pids_limit: Option<i64>,
+
+    /// Give each container the CPUs and memory CircleCI documents for the job's
+    /// resource_class (medium when it has none); --memory and --cpus win.
+    #[arg(long = "resource-class-limits")]
+    pub resource_class_limits: bool,
+
     #[command(flatten)]
     pub compile: CompileArgs,
 }
@@ -138,8 +155,26 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Environment;
         }
     };
+    let flags = engine::Limits {
+        memory: args.memory,
+        nano_cpus: args.cpus,
+        pids: args.pids_limit,
+    };
+    let limits = match engine::job_limits(
+        flags,
+        args.resource_class_limits,
+        plan.resource_class.as_deref(),
+    ) {
+        Ok(limits) => limits,
+        Err(e) => {
+            let d = Diagnostic::bare(e.to_string()).with_hint("or give --memory and --cpus");
+            output::stderr(&diagnostic::render_message(&d, ctx.color));
+            return Outcome::Invalid;
+        }
+    };
     let root = repo.root.clone().unwrap_or_else(|| ctx.cwd.clone());
     let options = EngineOptions {
+        limits,
         keep: args.keep,
         docker_socket: args.docker_socket,
         artifacts_dir: args.artifacts_dir.clone().unwrap_or_else(|| {

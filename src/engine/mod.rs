@@ -4,6 +4,7 @@
 
 mod cleanup;
 mod containers;
+pub use containers::{Limits, job_limits, parse_cpus, parse_memory, parse_pids};
 mod images;
 mod leftovers;
 mod owner;
@@ -43,6 +44,8 @@ pub struct EngineOptions {
     pub docker_socket: bool,
     pub artifacts_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// `--memory`, `--cpus`, `--pids-limit` (or `--resource-class-limits`) for every container.
+    pub limits: Limits,
 }
 
 /// How the job ended, when the infrastructure held up.
@@ -181,6 +184,7 @@ async fn run_in_containers(
         run,
         images,
         socket.as_ref(),
+        options.limits,
         cancel,
         created,
     )
