@@ -143,9 +143,14 @@ fn render_one(sources: &Sources, d: &Diagnostic, color: bool) -> String {
         Renderer::plain()
     };
     let d = &clipped(d);
-    let groups = report(sources, d);
+    let mut fixes = Vec::new();
+    let groups = report(sources, d, &mut fixes);
     if d.span.is_some() {
-        return renderer.render(&groups);
+        let mut out = renderer.render(&groups);
+        for (shown, real) in fixes {
+            out = out.replacen(&shown, &real, 1);
+        }
+        return out;
     }
     // Without a snippet, groups rendered together are joined by a lone ` |` line.
     let lines: Vec<String> = groups
@@ -153,6 +158,89 @@ fn render_one(sources: &Sources, d: &Diagnostic, color: bool) -> String {
         .map(|g| renderer.render(std::slice::from_ref(g)))
         .collect();
     lines.join("\n")
+}
+
+fn report<'a>(
+    sources: &'a Sources,
+    d: &'a Diagnostic,
+    fixes: &mut Vec<(String, String)>,
+) -> Vec<Group<'a>> {
+    let level = match d.severity {
+        Severity::Error => Level::ERROR,
+        Severity::Warning => Level::WARNING,
+    };
+    let title = level.primary_title(d.message.as_str());
+    let mut groups = Vec::new();
+    let primary = match d.span {
+        Some(span) => {
+            let primary = snippet(sources, span, "", AnnotationKind::Primary, fixes);
+            let mut group = title.element(primary);
+            for (s, label) in &d.labels {
+                group = group.element(snippet(sources, *s, label, AnnotationKind::Context, fixes));
+            }
+            group
+        }
+        None => Group::with_title(title),
+    };
+    groups.push(primary);
+    if let Some(hint) = &d.hint {
+        groups.push(Group::with_title(
+            Level::HELP.secondary_title(hint.as_str()),
+        ));
+    }
+    groups
+}
+
+/// Lines longer than this are shown as a window around the span.
+const MAX_LINE: usize = 400;
+/// Bytes of context kept on each side of the span in such a window.
+const WINDOW: usize = 120;
+
+/// A snippet of only the lines the span covers, so a 5 MB file renders as fast as a small one.
+/// A long line (a 30 MB scalar) is cut to a window around the span; the renderer then counts
+/// columns from the window's start, so the shown location goes into `fixes` with the real one.
+fn snippet<'a>(
+    sources: &'a Sources,
+    span: Span,
+    label: &'a str,
+    kind: AnnotationKind,
+    fixes: &mut Vec<(String, String)>,
+) -> Snippet<'a, annotate_snippets::Annotation<'a>> {
+    let src = sources.get(span.file);
+    let text = src.text();
+    let (mut from, mut to) = src.line_range(span.start as usize, span.start as usize);
+    let start = (span.start as usize).clamp(from, to);
+    let mut end = (span.end as usize).clamp(start, to);
+    if to - from > MAX_LINE {
+        let (full_from, path) = (from, src.path().display().to_string());
+        from = floor_char(text, start.saturating_sub(WINDOW).max(from));
+        end = floor_char(text, end.min(start + WINDOW));
+        to = floor_char(text, (end + WINDOW).min(to));
+        let line = src.line_col(start).line;
+        let shown_col = text[from..start].chars().count() + 1;
+        if from > full_from {
+            fixes.push((
+                format!("{path}:{line}:{shown_col}"),
+                sources.location(span),
+            ));
+        }
+    }
+    // Point at the whole value on the first line; a zero-width span marks one character.
+    if end == start {
+        end = text[start..to]
+            .chars()
+            .next()
+            .map_or(start, |c| start + c.len_utf8());
+    }
+    let line = src.line_col(from).line;
+    let mut annotation = kind.span(start - from..end - from);
+    if !label.is_empty() {
+        annotation = annotation.label(label);
+    }
+    Snippet::source(&text[from..to])
+        .line_start(line)
+        .path(src.path().to_str().unwrap_or("<non-UTF-8 path>"))
+        .annotation(annotation)
 }
 
 /// A copy of `d` whose texts are cut to [`MAX_TEXT`] characters.
@@ -173,74 +261,25 @@ fn clipped(d: &Diagnostic) -> Diagnostic {
 
 /// `N errors, M warnings` and a line break; empty when there is nothing to count.
 fn summary(diags: &[Diagnostic]) -> String {
-    let mut out = String::new();
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    if !diags.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}, {}",
-            plural(errors, "error"),
-            plural(warnings, "warning")
-        );
+    if diags.is_empty() {
+        return String::new();
     }
-    out
+    format!(
+        "{}, {}\n",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
 }
 
-fn report<'a>(sources: &'a Sources, d: &'a Diagnostic) -> Vec<Group<'a>> {
-    let level = match d.severity {
-        Severity::Error => Level::ERROR,
-        Severity::Warning => Level::WARNING,
-    };
-    let title = level.primary_title(d.message.as_str());
-    let mut groups = Vec::new();
-    let primary = match d.span {
-        Some(span) => {
-            let mut group = title.element(snippet(sources, span, "", AnnotationKind::Primary));
-            for (s, label) in &d.labels {
-                group = group.element(snippet(sources, *s, label, AnnotationKind::Context));
-            }
-            group
-        }
-        None => Group::with_title(title),
-    };
-    groups.push(primary);
-    if let Some(hint) = &d.hint {
-        groups.push(Group::with_title(
-            Level::HELP.secondary_title(hint.as_str()),
-        ));
+/// The nearest char boundary at or before `i`.
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
     }
-    groups
-}
-
-/// A snippet of only the lines the span covers, so a 5 MB file renders as fast as a small one.
-fn snippet<'a>(
-    sources: &'a Sources,
-    span: Span,
-    label: &'a str,
-    kind: AnnotationKind,
-) -> Snippet<'a, annotate_snippets::Annotation<'a>> {
-    let src = sources.get(span.file);
-    let (from, to) = src.line_range(span.start as usize, span.start as usize);
-    let start = (span.start as usize).clamp(from, to);
-    // Point at the whole value on the first line; a zero-width span marks one character.
-    let mut end = (span.end as usize).clamp(start, to);
-    if end == start {
-        end = src.text()[start..to]
-            .chars()
-            .next()
-            .map_or(start, |c| start + c.len_utf8());
-    }
-    let line = src.line_col(from).line;
-    let mut annotation = kind.span(start - from..end - from);
-    if !label.is_empty() {
-        annotation = annotation.label(label);
-    }
-    Snippet::source(&src.text()[from..to])
-        .line_start(line)
-        .path(src.path().to_str().unwrap_or("<non-UTF-8 path>"))
-        .annotation(annotation)
+    i
 }
 
 #[derive(Serialize)]

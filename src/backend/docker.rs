@@ -77,15 +77,39 @@ fn reason(e: &DockerError) -> String {
     }
 }
 
-fn api(e: DockerError) -> BackendError {
+/// What a failed request means: a missing object, a refusal by the daemon, or a lost daemon
+/// (the connection broke, timed out, or the reply was unreadable).
+fn fail(host: &str, e: DockerError) -> BackendError {
     match e {
         DockerError::DockerResponseServerError {
             status_code: 404,
             message,
         } => BackendError::NotFound(message),
-        DockerError::DockerResponseServerError { message, .. } => BackendError::Api(message),
-        DockerError::DockerStreamError { error } => BackendError::Api(error),
-        other => BackendError::Api(other.to_string()),
+        DockerError::DockerResponseServerError { ref message, .. } => BackendError::Daemon {
+            message: message.clone(),
+            source: Box::new(e),
+        },
+        DockerError::DockerStreamError { ref error } => BackendError::Daemon {
+            message: error.clone(),
+            source: Box::new(e),
+        },
+        DockerError::HyperLegacyError { .. }
+        | DockerError::HyperResponseError { .. }
+        | DockerError::IOError { .. }
+        | DockerError::HttpClientError { .. }
+        | DockerError::RequestTimeoutError
+        | DockerError::JsonDataError { .. }
+        | DockerError::JsonSerdeError { .. } => BackendError::lost(host, e),
+        other => BackendError::Daemon {
+            message: other.to_string(),
+            source: Box::new(other),
+        },
+    }
+}
+
+impl DockerBackend {
+    fn fail(&self, e: DockerError) -> BackendError {
+        fail(&self.host, e)
     }
 }
 
@@ -128,7 +152,7 @@ impl Backend for DockerBackend {
                         user: config.user.filter(|u| !u.is_empty()),
                     }))
                 }
-                Err(e) => match api(e) {
+                Err(e) => match self.fail(e) {
                     BackendError::NotFound(_) => Ok(None),
                     other => Err(other),
                 },
@@ -152,10 +176,11 @@ impl Backend for DockerBackend {
             password: Some(c.password),
             ..DockerCredentials::default()
         });
+        let host = self.host.clone();
         self.docker
             .create_image(Some(options.build()), None, credentials)
-            .map(|item| {
-                let info = item.map_err(api)?;
+            .map(move |item| {
+                let info = item.map_err(|e| fail(&host, e))?;
                 if let Some(detail) = info.error_detail {
                     return Err(BackendError::Api(detail.message.unwrap_or_default()));
                 }
@@ -207,7 +232,7 @@ impl Backend for DockerBackend {
                 .docker
                 .create_container(options, body)
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             Ok(created.id)
         }
         .boxed()
@@ -215,7 +240,7 @@ impl Backend for DockerBackend {
 
     fn start_container(&self, id: &str) -> Fut<'_, ()> {
         let id = id.to_string();
-        async move { self.docker.start_container(&id, None).await.map_err(api) }.boxed()
+        async move { self.docker.start_container(&id, None).await.map_err(|e| self.fail(e)) }.boxed()
     }
 
     fn container_running(&self, id: &str) -> Fut<'_, bool> {
@@ -225,7 +250,7 @@ impl Backend for DockerBackend {
                 .docker
                 .inspect_container(&id, None)
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             Ok(info.state.and_then(|s| s.running).unwrap_or(false))
         }
         .boxed()
@@ -238,7 +263,7 @@ impl Backend for DockerBackend {
                 .docker
                 .inspect_container(&id, None)
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             Ok(info.state.and_then(|s| s.oom_killed).unwrap_or(false))
         }
         .boxed()
@@ -253,7 +278,7 @@ impl Backend for DockerBackend {
                 .build();
             match self.docker.remove_container(&id, Some(options)).await {
                 Ok(()) => Ok(()),
-                Err(e) => match api(e) {
+                Err(e) => match self.fail(e) {
                     BackendError::NotFound(_) => Ok(()),
                     other => Err(other),
                 },
@@ -281,17 +306,18 @@ impl Backend for DockerBackend {
                     },
                 )
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let started = self
                 .docker
                 .start_exec(&created.id, Some(StartExecOptions::default()))
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let StartExecResults::Attached { output, .. } = started else {
                 return Err(BackendError::Api("the exec started detached".into()));
             };
+            let host = self.host.clone();
             let output = output
-                .map(|chunk| match chunk.map_err(api)? {
+                .map(move |chunk| match chunk.map_err(|e| fail(&host, e))? {
                     LogOutput::StdErr { message } => Ok((Stream::Stderr, message)),
                     LogOutput::StdOut { message }
                     | LogOutput::Console { message }
@@ -313,7 +339,7 @@ impl Backend for DockerBackend {
             // long before, when the process closed its output and kept running).
             let mut pause = Duration::from_millis(2);
             loop {
-                let info = self.docker.inspect_exec(&exec_id).await.map_err(api)?;
+                let info = self.docker.inspect_exec(&exec_id).await.map_err(|e| self.fail(e))?;
                 if info.running != Some(true) {
                     return Ok(info.exit_code.unwrap_or(-1));
                 }
@@ -333,7 +359,7 @@ impl Backend for DockerBackend {
                 .with_timeout(UPLOAD_TIMEOUT)
                 .upload_to_container(&container, Some(options), bollard::body_try_stream(tar))
                 .await
-                .map_err(api)
+                .map_err(|e| self.fail(e))
         }
         .boxed()
     }
@@ -352,9 +378,12 @@ impl Backend for DockerBackend {
             // A missing path arrives as the first item of the stream.
             let first = match body.next().await {
                 None => return Ok(stream::empty().boxed()),
-                Some(first) => first.map_err(api)?,
+                Some(first) => first.map_err(|e| self.fail(e))?,
             };
-            let rest = body.map_err(|e| std::io::Error::other(api(e).to_string()));
+            // The error stays a `BackendError` inside the io::Error, so that a step copying the
+            // stream can tell a lost daemon from a broken archive.
+            let host = self.host.clone();
+            let rest = body.map_err(move |e| std::io::Error::other(fail(&host, e)));
             Ok(stream::once(async move { Ok(first) }).chain(rest).boxed())
         }
         .boxed()
@@ -372,7 +401,7 @@ impl Backend for DockerBackend {
                         .build(),
                 ))
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let networks = self
                 .docker
                 .list_networks(Some(
@@ -381,7 +410,7 @@ impl Backend for DockerBackend {
                         .build(),
                 ))
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let volumes = self
                 .docker
                 .list_volumes(Some(
@@ -390,7 +419,7 @@ impl Backend for DockerBackend {
                         .build(),
                 ))
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let mut found: Vec<Labelled> = containers
                 .into_iter()
                 .filter_map(|c| {
@@ -435,7 +464,7 @@ impl Backend for DockerBackend {
                     self.docker.remove_volume(&resource.id, Some(options)).await
                 }
             };
-            match result.map_err(api) {
+            match result.map_err(|e| self.fail(e)) {
                 Ok(()) | Err(BackendError::NotFound(_)) => Ok(()),
                 Err(other) => Err(other),
             }

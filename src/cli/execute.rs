@@ -387,9 +387,13 @@ fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
             .with_hint("start Docker, or point DOCKER_HOST at a running engine (unix:///path/to/docker.sock or tcp://host:2375)"),
         EngineError::Image { .. } => Diagnostic::bare(e.to_string()).with_hint(image_hint(e)),
         EngineError::Setup(_) => Diagnostic::bare(e.to_string()),
+        EngineError::Backend(BackendError::Lost { .. }) => Diagnostic::bare(format!(
+            "{e}; the job could not finish"
+        ))
+        .with_hint("check that Docker is running (`docker info`), then run the job again"),
         EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),
     };
-    output::stderr(&diagnostic::render_human(&Sources::new(), &[d], ctx.color));
+    output::stderr(&diagnostic::render_message(&d, ctx.color));
     Outcome::Environment
 }
 

@@ -73,6 +73,10 @@ pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<Step
         let (back, result) = copied.map_err(|e| BackendError::Api(e.to_string()))?;
         builder = back;
         if let Err(e) = result {
+            // A daemon that went away mid-copy is not the job's fault (exit 3, issue 9).
+            if let Some(lost) = BackendError::lost_in(&e) {
+                return Err(lost);
+            }
             return Ok(StepOutcome::failed(format!("cannot archive {root}: {e}")));
         }
         saved += 1;
@@ -187,7 +191,7 @@ async fn unpack(ctx: &StepContext, store: &CacheStore, entry: &CacheEntry) -> Re
             ));
             Ok(StepOutcome::Passed { exit_code: None })
         }
-        Err(BackendError::Api(e)) => {
+        Err(e @ (BackendError::Api(_) | BackendError::Daemon { .. })) => {
             ctx.events.warning(format!(
                 "restoring the cache {} failed ({e}); continuing without it",
                 entry.key

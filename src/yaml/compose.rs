@@ -46,9 +46,9 @@ struct Composer<'a> {
     cursor: Cursor,
 }
 
-/// The estimated bytes of one node besides its children.
+/// The estimated bytes of one node besides its children (a mapping key counts as a node).
 fn node_weight(text: &str) -> usize {
-    std::mem::size_of::<Node>() + std::mem::size_of::<Entry>() + 2 * text.len()
+    std::mem::size_of::<Node>() + text.len()
 }
 
 /// One key/value pair before merge resolution.
