@@ -201,6 +201,10 @@ impl Project {
         self.dir.path()
     }
 
+    pub(crate) fn cache_dir(&self) -> &Path {
+        self.cache.path()
+    }
+
     fn write(&self, rel: &str, text: &str) -> &Project {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -2,6 +2,7 @@
 
 mod cache;
 mod execute;
+mod harden_input;
 mod process;
 mod pull;
 mod samples;
