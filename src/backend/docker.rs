@@ -113,6 +113,17 @@ impl DockerBackend {
     }
 }
 
+/// The cgroup v1 file that counts OOM kills (`oom_kill N`, Linux 4.13 and later).
+const OOM_CONTROL_V1: &str = "/sys/fs/cgroup/memory/memory.oom_control";
+
+/// The `oom_kill N` count in cgroup memory files (0 when absent).
+fn oom_kills(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("oom_kill "))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
+}
+
 /// `repo[:tag]` or `repo@digest` into the `fromImage`/`tag` pair the API wants.
 fn split_reference(image: &str) -> (String, Option<String>) {
     if image.contains('@') {
@@ -264,7 +275,31 @@ impl Backend for DockerBackend {
                 .inspect_container(&id, None)
                 .await
                 .map_err(|e| self.fail(e))?;
-            Ok(info.state.and_then(|s| s.oom_killed).unwrap_or(false))
+            if info.state.and_then(|s| s.oom_killed).unwrap_or(false) {
+                return Ok(true);
+            }
+            // Docker 20.10 sets OOMKilled only when the container's own process was killed;
+            // the kernel counts every kill in the cgroup (v2 `memory.events`, v1
+            // `memory.oom_control`).
+            let exec = self
+                .exec(
+                    &id,
+                    ExecSpec {
+                        cmd: ["cat", "/sys/fs/cgroup/memory.events", OOM_CONTROL_V1]
+                            .map(String::from)
+                            .to_vec(),
+                        ..ExecSpec::default()
+                    },
+                )
+                .await?;
+            let mut text = Vec::new();
+            let mut output = exec.output;
+            while let Some((stream, chunk)) = output.next().await.transpose()? {
+                if stream == Stream::Stdout && text.len() < 64 * 1024 {
+                    text.extend_from_slice(&chunk);
+                }
+            }
+            Ok(oom_kills(&String::from_utf8_lossy(&text)) > 0)
         }
         .boxed()
     }
@@ -476,6 +511,13 @@ impl Backend for DockerBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_kills_are_counted_in_both_cgroup_versions() {
+        assert_eq!(oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), 2);
+        assert_eq!(oom_kills("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"), 1);
+        assert_eq!(oom_kills("oom_kill_disable 0\n"), 0);
+    }
 
     #[test]
     fn references_split_into_repo_and_tag() {

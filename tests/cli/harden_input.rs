@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 /// The promise: both commands stay under this much memory on any input.
 const MAX_RSS_KB: i64 = 256 * 1024;
 
-/// The promise is 2 s for a release build; an unoptimised test build is about ten times slower.
+/// The promise is 2 s for a release build (README, Reliability); an unoptimised test build is
+/// 30 to 50 times slower on the largest inputs, so it only catches a blow-up.
 fn time_limit() -> Duration {
     if cfg!(debug_assertions) {
-        Duration::from_secs(60)
+        Duration::from_secs(240)
     } else {
         Duration::from_secs(2)
     }
@@ -142,7 +143,8 @@ fn thirty_megabyte_block_scalar() {
         "version: 2.1\njobs:\n  a:\n    docker: [{{image: x}}]\n    steps:\n      - run: |\n{}",
         line.repeat(300_000)
     );
-    assert_bounded(&text, "the YAML holds more than 48 MB of values");
+    // Valid, and compiled: 30 MB of values fit the 48 MB budget.
+    assert_bounded_with(&text, 0, "");
 }
 
 #[test]
@@ -496,4 +498,81 @@ fn daemon_killed_mid_save_cache_exits_3_and_stores_nothing() {
             && !name.to_string_lossy().starts_with(".tmp-")),
         "cache dir after a lost save: {left:?}"
     );
+}
+
+const LIMITS: &str = "version: 2.1
+jobs:
+  hog:
+    docker: [{image: localci-test/busybox:latest}]
+    steps:
+      - run: x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived
+  forks:
+    docker: [{image: localci-test/busybox:latest}]
+    steps:
+      - run: for i in $(seq 40); do sleep 3 & done; wait; echo all-forked
+  sized:
+    docker: [{image: localci-test/busybox:latest}]
+    resource_class: small
+    steps:
+      - run: cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max
+  runner:
+    docker: [{image: localci-test/busybox:latest}]
+    resource_class: arm.medium
+    steps:
+      - run: echo never
+workflows:
+  w:
+    jobs: [hog, forks, sized, runner]
+";
+
+// See: issue 9, finding 9.
+#[test]
+fn a_step_over_the_memory_limit_is_reported_as_oom_killed() {
+    if !super::execute::docker_ready() {
+        return;
+    }
+    let project = super::execute::Project::new(LIMITS);
+    let run = project.execute(&["hog", "--memory", "32m"]);
+    run.assert_code(1)
+        .assert_stdout("Killed by the out-of-memory killer")
+        .assert_nothing_left();
+    assert!(!run.stdout.lines().any(|l| l == "survived"), "{}", run.stdout);
+}
+
+#[test]
+fn pids_limit_stops_a_fork_storm() {
+    if !super::execute::docker_ready() {
+        return;
+    }
+    let project = super::execute::Project::new(LIMITS);
+    let run = project.execute(&["forks", "--pids-limit", "16"]);
+    run.assert_code(1).assert_nothing_left();
+    assert!(!run.stdout.lines().any(|l| l == "all-forked"), "{}", run.stdout);
+    // Without the limit the same step passes.
+    project.execute(&["forks"]).assert_code(0).assert_nothing_left();
+}
+
+#[test]
+fn resource_class_limits_apply_the_documented_size() {
+    if !super::execute::docker_ready() {
+        return;
+    }
+    let project = super::execute::Project::new(LIMITS);
+    // small: 2 GB (CircleCI's Docker resource table).
+    let run = project.execute(&["sized", "--resource-class-limits"]);
+    run.assert_code(0).assert_nothing_left();
+    assert!(
+        run.stdout.lines().any(|l| l == "2147483648"),
+        "{}",
+        run.stdout
+    );
+    // --memory wins over the class.
+    let run = project.execute(&["sized", "--resource-class-limits", "--memory", "64m"]);
+    assert!(run.stdout.lines().any(|l| l == "67108864"), "{}", run.stdout);
+    // A class without a documented Docker size is a usage error, before any container.
+    project
+        .execute(&["runner", "--resource-class-limits"])
+        .assert_code(2)
+        .assert_stderr("resource_class `arm.medium` has no documented Docker size")
+        .assert_nothing_left();
 }

@@ -2,6 +2,8 @@
 
 mod cache;
 mod execute;
+#[path = "../../fuzz/harness.rs"]
+mod fuzz;
 mod harden_input;
 mod process;
 mod pull;
