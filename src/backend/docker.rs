@@ -54,7 +54,7 @@ impl DockerBackend {
             host: host.clone(),
             reason,
         };
-        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
+        let docker = connect_host(&host).map_err(|e| unreachable(e.to_string()))?;
         let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
             .await
             .map_err(|_| unreachable("no answer within 15s".into()))?
@@ -63,9 +63,30 @@ impl DockerBackend {
     }
 }
 
-/// A short reason for a connection failure, without Rust debug output.
+/// A unix socket goes through [`bounded`](super::bounded), which caps every reply that is read
+/// whole; other hosts use bollard's own transports.
+fn connect_host(host: &str) -> std::result::Result<Docker, DockerError> {
+    match host.strip_prefix("unix://") {
+        Some(path) => Docker::connect_with_custom_transport(
+            super::bounded::transport(path.into()),
+            Some("http://docker"),
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        ),
+        None => Docker::connect_with_host(host),
+    }
+}
+
+/// bollard's default request timeout, for the transport set up here.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// A short reason for a connection failure, without Rust debug output: the innermost cause.
 fn reason(e: &DockerError) -> String {
-    let text = e.to_string();
+    let mut inner: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    let text = inner.to_string();
     if text.contains("No such file") || text.contains("os error 2") {
         "the socket does not exist".into()
     } else if text.contains("Connection refused") || text.contains("os error 111") {

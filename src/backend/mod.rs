@@ -3,6 +3,7 @@
 //! Docker Engine API implementation (the only file that imports bollard); `fake.rs` is an
 //! in-memory stand-in for fast engine and step tests. No CircleCI semantics here.
 
+mod bounded;
 pub mod docker;
 #[cfg(test)]
 pub(crate) mod fake;

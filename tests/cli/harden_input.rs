@@ -209,8 +209,10 @@ impl PrivateDaemon {
             .tempdir()
             .expect("a temp dir");
         std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
+        // Named after the folder: each daemon of this process has its own cgroup parent.
+        let unique = dir.path().file_name().expect("a temp dir name");
         let daemon = PrivateDaemon {
-            cgroup: format!("localci-test-{}", std::process::id()),
+            cgroup: unique.to_string_lossy().into_owned(),
             dir,
         };
         daemon.spawn();
@@ -575,4 +577,60 @@ fn resource_class_limits_apply_the_documented_size() {
         .assert_code(2)
         .assert_stderr("resource_class `arm.medium` has no documented Docker size")
         .assert_nothing_left();
+}
+
+/// A "daemon" that answers every request with a reply that never ends.
+fn endless_daemon(socket: &Path) {
+    use std::io::Write as _;
+    let listener = std::os::unix::net::UnixListener::bind(socket).expect("bind the socket");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\n\r\n{\"Version\":\"";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                while stream.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+}
+
+// See: issue 9, finding 6 (an endless reply pushed localci to 5 GB).
+#[test]
+fn an_endless_reply_from_the_daemon_is_cut_off() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let socket = dir.path().join("docker.sock");
+    endless_daemon(&socket);
+    let project = super::execute::Project::new(LIMITS);
+    let report = dir.path().join("time.txt");
+    let localci = project.command(&["sized"]);
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(localci.get_program())
+        .args(localci.get_args())
+        .current_dir(project.path())
+        .env("NO_COLOR", "1")
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()));
+    let out = cmd.output().expect("localci runs under time");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the reply exceeded 16 MB; localci stopped reading it"),
+        "{stderr}"
+    );
+    let rss_kb: i64 = std::fs::read_to_string(&report)
+        .expect("time wrote its report")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a peak memory figure");
+    assert!(rss_kb < MAX_RSS_KB, "peak memory {} MB", rss_kb / 1024);
 }
