@@ -104,7 +104,9 @@ fn round_trip(config: &localci::yaml::Node) -> Result<(), String> {
     let again = localci::yaml::parse(sources.get(file), file)
         .map_err(|d| format!("the printed config does not parse: {}\n{text}", d.message))?;
     if again.to_json() != config.to_json() {
-        return Err(format!("the printed config reads back differently:\n{text}"));
+        return Err(format!(
+            "the printed config reads back differently:\n{text}"
+        ));
     }
     Ok(())
 }
@@ -189,13 +191,69 @@ fn fuzz_replay_corpus() {
 
 /// Tokens that make YAML and CircleCI's languages interesting.
 const TOKENS: &[&str] = &[
-    "&a ", "*a", "<<: *a", "<<: [*a, *a]", "[", "]", "{", "}", "- ", ": ", "? ", "\t", "'", "\"",
-    "|", ">-", "#", "\n", "\r\n", "---\n", "...\n", "!!str ", "!!binary ", "%YAML 1.2\n",
-    "<< parameters.x >>", "<< pipeline.parameters.p >>", "<< pipeline.git.branch >>",
-    "<<# parameters.b >>", "<</ parameters.b >>", "${{", "{{ checksum \"f\" }}", "steps:",
-    "parameters:", "matrix:", "when:", "unless:", "orbs:", "executor:", "commands:", "requires:",
-    "- run: x\n", "type: steps", "type: enum", "enum: [a]", "default: 1", "\u{feff}", "é", "\0",
-    "~", "null", "1e309", "0x", "-.inf", "2.1", "2.0", ":", ",", "&", "*", "!", "%", "@", "`",
+    "&a ",
+    "*a",
+    "<<: *a",
+    "<<: [*a, *a]",
+    "[",
+    "]",
+    "{",
+    "}",
+    "- ",
+    ": ",
+    "? ",
+    "\t",
+    "'",
+    "\"",
+    "|",
+    ">-",
+    "#",
+    "\n",
+    "\r\n",
+    "---\n",
+    "...\n",
+    "!!str ",
+    "!!binary ",
+    "%YAML 1.2\n",
+    "<< parameters.x >>",
+    "<< pipeline.parameters.p >>",
+    "<< pipeline.git.branch >>",
+    "<<# parameters.b >>",
+    "<</ parameters.b >>",
+    "${{",
+    "{{ checksum \"f\" }}",
+    "steps:",
+    "parameters:",
+    "matrix:",
+    "when:",
+    "unless:",
+    "orbs:",
+    "executor:",
+    "commands:",
+    "requires:",
+    "- run: x\n",
+    "type: steps",
+    "type: enum",
+    "enum: [a]",
+    "default: 1",
+    "\u{feff}",
+    "é",
+    "\0",
+    "~",
+    "null",
+    "1e309",
+    "0x",
+    "-.inf",
+    "2.1",
+    "2.0",
+    ":",
+    ",",
+    "&",
+    "*",
+    "!",
+    "%",
+    "@",
+    "`",
 ];
 
 #[derive(Clone, Debug)]
@@ -257,12 +315,7 @@ fn apply(mut bytes: Vec<u8>, edits: &[Edit], seeds: &[&[u8]]) -> Vec<u8> {
 
 /// One proptest run of `cases` mutated inputs; failures are kept under `fuzz/findings/` in a
 /// long run. Returns the first failure.
-fn mutate(
-    seeds: &[Seed],
-    cases: u32,
-    long: bool,
-    executions: &AtomicU64,
-) -> Result<(), String> {
+fn mutate(seeds: &[Seed], cases: u32, long: bool, executions: &AtomicU64) -> Result<(), String> {
     let config = Config {
         cases,
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
@@ -281,9 +334,13 @@ fn mutate(
         .run(&strategy, |(seed, edits)| {
             let n = executions.fetch_add(1, Ordering::Relaxed);
             // Splices take from our own seeds only, so an input grown from ours stays ours.
-            let own: Vec<&[u8]> = seeds.iter().filter(|s| s.ours).map(|s| &s.bytes[..]).collect();
+            let own: Vec<&[u8]> = seeds
+                .iter()
+                .filter(|s| s.ours)
+                .map(|s| &s.bytes[..])
+                .collect();
             let input = apply(seeds[seed].bytes.clone(), &edits, &own);
-            if save && seeds[seed].ours && n % 500 == 0 {
+            if save && seeds[seed].ours && n.is_multiple_of(500) {
                 keep("corpus", &input);
             }
             check(&input).map_err(|e| {

@@ -219,10 +219,7 @@ fn snippet<'a>(
         let line = src.line_col(start).line;
         let shown_col = text[from..start].chars().count() + 1;
         if from > full_from {
-            fixes.push((
-                format!("{path}:{line}:{shown_col}"),
-                sources.location(span),
-            ));
+            fixes.push((format!("{path}:{line}:{shown_col}"), sources.location(span)));
         }
     }
     // Point at the whole value on the first line; a zero-width span marks one character.

@@ -262,7 +262,13 @@ mod tests {
     fn one_long_line_is_indexed_without_line_starts() {
         let text = "a".repeat(3 * BLOCK + 5);
         let src = Source::new("x.yml", text);
-        assert_eq!(src.line_col(3 * BLOCK + 1), LineCol { line: 1, column: 3 * BLOCK + 2 });
+        assert_eq!(
+            src.line_col(3 * BLOCK + 1),
+            LineCol {
+                line: 1,
+                column: 3 * BLOCK + 2
+            }
+        );
         assert_eq!(src.line_range(2 * BLOCK, 2 * BLOCK), (0, 3 * BLOCK + 5));
     }
 }

@@ -272,7 +272,13 @@ impl Backend for DockerBackend {
 
     fn start_container(&self, id: &str) -> Fut<'_, ()> {
         let id = id.to_string();
-        async move { self.docker.start_container(&id, None).await.map_err(|e| self.fail(e)) }.boxed()
+        async move {
+            self.docker
+                .start_container(&id, None)
+                .await
+                .map_err(|e| self.fail(e))
+        }
+        .boxed()
     }
 
     fn container_running(&self, id: &str) -> Fut<'_, bool> {
@@ -395,7 +401,11 @@ impl Backend for DockerBackend {
             // long before, when the process closed its output and kept running).
             let mut pause = Duration::from_millis(2);
             loop {
-                let info = self.docker.inspect_exec(&exec_id).await.map_err(|e| self.fail(e))?;
+                let info = self
+                    .docker
+                    .inspect_exec(&exec_id)
+                    .await
+                    .map_err(|e| self.fail(e))?;
                 if info.running != Some(true) {
                     return Ok(info.exit_code.unwrap_or(-1));
                 }
@@ -535,7 +545,10 @@ mod tests {
 
     #[test]
     fn oom_kills_are_counted_in_both_cgroup_versions() {
-        assert_eq!(oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), 2);
+        assert_eq!(
+            oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
         assert_eq!(oom_kills("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"), 1);
         assert_eq!(oom_kills("oom_kill_disable 0\n"), 0);
     }

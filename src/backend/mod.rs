@@ -68,7 +68,10 @@ impl BackendError {
             "connection refused".to_string()
         } else if text.contains("Timeout") || text.contains("timed out") {
             "no answer in time".to_string()
-        } else if text.is_empty() || text.contains("SendRequest") || text.contains("IncompleteMessage") {
+        } else if text.is_empty()
+            || text.contains("SendRequest")
+            || text.contains("IncompleteMessage")
+        {
             "the connection closed".to_string()
         } else {
             text

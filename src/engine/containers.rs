@@ -135,7 +135,7 @@ pub fn parse_memory(value: &str) -> std::result::Result<i64, LimitError> {
 /// `--cpus`: a positive number of CPUs, fractions allowed.
 pub fn parse_cpus(value: &str) -> std::result::Result<i64, LimitError> {
     let cpus: f64 = value.trim().parse().unwrap_or(f64::NAN);
-    if !(cpus.is_finite() && cpus >= 0.01 && cpus <= 1024.0) {
+    if !(cpus.is_finite() && (0.01..=1024.0).contains(&cpus)) {
         return Err(LimitError {
             value: value.to_string(),
             expected: "a number of CPUs such as 2 or 0.5",
@@ -373,8 +373,14 @@ mod tests {
         assert_eq!(parse_pids("64").unwrap(), 64);
         assert!(parse_pids("0").is_err());
         let large = Limits::for_resource_class("large").unwrap();
-        assert_eq!((large.memory, large.nano_cpus), (Some(8 << 30), Some(4_000_000_000)));
-        assert_eq!(Limits::for_resource_class("medium+.gen2").unwrap().memory, Some(6 << 30));
+        assert_eq!(
+            (large.memory, large.nano_cpus),
+            (Some(8 << 30), Some(4_000_000_000))
+        );
+        assert_eq!(
+            Limits::for_resource_class("medium+.gen2").unwrap().memory,
+            Some(6 << 30)
+        );
         assert_eq!(Limits::for_resource_class("arm.medium"), None);
         let flags = Limits {
             memory: Some(1 << 30),

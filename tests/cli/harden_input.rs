@@ -97,11 +97,7 @@ fn assert_bounded_with(text: &str, code: i32, expected: &str) {
             "{what}: peak memory {} MB",
             run.max_rss_kb / 1024
         );
-        assert!(
-            run.elapsed < time_limit(),
-            "{what}: took {:?}",
-            run.elapsed
-        );
+        assert!(run.elapsed < time_limit(), "{what}: took {:?}", run.elapsed);
         assert!(
             run.stderr.len() < 8 * 1024,
             "{what}: {} bytes of diagnostics",
@@ -121,7 +117,11 @@ fn anchored_megabyte_behind_four_levels_of_aliases() {
     let mut text = format!("version: 2.1\nx: &x \"{}\"\n", "a".repeat(1_000_000));
     text.push_str(&aliases("l1", "x", 10));
     for level in 2..=4 {
-        text.push_str(&aliases(&format!("l{level}"), &format!("l{}", level - 1), 10));
+        text.push_str(&aliases(
+            &format!("l{level}"),
+            &format!("l{}", level - 1),
+            10,
+        ));
     }
     assert_bounded(&text, "aliases expand to more than 48 MB of YAML values");
 }
@@ -130,7 +130,11 @@ fn anchored_megabyte_behind_four_levels_of_aliases() {
 fn billion_laughs_of_small_values() {
     let mut text = String::from("version: 2.1\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for level in 1..12 {
-        text.push_str(&aliases(&format!("l{level}"), &format!("l{}", level - 1), 8));
+        text.push_str(&aliases(
+            &format!("l{level}"),
+            &format!("l{}", level - 1),
+            8,
+        ));
     }
     assert_bounded(&text, "(a YAML bomb?)");
 }
@@ -187,7 +191,8 @@ fn a_million_problems_print_a_bounded_report() {
     let run = measure(dir.path(), "validate", "config.yml");
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("more not shown (localci prints the first 200)"),
+        run.stderr
+            .contains("more not shown (localci prints the first 200)"),
         "{}",
         &run.stderr[run.stderr.len().saturating_sub(2000)..]
     );
@@ -252,7 +257,11 @@ impl PrivateDaemon {
             .arg(arg("exec-root", "exec"))
             .arg(arg("pidfile", "docker.pid"))
             .arg(format!("--cgroup-parent={}", self.cgroup))
-            .args(["--storage-driver=vfs", "--iptables=false", "--ip-masq=false"])
+            .args([
+                "--storage-driver=vfs",
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn();
@@ -458,7 +467,10 @@ workflows:
 
 #[track_caller]
 fn assert_daemon_lost(code: i32, stdout: &str, stderr: &str) {
-    assert_eq!(code, 3, "exit code\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(
+        code, 3,
+        "exit code\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
     assert!(
         stderr.contains("error: lost the connection to the Docker daemon at unix://")
             && stderr.contains("the job could not finish"),
@@ -489,15 +501,20 @@ fn daemon_killed_mid_save_cache_exits_3_and_stores_nothing() {
     }
     let daemon = PrivateDaemon::start();
     let project = super::execute::Project::new(DAEMON_LOSS);
-    let (code, stdout, stderr) =
-        execute_and_kill(&daemon, &project, "save", "Creating cache archive of /tmp/big");
+    let (code, stdout, stderr) = execute_and_kill(
+        &daemon,
+        &project,
+        "save",
+        "Creating cache archive of /tmp/big",
+    );
     assert_daemon_lost(code, &stdout, &stderr);
     let left: Vec<_> = std::fs::read_dir(project.cache_dir())
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(
-        left.iter().all(|name| !name.to_string_lossy().ends_with(".tar.zst")
-            && !name.to_string_lossy().starts_with(".tmp-")),
+        left.iter()
+            .all(|name| !name.to_string_lossy().ends_with(".tar.zst")
+                && !name.to_string_lossy().starts_with(".tmp-")),
         "cache dir after a lost save: {left:?}"
     );
 }
@@ -538,7 +555,11 @@ fn a_step_over_the_memory_limit_is_reported_as_oom_killed() {
     run.assert_code(1)
         .assert_stdout("Killed by the out-of-memory killer")
         .assert_nothing_left();
-    assert!(!run.stdout.lines().any(|l| l == "survived"), "{}", run.stdout);
+    assert!(
+        !run.stdout.lines().any(|l| l == "survived"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -549,9 +570,16 @@ fn pids_limit_stops_a_fork_storm() {
     let project = super::execute::Project::new(LIMITS);
     let run = project.execute(&["forks", "--pids-limit", "16"]);
     run.assert_code(1).assert_nothing_left();
-    assert!(!run.stdout.lines().any(|l| l == "all-forked"), "{}", run.stdout);
+    assert!(
+        !run.stdout.lines().any(|l| l == "all-forked"),
+        "{}",
+        run.stdout
+    );
     // Without the limit the same step passes.
-    project.execute(&["forks"]).assert_code(0).assert_nothing_left();
+    project
+        .execute(&["forks"])
+        .assert_code(0)
+        .assert_nothing_left();
 }
 
 #[test]
@@ -570,7 +598,11 @@ fn resource_class_limits_apply_the_documented_size() {
     );
     // --memory wins over the class.
     let run = project.execute(&["sized", "--resource-class-limits", "--memory", "64m"]);
-    assert!(run.stdout.lines().any(|l| l == "67108864"), "{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(|l| l == "67108864"),
+        "{}",
+        run.stdout
+    );
     // A class without a documented Docker size is a usage error, before any container.
     project
         .execute(&["runner", "--resource-class-limits"])
