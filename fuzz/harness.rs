@@ -322,7 +322,13 @@ fn apply(mut bytes: Vec<u8>, edits: &[Edit], seeds: &[&[u8]]) -> Vec<u8> {
 
 /// One proptest run of `cases` mutated inputs; failures are kept under `fuzz/findings/` in a
 /// long run. Returns the first failure.
-fn mutate(seeds: &[Seed], cases: u32, long: bool, executions: &AtomicU64) -> Result<(), String> {
+fn mutate(
+    seeds: &[Seed],
+    cases: u32,
+    deadline: Option<Instant>,
+    executions: &AtomicU64,
+) -> Result<(), String> {
+    let long = deadline.is_some();
     let config = Config {
         cases,
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
@@ -339,6 +345,9 @@ fn mutate(seeds: &[Seed], cases: u32, long: bool, executions: &AtomicU64) -> Res
     let strategy = (0..seeds.len(), prop::collection::vec(edit_strategy(), 1..8));
     runner
         .run(&strategy, |(seed, edits)| {
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return Ok(());
+            }
             let n = executions.fetch_add(1, Ordering::Relaxed);
             // Splices take from our own seeds only, so an input grown from ours stays ours.
             let own: Vec<&[u8]> = seeds
@@ -371,10 +380,11 @@ fn fuzz_mutations() {
         .and_then(|s| s.parse::<u64>().ok());
     let mut failures = Vec::new();
     match seconds {
-        None => failures.extend(mutate(&seeds, 256, false, &executions).err()),
+        None => failures.extend(mutate(&seeds, 256, None, &executions).err()),
         Some(secs) => {
-            while started.elapsed() < Duration::from_secs(secs) {
-                failures.extend(mutate(&seeds, 1000, true, &executions).err());
+            let deadline = started + Duration::from_secs(secs);
+            while Instant::now() < deadline {
+                failures.extend(mutate(&seeds, 1000, Some(deadline), &executions).err());
             }
         }
     }
