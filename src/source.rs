@@ -143,6 +143,8 @@ impl Source {
     pub fn offset_at(&self, cursor: &mut Cursor, line: usize, char_col: usize) -> usize {
         let (start, skip) = if cursor.line == line && line > 0 && char_col >= cursor.col {
             (cursor.offset, char_col - cursor.col)
+        } else if let Some(start) = self.line_start_after(cursor, line) {
+            (start, char_col)
         } else {
             let Some(start) = self.line_start(line.saturating_sub(1)) else {
                 return self.text.len();
@@ -163,6 +165,19 @@ impl Source {
             offset,
         };
         offset
+    }
+
+    /// The start of 1-based `line` found from `cursor` when it is a few lines ahead: parser
+    /// positions move forward, and a file of short lines would otherwise rescan a block for
+    /// every position.
+    fn line_start_after(&self, cursor: &Cursor, line: usize) -> Option<usize> {
+        let ahead = line.checked_sub(cursor.line).filter(|n| (1..=64).contains(n))?;
+        if cursor.line == 0 {
+            return None;
+        }
+        memchr::memchr_iter(b'\n', &self.text.as_bytes()[cursor.offset..])
+            .nth(ahead - 1)
+            .map(|i| cursor.offset + i + 1)
     }
 
     /// 1-based line and character column of a byte offset.

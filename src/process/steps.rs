@@ -52,9 +52,7 @@ pub(crate) fn expanded(span: Span, steps: Vec<Node>) -> Node {
             };
             Node::new(
                 span,
-                Kind::Map(Map {
-                    entries: vec![entry],
-                }),
+                Kind::Map(Map::from_entries(vec![entry])),
             )
         })
         .collect();
@@ -296,9 +294,7 @@ fn builtin(name: &str, step: &Node, args: Option<&Node>) -> Node {
             };
             let inner = Node::new(
                 cmd.span,
-                Kind::Map(Map {
-                    entries: vec![command],
-                }),
+                Kind::Map(Map::from_entries(vec![command])),
             );
             let key_span = step.as_map().map_or(step.span, |m| m.entries[0].key_span);
             let run = Entry {
@@ -306,7 +302,7 @@ fn builtin(name: &str, step: &Node, args: Option<&Node>) -> Node {
                 key_span,
                 value: inner,
             };
-            Node::new(step.span, Kind::Map(Map { entries: vec![run] }))
+            Node::new(step.span, Kind::Map(Map::from_entries(vec![run])))
         }
         _ => step.clone(),
     }

@@ -308,7 +308,7 @@ fn resolve_merges(pairs: Vec<Pair>) -> Result<Map, Diagnostic> {
             }
         }
     }
-    Ok(Map { entries })
+    Ok(Map::from_entries(entries))
 }
 
 fn merge_sources(value: &Node) -> Result<Vec<&Map>, Diagnostic> {
