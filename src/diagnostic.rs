@@ -191,10 +191,11 @@ fn report<'a>(
     groups
 }
 
-/// Lines longer than this are shown as a window around the span.
-const MAX_LINE: usize = 400;
+/// Lines longer than this are shown as a window around the span (annotate-snippets then
+/// trims what it shows to the terminal's width; it would still lay out the whole line).
+const MAX_LINE: usize = 2000;
 /// Bytes of context kept on each side of the span in such a window.
-const WINDOW: usize = 120;
+const WINDOW: usize = 500;
 
 /// A snippet of only the lines the span covers, so a 5 MB file renders as fast as a small one.
 /// A long line (a 30 MB scalar) is cut to a window around the span; the renderer then counts

@@ -43,9 +43,10 @@ pub struct Map {
 /// Below this many entries a linear search is faster than hashing.
 const INDEXED: usize = 32;
 
-/// Key -> first position, with the number of entries it was built for.
+/// Key -> first position, with the number of entries it was built for; boxed, so that a map
+/// (and so every node) grows by 16 bytes only.
 #[derive(Default)]
-struct Index(Mutex<Option<(usize, HashMap<String, usize>)>>);
+struct Index(Mutex<Option<Box<(usize, HashMap<String, usize>)>>>);
 
 impl Clone for Index {
     /// A copy starts without an index; it is built on first use.
@@ -88,10 +89,10 @@ impl Map {
         }
         let mut guard = self.index.0.lock().unwrap_or_else(PoisonError::into_inner);
         let len = self.entries.len();
-        if !matches!(&*guard, Some((built, _)) if *built == len) {
-            *guard = Some((len, self.build_index()));
+        if !matches!(guard.as_deref(), Some((built, _)) if *built == len) {
+            *guard = Some(Box::new((len, self.build_index())));
         }
-        let (_, index) = guard.as_ref().expect("built above");
+        let (_, index) = guard.as_deref().expect("built above");
         match index.get(key) {
             Some(&i) if self.entries.get(i).is_some_and(|e| e.key == key) => Some(i),
             // A key renamed in place: forget the index and search.
@@ -154,7 +155,7 @@ impl Map {
             .0
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
+            .as_deref_mut()
             .filter(|(built, _)| *built == len)
         {
             index.insert(key.clone(), len);
