@@ -171,7 +171,9 @@ impl Source {
     /// positions move forward, and a file of short lines would otherwise rescan a block for
     /// every position.
     fn line_start_after(&self, cursor: &Cursor, line: usize) -> Option<usize> {
-        let ahead = line.checked_sub(cursor.line).filter(|n| (1..=64).contains(n))?;
+        let ahead = line
+            .checked_sub(cursor.line)
+            .filter(|n| (1..=64).contains(n))?;
         if cursor.line == 0 {
             return None;
         }

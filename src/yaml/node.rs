@@ -46,7 +46,10 @@ const INDEXED: usize = 32;
 /// Key -> first position, with the number of entries it was built for; boxed, so that a map
 /// (and so every node) grows by 16 bytes only.
 #[derive(Default)]
-struct Index(Mutex<Option<Box<(usize, HashMap<String, usize>)>>>);
+struct Index(Mutex<Option<Box<Built>>>);
+
+/// The entry count an index was built for, and the index.
+type Built = (usize, HashMap<String, usize>);
 
 impl Clone for Index {
     /// A copy starts without an index; it is built on first use.
@@ -63,7 +66,9 @@ impl PartialEq for Map {
 
 impl std::fmt::Debug for Map {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Map").field("entries", &self.entries).finish()
+        f.debug_struct("Map")
+            .field("entries", &self.entries)
+            .finish()
     }
 }
 
@@ -170,7 +175,11 @@ impl Map {
 
     pub fn remove(&mut self, key: &str) -> Option<Entry> {
         let pos = self.position(key)?;
-        *self.index.0.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .index
+            .0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         Some(self.entries.remove(pos))
     }
 }

@@ -170,5 +170,9 @@ fn large_maps_are_indexed_and_stay_right_after_direct_edits() {
 #[test]
 fn a_node_stays_small() {
     // The byte budget counts nodes at this size; a bigger node needs a smaller budget.
-    assert!(std::mem::size_of::<Node>() <= 88, "{}", std::mem::size_of::<Node>());
+    assert!(
+        std::mem::size_of::<Node>() <= 88,
+        "{}",
+        std::mem::size_of::<Node>()
+    );
 }
