@@ -219,8 +219,8 @@ impl<'a> Composer<'a> {
             }
         };
         if anchor != 0 {
-            // The anchor keeps its own copy of the node.
-            self.charge(span, size, false)?;
+            // The anchor keeps its own copy of the node, for its aliases.
+            self.charge(span, size, true)?;
             self.anchors.insert(anchor, (node.clone(), size));
         }
         Ok((node, size))
