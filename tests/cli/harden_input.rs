@@ -123,7 +123,10 @@ fn anchored_megabyte_behind_four_levels_of_aliases() {
             10,
         ));
     }
-    assert_bounded(&text, "aliases expand the YAML beyond localci's 64 MB budget");
+    assert_bounded(
+        &text,
+        "aliases expand the YAML beyond localci's 64 MB budget",
+    );
 }
 
 #[test]
