@@ -84,11 +84,29 @@ fn open(endpoint: &Endpoint) -> std::result::Result<Docker, DockerError> {
         }
         // bollard runs `ssh <host> docker system dial-stdio`, as the docker CLI does.
         "ssh" => Docker::connect_with_ssh(host, CONNECT_TIMEOUT_SECS, API_DEFAULT_VERSION, None),
-        _ => Docker::connect_with_host(host),
+        // A unix socket goes through the bounded transport.
+        _ => connect_host(host),
     }
 }
 
-/// A short reason for a connection failure, without Rust debug output.
+/// A unix socket goes through [`bounded`](super::bounded), which caps every reply that is read
+/// whole; other hosts use bollard's own transports.
+fn connect_host(host: &str) -> std::result::Result<Docker, DockerError> {
+    match host.strip_prefix("unix://") {
+        Some(path) => Docker::connect_with_custom_transport(
+            super::bounded::transport(path.into()),
+            Some("http://docker"),
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        ),
+        None => Docker::connect_with_host(host),
+    }
+}
+
+/// bollard's default request timeout, for the transport set up here.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// A short reason for a connection failure, without Rust debug output: the innermost cause.
 fn reason(e: &DockerError) -> String {
     if let DockerError::SocketNotFoundError(_) = e {
         return "the socket does not exist".into();
@@ -127,16 +145,51 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn api(e: DockerError) -> BackendError {
+/// What a failed request means: a missing object, a refusal by the daemon, or a lost daemon
+/// (the connection broke, timed out, or the reply was unreadable).
+fn fail(host: &str, e: DockerError) -> BackendError {
     match e {
         DockerError::DockerResponseServerError {
             status_code: 404,
             message,
         } => BackendError::NotFound(message),
-        DockerError::DockerResponseServerError { message, .. } => BackendError::Api(message),
-        DockerError::DockerStreamError { error } => BackendError::Api(error),
-        other => BackendError::Api(other.to_string()),
+        DockerError::DockerResponseServerError { ref message, .. } => BackendError::Daemon {
+            message: message.clone(),
+            source: Box::new(e),
+        },
+        DockerError::DockerStreamError { ref error } => BackendError::Daemon {
+            message: error.clone(),
+            source: Box::new(e),
+        },
+        DockerError::HyperLegacyError { .. }
+        | DockerError::HyperResponseError { .. }
+        | DockerError::IOError { .. }
+        | DockerError::HttpClientError { .. }
+        | DockerError::RequestTimeoutError
+        | DockerError::JsonDataError { .. }
+        | DockerError::JsonSerdeError { .. } => BackendError::lost(host, e),
+        other => BackendError::Daemon {
+            message: other.to_string(),
+            source: Box::new(other),
+        },
     }
+}
+
+impl DockerBackend {
+    fn fail(&self, e: DockerError) -> BackendError {
+        fail(&self.host, e)
+    }
+}
+
+/// The cgroup v1 file that counts OOM kills (`oom_kill N`, Linux 4.13 and later).
+const OOM_CONTROL_V1: &str = "/sys/fs/cgroup/memory/memory.oom_control";
+
+/// The `oom_kill N` count in cgroup memory files (0 when absent).
+fn oom_kills(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("oom_kill "))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// `repo[:tag]` or `repo@digest` into the `fromImage`/`tag` pair the API wants.
@@ -178,7 +231,7 @@ impl Backend for DockerBackend {
                         user: config.user.filter(|u| !u.is_empty()),
                     }))
                 }
-                Err(e) => match api(e) {
+                Err(e) => match self.fail(e) {
                     BackendError::NotFound(_) => Ok(None),
                     other => Err(other),
                 },
@@ -202,10 +255,11 @@ impl Backend for DockerBackend {
             password: Some(c.password),
             ..DockerCredentials::default()
         });
+        let host = self.host.clone();
         self.docker
             .create_image(Some(options.build()), None, credentials)
-            .map(|item| {
-                let info = item.map_err(api)?;
+            .map(move |item| {
+                let info = item.map_err(|e| fail(&host, e))?;
                 if let Some(detail) = info.error_detail {
                     return Err(BackendError::Api(detail.message.unwrap_or_default()));
                 }
@@ -243,6 +297,12 @@ impl Backend for DockerBackend {
                     extra_hosts: non_empty(spec.extra_hosts),
                     binds: non_empty(spec.binds),
                     group_add: non_empty(spec.group_add),
+                    memory: spec.limits.memory,
+                    // No swap on top of the memory limit: a step over it is killed, as on
+                    // CircleCI, instead of slowing the machine down.
+                    memory_swap: spec.limits.memory,
+                    nano_cpus: spec.limits.nano_cpus,
+                    pids_limit: spec.limits.pids,
                     ..HostConfig::default()
                 }),
                 ..ContainerCreateBody::default()
@@ -251,7 +311,7 @@ impl Backend for DockerBackend {
                 .docker
                 .create_container(options, body)
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             Ok(created.id)
         }
         .boxed()
@@ -259,7 +319,13 @@ impl Backend for DockerBackend {
 
     fn start_container(&self, id: &str) -> Fut<'_, ()> {
         let id = id.to_string();
-        async move { self.docker.start_container(&id, None).await.map_err(api) }.boxed()
+        async move {
+            self.docker
+                .start_container(&id, None)
+                .await
+                .map_err(|e| self.fail(e))
+        }
+        .boxed()
     }
 
     fn container_running(&self, id: &str) -> Fut<'_, bool> {
@@ -269,7 +335,7 @@ impl Backend for DockerBackend {
                 .docker
                 .inspect_container(&id, None)
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             Ok(info.state.and_then(|s| s.running).unwrap_or(false))
         }
         .boxed()
@@ -282,7 +348,7 @@ impl Backend for DockerBackend {
                 .docker
                 .inspect_container(&id, None)
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let state = info.state.unwrap_or_default();
             Ok(match state.running {
                 Some(true) => None,
@@ -305,7 +371,7 @@ impl Backend for DockerBackend {
             let mut stream = self.docker.logs(&id, Some(options));
             let mut bytes = Vec::new();
             while let Some(chunk) = stream.next().await {
-                bytes.extend_from_slice(&chunk.map_err(api)?.into_bytes());
+                bytes.extend_from_slice(&chunk.map_err(|e| self.fail(e))?.into_bytes());
                 if bytes.len() > MAX_BYTES {
                     bytes.drain(..bytes.len() - MAX_BYTES);
                 }
@@ -313,6 +379,43 @@ impl Backend for DockerBackend {
             let text = String::from_utf8_lossy(&bytes);
             let all: Vec<String> = text.lines().map(str::to_string).collect();
             Ok(all[all.len().saturating_sub(lines)..].to_vec())
+        }
+        .boxed()
+    }
+
+    fn oom_killed(&self, id: &str) -> Fut<'_, bool> {
+        let id = id.to_string();
+        async move {
+            let info = self
+                .docker
+                .inspect_container(&id, None)
+                .await
+                .map_err(|e| self.fail(e))?;
+            if info.state.and_then(|s| s.oom_killed).unwrap_or(false) {
+                return Ok(true);
+            }
+            // Docker 20.10 sets OOMKilled only when the container's own process was killed;
+            // the kernel counts every kill in the cgroup (v2 `memory.events`, v1
+            // `memory.oom_control`).
+            let exec = self
+                .exec(
+                    &id,
+                    ExecSpec {
+                        cmd: ["cat", "/sys/fs/cgroup/memory.events", OOM_CONTROL_V1]
+                            .map(String::from)
+                            .to_vec(),
+                        ..ExecSpec::default()
+                    },
+                )
+                .await?;
+            let mut text = Vec::new();
+            let mut output = exec.output;
+            while let Some((stream, chunk)) = output.next().await.transpose()? {
+                if stream == Stream::Stdout && text.len() < 64 * 1024 {
+                    text.extend_from_slice(&chunk);
+                }
+            }
+            Ok(oom_kills(&String::from_utf8_lossy(&text)) > 0)
         }
         .boxed()
     }
@@ -326,7 +429,7 @@ impl Backend for DockerBackend {
                 .build();
             match self.docker.remove_container(&id, Some(options)).await {
                 Ok(()) => Ok(()),
-                Err(e) => match api(e) {
+                Err(e) => match self.fail(e) {
                     BackendError::NotFound(_) => Ok(()),
                     other => Err(other),
                 },
@@ -354,17 +457,18 @@ impl Backend for DockerBackend {
                     },
                 )
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let started = self
                 .docker
                 .start_exec(&created.id, Some(StartExecOptions::default()))
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let StartExecResults::Attached { output, .. } = started else {
                 return Err(BackendError::Api("the exec started detached".into()));
             };
+            let host = self.host.clone();
             let output = output
-                .map(|chunk| match chunk.map_err(api)? {
+                .map(move |chunk| match chunk.map_err(|e| fail(&host, e))? {
                     LogOutput::StdErr { message } => Ok((Stream::Stderr, message)),
                     LogOutput::StdOut { message }
                     | LogOutput::Console { message }
@@ -386,7 +490,11 @@ impl Backend for DockerBackend {
             // long before, when the process closed its output and kept running).
             let mut pause = Duration::from_millis(2);
             loop {
-                let info = self.docker.inspect_exec(&exec_id).await.map_err(api)?;
+                let info = self
+                    .docker
+                    .inspect_exec(&exec_id)
+                    .await
+                    .map_err(|e| self.fail(e))?;
                 if info.running != Some(true) {
                     return Ok(info.exit_code.unwrap_or(-1));
                 }
@@ -406,7 +514,7 @@ impl Backend for DockerBackend {
                 .with_timeout(UPLOAD_TIMEOUT)
                 .upload_to_container(&container, Some(options), bollard::body_try_stream(tar))
                 .await
-                .map_err(api)
+                .map_err(|e| self.fail(e))
         }
         .boxed()
     }
@@ -425,9 +533,12 @@ impl Backend for DockerBackend {
             // A missing path arrives as the first item of the stream.
             let first = match body.next().await {
                 None => return Ok(stream::empty().boxed()),
-                Some(first) => first.map_err(api)?,
+                Some(first) => first.map_err(|e| self.fail(e))?,
             };
-            let rest = body.map_err(|e| std::io::Error::other(api(e).to_string()));
+            // The error stays a `BackendError` inside the io::Error, so that a step copying the
+            // stream can tell a lost daemon from a broken archive.
+            let host = self.host.clone();
+            let rest = body.map_err(move |e| std::io::Error::other(fail(&host, e)));
             Ok(stream::once(async move { Ok(first) }).chain(rest).boxed())
         }
         .boxed()
@@ -445,7 +556,7 @@ impl Backend for DockerBackend {
                         .build(),
                 ))
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let networks = self
                 .docker
                 .list_networks(Some(
@@ -454,7 +565,7 @@ impl Backend for DockerBackend {
                         .build(),
                 ))
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let volumes = self
                 .docker
                 .list_volumes(Some(
@@ -463,7 +574,7 @@ impl Backend for DockerBackend {
                         .build(),
                 ))
                 .await
-                .map_err(api)?;
+                .map_err(|e| self.fail(e))?;
             let mut found: Vec<Labelled> = containers
                 .into_iter()
                 .filter_map(|c| {
@@ -508,7 +619,7 @@ impl Backend for DockerBackend {
                     self.docker.remove_volume(&resource.id, Some(options)).await
                 }
             };
-            match result.map_err(api) {
+            match result.map_err(|e| self.fail(e)) {
                 Ok(()) | Err(BackendError::NotFound(_)) => Ok(()),
                 Err(other) => Err(other),
             }
@@ -520,6 +631,16 @@ impl Backend for DockerBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_kills_are_counted_in_both_cgroup_versions() {
+        assert_eq!(
+            oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
+        assert_eq!(oom_kills("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"), 1);
+        assert_eq!(oom_kills("oom_kill_disable 0\n"), 0);
+    }
 
     #[test]
     fn references_split_into_repo_and_tag() {

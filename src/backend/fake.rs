@@ -91,6 +91,8 @@ pub struct State {
     /// What the setup reports.
     pub uid: u64,
     pub home: String,
+    /// Containers whose processes the "OOM killer" has killed.
+    pub oom_killed: BTreeSet<String>,
 }
 
 pub struct FakeBackend {
@@ -279,6 +281,11 @@ impl Backend for FakeBackend {
 
     fn logs_tail(&self, _id: &str, _lines: usize) -> Fut<'_, Vec<String>> {
         async move { Ok(Vec::new()) }.boxed()
+    }
+
+    fn oom_killed(&self, id: &str) -> Fut<'_, bool> {
+        let killed = self.state().oom_killed.contains(id);
+        async move { Ok(killed) }.boxed()
     }
 
     fn remove_container(&self, id: &str) -> Fut<'_, ()> {

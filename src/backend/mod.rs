@@ -3,6 +3,7 @@
 //! Docker Engine API implementation (the only file that imports bollard); `fake.rs` is an
 //! in-memory stand-in for fast engine and step tests. No CircleCI semantics here.
 
+mod bounded;
 pub mod docker;
 pub mod endpoint;
 #[cfg(test)]
@@ -22,15 +23,86 @@ pub const LABEL_RUN: &str = "localci.run";
 /// Label holding the pid of the localci process that created the resource.
 pub const LABEL_PID: &str = "localci.pid";
 
+/// The error a failure came from, kept as the `source()` of a [`BackendError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Infrastructure failures (exit 3 territory), never a failed step.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("cannot reach the Docker daemon at {host}: {reason}")]
     Unreachable { host: String, reason: String },
+    /// The daemon went away or stopped answering in the middle of the run.
+    #[error("lost the connection to the Docker daemon at {host} ({reason})")]
+    Lost {
+        host: String,
+        /// The innermost cause, in words (`connection refused`).
+        reason: String,
+        #[source]
+        source: Cause,
+    },
     #[error("{0}")]
     NotFound(String),
+    /// The daemon answered a request with an error.
+    #[error("{message}")]
+    Daemon {
+        message: String,
+        #[source]
+        source: Cause,
+    },
+    /// A failure around the daemon (a copy task that stopped), described.
     #[error("{0}")]
     Api(String),
+}
+
+impl BackendError {
+    /// A [`BackendError::Lost`] for `host`, worded from the innermost cause of `source`.
+    pub fn lost(host: &str, source: impl Into<Cause>) -> BackendError {
+        let source = source.into();
+        let mut inner: &(dyn std::error::Error + 'static) = source.as_ref();
+        while let Some(next) = inner.source() {
+            inner = next;
+        }
+        let text = inner.to_string();
+        let reason = if text.contains("os error 2") || text.contains("No such file") {
+            "its socket is gone".to_string()
+        } else if text.contains("os error 111") || text.contains("refused") {
+            "connection refused".to_string()
+        } else if text.contains("Timeout") || text.contains("timed out") {
+            "no answer in time".to_string()
+        } else if text.is_empty()
+            || text.contains("SendRequest")
+            || text.contains("IncompleteMessage")
+        {
+            "the connection closed".to_string()
+        } else {
+            text
+        };
+        BackendError::Lost {
+            host: host.to_string(),
+            reason,
+            source,
+        }
+    }
+
+    /// The [`BackendError::Lost`] inside `e`'s chain of causes, if any (a lost daemon seen
+    /// through an io::Error of a tar stream), as a new error.
+    pub fn lost_in(e: &(dyn std::error::Error + 'static)) -> Option<BackendError> {
+        let mut next = Some(e);
+        while let Some(err) = next {
+            if let Some(BackendError::Lost { host, reason, .. }) = err.downcast_ref() {
+                return Some(BackendError::Lost {
+                    host: host.clone(),
+                    reason: reason.clone(),
+                    source: reason.clone().into(),
+                });
+            }
+            next = match err.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => err.source(),
+            };
+        }
+        None
+    }
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -83,6 +155,7 @@ pub struct ContainerSpec {
     pub group_add: Vec<String>,
     /// Run a tiny init as PID 1 so signals and zombies are handled.
     pub init: bool,
+    pub limits: crate::engine::Limits,
 }
 
 /// A process to start in a running container.
@@ -145,6 +218,8 @@ pub trait Backend: Send + Sync {
     fn container_exit_code(&self, id: &str) -> Fut<'_, Option<i64>>;
     /// The last `lines` lines a container printed (stdout and stderr), at most 64 KiB.
     fn logs_tail(&self, id: &str, lines: usize) -> Fut<'_, Vec<String>>;
+    /// Whether the kernel's OOM killer has killed a process in the container.
+    fn oom_killed(&self, id: &str) -> Fut<'_, bool>;
     /// Kills and removes a container with its anonymous volumes.
     fn remove_container(&self, id: &str) -> Fut<'_, ()>;
     /// Starts a process and attaches to its output.

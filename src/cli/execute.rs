@@ -104,6 +104,23 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Memory for each container, like `docker run --memory` (512m, 2g); no swap on top.
+    #[arg(long, value_name = "SIZE", value_parser = engine::parse_memory)]
+    pub memory: Option<i64>,
+
+    /// CPUs for each container, like `docker run --cpus` (2, 0.5).
+    #[arg(long, value_name = "N", value_parser = engine::parse_cpus)]
+    pub cpus: Option<i64>,
+
+    /// The most processes (and threads) each container may run at once.
+    #[arg(long = "pids-limit", value_name = "N", value_parser = engine::parse_pids)]
+    pub pids_limit: Option<i64>,
+
+    /// Give each container the CPUs and memory CircleCI documents for the job's
+    /// resource_class (medium when it has none); --memory and --cpus win.
+    #[arg(long = "resource-class-limits")]
+    pub resource_class_limits: bool,
+
     #[command(flatten)]
     pub compile: CompileArgs,
 }
@@ -157,6 +174,29 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         }
         return Outcome::Success;
     }
+    // Resource limits: a class without a documented size is a usage error, before Docker.
+    let flags = engine::Limits {
+        memory: args.memory,
+        nano_cpus: args.cpus,
+        pids: args.pids_limit,
+    };
+    let unknown = prepared
+        .jobs
+        .iter()
+        .flat_map(|j| &j.nodes)
+        .find_map(|(plan, _)| {
+            engine::job_limits(
+                flags,
+                args.resource_class_limits,
+                plan.resource_class.as_deref(),
+            )
+            .err()
+        });
+    if let Some(e) = unknown {
+        let d = Diagnostic::bare(e.to_string()).with_hint("or give --memory and --cpus");
+        output::stderr(&diagnostic::render_message(&d, ctx.color));
+        return Outcome::Invalid;
+    }
     let connected = tokio::select! {
         () = cancel.cancelled() => return Outcome::Interrupted,
         connected = connecting => connected,
@@ -170,6 +210,8 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         }
     };
     let engine_options = EngineOptions {
+        limits: flags,
+        class_limits: args.resource_class_limits,
         keep: args.keep,
         docker_socket: args.docker_socket,
         artifacts_dir: PathBuf::new(),
@@ -326,9 +368,13 @@ fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
             .with_hint("start Docker, or point DOCKER_HOST (or `docker context use`) at a running engine (unix:///path/to/docker.sock or tcp://host:2375)"),
         EngineError::Images(images) => Diagnostic::bare(e.to_string()).with_hint(images.hint()),
         EngineError::Setup(_) => Diagnostic::bare(e.to_string()),
+        EngineError::Backend(BackendError::Lost { .. }) => Diagnostic::bare(format!(
+            "{e}; the job could not finish"
+        ))
+        .with_hint("check that Docker is running (`docker info`), then run the job again"),
         EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),
     };
-    output::stderr(&diagnostic::render_human(&Sources::new(), &[d], ctx.color));
+    output::stderr(&diagnostic::render_message(&d, ctx.color));
     Outcome::Environment
 }
 

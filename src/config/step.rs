@@ -243,7 +243,7 @@ fn legacy_step(r: &mut Reader, node: &Node, map: &Map, pointer: &str) -> Option<
         .filter(|e| e.key != "type")
         .cloned()
         .collect();
-    let body = Node::new(node.span, Kind::Map(Map { entries: keys }));
+    let body = Node::new(node.span, Kind::Map(Map::from_entries(keys)));
     let step = step_with_body(r, kind, &body, pointer)?;
     Some(Step {
         span: node.span,

@@ -4,6 +4,10 @@
 //! namespace so services answer on `localhost`. `name:` aliases go into the primary's
 //! `/etc/hosts`, which the services share (Docker refuses extra hosts with a shared network).
 //!
+//! Every container gets the job's [`Limits`] (`--memory`, `--cpus`, `--pids-limit`, or the
+//! documented size of the job's `resource_class`), so a step cannot fork or allocate without
+//! bound on the user's machine (issue 9).
+//!
 //! A request to the daemon is never dropped half-way (Ctrl-C is checked between requests): a
 //! create request abandoned after it was sent still makes a container, which cleanup would
 //! not know about.
@@ -14,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run_info::RunInfo;
 use crate::backend::{Backend, ContainerSpec, ImageInfo, Result};
+
 use crate::plan::{ImagePlan, JobPlan};
 
 /// The image label that keeps the image's own entrypoint on the primary container.
@@ -21,6 +26,135 @@ pub const PRESERVE_ENTRYPOINT: &str = "com.circleci.preserve-entrypoint";
 
 /// Keeps the primary container running until it is removed; exits on TERM/INT.
 const KEEP_ALIVE: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
+
+/// Resource limits for each of the job's containers; `None` leaves Docker's default (none).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// Bytes of memory; swap is not added on top, as on CircleCI.
+    pub memory: Option<i64>,
+    /// CPUs in billionths (`--cpus 1.5` is 1.5e9).
+    pub nano_cpus: Option<i64>,
+    /// The most processes and threads at once.
+    pub pids: Option<i64>,
+}
+
+/// The error of a limit given on the command line.
+#[derive(Debug, thiserror::Error)]
+#[error("{value:?} is not {expected}")]
+pub struct LimitError {
+    value: String,
+    expected: &'static str,
+}
+
+impl Limits {
+    /// CircleCI's documented size of a Docker `resource_class` (x86 table in
+    /// circleci-docs `execution-resources/docker-resource-table.adoc`; `.gen2` classes have the
+    /// same sizes). `None` for classes without a documented Docker size (Arm, runners).
+    pub fn for_resource_class(class: &str) -> Option<Limits> {
+        const GB: i64 = 1024 * 1024 * 1024;
+        let (cpus, gb) = match class.strip_suffix(".gen2").unwrap_or(class) {
+            "small" => (1, 2),
+            "medium" => (2, 4),
+            "medium+" => (3, 6),
+            "large" => (4, 8),
+            "xlarge" => (8, 16),
+            "2xlarge" => (16, 32),
+            "2xlarge+" => (20, 40),
+            _ => return None,
+        };
+        Some(Limits {
+            memory: Some(gb * GB),
+            nano_cpus: Some(cpus * 1_000_000_000),
+            pids: None,
+        })
+    }
+
+    /// These limits, with each one not set taken from `fallback`.
+    #[must_use]
+    pub fn or(self, fallback: Limits) -> Limits {
+        Limits {
+            memory: self.memory.or(fallback.memory),
+            nano_cpus: self.nano_cpus.or(fallback.nano_cpus),
+            pids: self.pids.or(fallback.pids),
+        }
+    }
+}
+
+/// A `resource_class` without a documented Docker size, with `--resource-class-limits`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--resource-class-limits: resource_class `{0}` has no documented Docker size (small, medium, medium+, large, xlarge, 2xlarge, 2xlarge+)"
+)]
+pub struct UnknownClass(pub String);
+
+/// The limits for a job: the flags, then, with `--resource-class-limits`, the documented size
+/// of its class, or of `medium` when it names none (CircleCI's default, semantics §3.5).
+pub fn job_limits(
+    flags: Limits,
+    by_class: bool,
+    class: Option<&str>,
+) -> std::result::Result<Limits, UnknownClass> {
+    if !by_class {
+        return Ok(flags);
+    }
+    let class = class.unwrap_or("medium");
+    let sized = Limits::for_resource_class(class).ok_or_else(|| UnknownClass(class.into()))?;
+    Ok(flags.or(sized))
+}
+
+/// `--memory`: bytes with an optional `b`, `k`, `m` or `g` suffix (Docker's units, base 1024).
+pub fn parse_memory(value: &str) -> std::result::Result<i64, LimitError> {
+    let err = || LimitError {
+        value: value.to_string(),
+        expected: "a memory size such as 512m or 2g (at least 6m, Docker's minimum)",
+    };
+    let lower = value.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" | "kb" => 10,
+        "m" | "mb" => 20,
+        "g" | "gb" => 30,
+        _ => return Err(err()),
+    };
+    let bytes = digits
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(err)?;
+    // Docker refuses less than 6 MiB.
+    if bytes < 6 << 20 {
+        return Err(err());
+    }
+    Ok(bytes)
+}
+
+/// `--cpus`: a positive number of CPUs, fractions allowed.
+pub fn parse_cpus(value: &str) -> std::result::Result<i64, LimitError> {
+    let cpus: f64 = value.trim().parse().unwrap_or(f64::NAN);
+    if !(cpus.is_finite() && (0.01..=1024.0).contains(&cpus)) {
+        return Err(LimitError {
+            value: value.to_string(),
+            expected: "a number of CPUs such as 2 or 0.5",
+        });
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    Ok((cpus * 1e9).round() as i64)
+}
+
+/// `--pids-limit`: a positive number of processes.
+pub fn parse_pids(value: &str) -> std::result::Result<i64, LimitError> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(LimitError {
+            value: value.to_string(),
+            expected: "a positive number of processes such as 512",
+        }),
+    }
+}
 
 /// Containers created so far, for cleanup even when creation stopped half-way.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -62,12 +196,14 @@ pub enum Startup {
 
 /// Creates and starts the primary, then the services, checking `cancel` between requests.
 /// Ids land in `created` as soon as they exist.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     backend: &dyn Backend,
     plan: &JobPlan,
     run: &RunInfo,
     images: &HashMap<String, ImageInfo>,
     socket: Option<&SocketMount>,
+    limits: Limits,
     cancel: &CancellationToken,
     created: &mut Created,
 ) -> Result<Startup> {
@@ -82,7 +218,8 @@ pub async fn start(
     if cancel.is_cancelled() {
         return Ok(Startup::Interrupted);
     }
-    let spec = primary_spec(plan, primary_plan, run, preserve, socket);
+    let mut spec = primary_spec(plan, primary_plan, run, preserve, socket);
+    spec.limits = limits;
     let primary = create(backend, spec, created).await?;
     created.primary = Some(primary.clone());
     if cancel.is_cancelled() {
@@ -93,7 +230,8 @@ pub async fn start(
         if cancel.is_cancelled() {
             return Ok(Startup::Interrupted);
         }
-        let spec = service_spec(plan, service, run, i + 1, &primary);
+        let mut spec = service_spec(plan, service, run, i + 1, &primary);
+        spec.limits = limits;
         let id = create(backend, spec, created).await?;
         created.services.push(id.clone());
         if cancel.is_cancelled() {
@@ -225,5 +363,34 @@ mod tests {
             container_name("build py/3", "abcd1234", "-db"),
             "localci-build-py-3-abcd1234-db"
         );
+    }
+
+    #[test]
+    fn limits_parse_like_docker_and_resource_classes_have_their_documented_size() {
+        assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("2G").unwrap(), 2 << 30);
+        assert!(parse_memory("1k").is_err());
+        assert!(parse_memory("12x").is_err());
+        assert!(parse_memory("99999999999g").is_err());
+        assert_eq!(parse_cpus("1.5").unwrap(), 1_500_000_000);
+        assert!(parse_cpus("-1").is_err() && parse_cpus("nan").is_err());
+        assert_eq!(parse_pids("64").unwrap(), 64);
+        assert!(parse_pids("0").is_err());
+        let large = Limits::for_resource_class("large").unwrap();
+        assert_eq!(
+            (large.memory, large.nano_cpus),
+            (Some(8 << 30), Some(4_000_000_000))
+        );
+        assert_eq!(
+            Limits::for_resource_class("medium+.gen2").unwrap().memory,
+            Some(6 << 30)
+        );
+        assert_eq!(Limits::for_resource_class("arm.medium"), None);
+        let flags = Limits {
+            memory: Some(1 << 30),
+            ..Limits::default()
+        };
+        assert_eq!(flags.or(large).memory, Some(1 << 30));
+        assert_eq!(flags.or(large).nano_cpus, large.nano_cpus);
     }
 }

@@ -6,6 +6,7 @@
 
 mod cleanup;
 mod containers;
+pub use containers::{Limits, job_limits, parse_cpus, parse_memory, parse_pids};
 mod images;
 mod leftovers;
 mod owner;
@@ -47,6 +48,11 @@ pub struct EngineOptions {
     pub docker_socket: bool,
     pub artifacts_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// `--memory`, `--cpus`, `--pids-limit` for every container.
+    pub limits: Limits,
+    /// `--resource-class-limits`: each job's containers also get the documented size of its
+    /// `resource_class` (the flags win).
+    pub class_limits: bool,
 }
 
 /// How one job (one node of it) ended, when the infrastructure held up.

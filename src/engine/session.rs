@@ -283,12 +283,21 @@ impl Runner<'_> {
     ) -> Result<Sequence, EngineError> {
         let socket = socket_mount(self.backend.as_ref(), self.options, self.events);
         // Not raced against Ctrl-C: `start` checks it between requests (see containers.rs).
+        // The flags, then (with --resource-class-limits) the job's class; a class without a
+        // documented size was refused before the run began.
+        let limits = containers::job_limits(
+            self.options.limits,
+            self.options.class_limits,
+            self.plan.resource_class.as_deref(),
+        )
+        .unwrap_or(self.options.limits);
         let startup = containers::start(
             self.backend.as_ref(),
             self.plan,
             self.run,
             images,
             socket.as_ref(),
+            limits,
             self.cancel,
             created,
         )

@@ -56,6 +56,9 @@ pub struct JobPlan {
     pub git: GitFacts,
     pub node_index: u32,
     pub node_total: u32,
+    /// The job's `resource_class`, for `--resource-class-limits`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_class: Option<String>,
 }
 
 /// The repository facts steps and cache keys use.
@@ -180,6 +183,7 @@ pub fn plan_job(
         git,
         node_index: options.node_index,
         node_total: options.node_total.max(1),
+        resource_class: job.resource_class.clone(),
     })))
 }
 

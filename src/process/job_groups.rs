@@ -102,12 +102,7 @@ fn with_group_settings(member: &Node, group: Option<&Map>) -> Node {
         key_span,
         value: Node::new(member.span, Kind::Map(settings)),
     };
-    Node::new(
-        member.span,
-        Kind::Map(Map {
-            entries: vec![entry],
-        }),
-    )
+    Node::new(member.span, Kind::Map(Map::from_entries(vec![entry])))
 }
 
 /// `requires: [group]` -> `requires: [member-a, member-b]`.

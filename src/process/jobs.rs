@@ -20,14 +20,13 @@ const DEFINITION_ONLY: &[&str] = &["parameters", "description"];
 
 /// A job or executor definition without its `parameters` and `description`.
 pub(crate) fn definition_body(def: &Map) -> Map {
-    Map {
-        entries: def
-            .entries
+    Map::from_entries(
+        def.entries
             .iter()
             .filter(|e| !DEFINITION_ONLY.contains(&e.key.as_str()))
             .cloned()
             .collect(),
-    }
+    )
 }
 
 /// One job invocation from a workflow, with its arguments already substituted.

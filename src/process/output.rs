@@ -106,5 +106,5 @@ pub(crate) fn entry(key: &str, span: Span, value: Node) -> Entry {
 }
 
 pub(crate) fn map_node(span: Span, entries: Vec<Entry>) -> Node {
-    Node::new(span, Kind::Map(Map { entries }))
+    Node::new(span, Kind::Map(Map::from_entries(entries)))
 }

@@ -35,12 +35,7 @@ pub(crate) fn expanded(span: Span, steps: Vec<Node>) -> Node {
                 key_span: span,
                 value: s,
             };
-            Node::new(
-                span,
-                Kind::Map(Map {
-                    entries: vec![entry],
-                }),
-            )
+            Node::new(span, Kind::Map(Map::from_entries(vec![entry])))
         })
         .collect();
     Node::new(span, Kind::Seq(items))
@@ -288,19 +283,14 @@ fn builtin(name: &str, step: &Node, args: Option<&Node>) -> Node {
                 key_span: cmd.span,
                 value: cmd.clone(),
             };
-            let inner = Node::new(
-                cmd.span,
-                Kind::Map(Map {
-                    entries: vec![command],
-                }),
-            );
+            let inner = Node::new(cmd.span, Kind::Map(Map::from_entries(vec![command])));
             let key_span = step.as_map().map_or(step.span, |m| m.entries[0].key_span);
             let run = Entry {
                 key: "run".into(),
                 key_span,
                 value: inner,
             };
-            Node::new(step.span, Kind::Map(Map { entries: vec![run] }))
+            Node::new(step.span, Kind::Map(Map::from_entries(vec![run])))
         }
         _ => step.clone(),
     }

@@ -86,6 +86,10 @@ pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<Step
         }
         builder = back;
         if let Err(e) = result {
+            // A daemon that went away mid-copy is not the job's fault (exit 3, issue 9).
+            if let Some(lost) = BackendError::lost_in(&e) {
+                return Err(lost);
+            }
             return Ok(StepOutcome::failed(format!("cannot archive {root}: {e}")));
         }
         saved += 1;
@@ -234,7 +238,7 @@ async fn unpack(
             ));
             Ok(StepOutcome::Passed { exit_code: None })
         }
-        Err(BackendError::Api(e)) => {
+        Err(e @ (BackendError::Api(_) | BackendError::Daemon { .. })) => {
             ctx.events.warning(format!(
                 "restoring the cache {} failed ({e}); continuing without it",
                 entry.key

@@ -12,6 +12,9 @@ use crate::backend::{ExecSpec, Result};
 use crate::config::Run;
 use crate::units::format_go;
 
+/// Why a step ended with exit code 137 in a container the OOM killer has hit.
+const OOM_KILLED: &str = "Killed by the out-of-memory killer: the step used more memory than the container may (--memory or --resource-class-limits)";
+
 /// CircleCI's default `no_output_timeout`.
 pub const DEFAULT_NO_OUTPUT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -129,6 +132,13 @@ async fn attempt_once(
     .await?;
     Ok(match end {
         ProcessEnd::Exited(0) => StepOutcome::Passed { exit_code: Some(0) },
+        // SIGKILL; Docker marks the container when the kernel's OOM killer sent it (issue 9).
+        ProcessEnd::Exited(137) if ctx.backend.oom_killed(&ctx.primary).await? => {
+            StepOutcome::Failed {
+                exit_code: Some(137),
+                reason: Some(OOM_KILLED.into()),
+            }
+        }
         ProcessEnd::Exited(code) => StepOutcome::Failed {
             exit_code: Some(code),
             reason: None,

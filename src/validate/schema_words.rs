@@ -41,7 +41,8 @@ pub(crate) fn owner(v: &Violation<'_, '_>, info: &SchemaInfo) -> String {
     let t = tokens(&v.ptr);
     let n = t.len();
     let at = |i: usize| t.get(i).map(String::as_str);
-    let section_owner = n < 3 || at(n - 3).is_some_and(|_| at(n - 4) == Some("orbs"));
+    // See: fuzz/regressions/unknown-key-in-machine.yml (`n - 4` underflowed when n == 3).
+    let section_owner = n < 3 || (n >= 4 && at(n - 4) == Some("orbs"));
     match (n.checked_sub(2).and_then(at), t.last().map(String::as_str)) {
         (None, None) => "the config".into(),
         (Some("jobs"), Some(name)) if !is_index(name) && section_owner => format!("job `{name}`"),

@@ -1,7 +1,9 @@
 //! Builds a [`Node`] tree from saphyr-parser events: spans on every node, anchors and aliases
 //! (a redefined anchor wins for later aliases), `<<` merge keys in every form CircleCI accepts
 //! (one mapping, a list, several `<<` keys in one mapping; explicit keys win, earlier sources win),
-//! and a budget on alias expansion so a YAML bomb is an error, not an out-of-memory.
+//! and a budget on the bytes the tree takes (every alias copy counted) so a YAML bomb or a huge
+//! generated file is an error, not an out-of-memory (issue 9: a 1 MB anchored scalar behind four
+//! levels of `[*x, *x, ...]` aborted the process; a node count alone does not see the bytes).
 
 use std::collections::HashMap;
 
@@ -10,10 +12,11 @@ use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, StrInput};
 use super::node::{Entry, Kind, Map, Node};
 use super::scalar::resolve_plain;
 use crate::diagnostic::Diagnostic;
-use crate::source::{FileId, Source, Span};
+use crate::source::{Cursor, FileId, Source, Span};
 
-/// How many nodes aliases may add in total before the document is rejected.
-const ALIAS_BUDGET: usize = 1_000_000;
+/// How many bytes the composed tree may take, estimated as it grows: every node, every string
+/// and every copy an alias or an anchor makes. A large real config takes a few megabytes.
+pub(crate) const TREE_BUDGET: usize = 64 * 1024 * 1024;
 /// How deeply collections may nest.
 const MAX_DEPTH: usize = 256;
 
@@ -26,7 +29,8 @@ pub fn compose(source: &Source, file: FileId) -> Result<Node, Diagnostic> {
         source,
         file,
         anchors: HashMap::new(),
-        budget: ALIAS_BUDGET,
+        budget: TREE_BUDGET,
+        cursor: Cursor::default(),
     };
     composer.document()
 }
@@ -35,8 +39,18 @@ struct Composer<'a> {
     parser: Parser<'a, StrInput<'a>>,
     source: &'a Source,
     file: FileId,
+    /// Anchored nodes with their weight in bytes.
     anchors: HashMap<usize, (Node, usize)>,
+    /// Bytes the tree may still grow by.
     budget: usize,
+    cursor: Cursor,
+}
+
+/// The estimated bytes of one node besides its children (a mapping key counts as a node).
+/// Text counts four times: validation and compilation copy a value about that often (a 30 MB
+/// scalar took 200 MB in `process`).
+fn node_weight(text: &str) -> usize {
+    std::mem::size_of::<Node>() + 4 * text.len()
 }
 
 /// One key/value pair before merge resolution.
@@ -104,13 +118,39 @@ impl<'a> Composer<'a> {
         Span::new(self.file, len, len)
     }
 
-    fn span(&self, s: &saphyr_parser::Span) -> Span {
-        let start = self.source.offset_of(s.start.line(), s.start.col());
-        let end = self.source.offset_of(s.end.line(), s.end.col());
+    fn span(&mut self, s: &saphyr_parser::Span) -> Span {
+        let start = self
+            .source
+            .offset_at(&mut self.cursor, s.start.line(), s.start.col());
+        let end = self
+            .source
+            .offset_at(&mut self.cursor, s.end.line(), s.end.col());
         Span::new(self.file, start, end)
     }
 
-    /// Composes one node; returns it with its size in nodes (for the alias budget).
+    /// Takes `weight` bytes from the budget, or says why the document is too large.
+    fn charge(&mut self, span: Span, weight: usize, alias: bool) -> Result<(), Diagnostic> {
+        if let Some(left) = self.budget.checked_sub(weight) {
+            self.budget = left;
+            return Ok(());
+        }
+        let mb = TREE_BUDGET / (1024 * 1024);
+        Err(if alias {
+            Diagnostic::error(
+                span,
+                format!("aliases expand the YAML beyond localci's {mb} MB budget for values (a YAML bomb?)"),
+            )
+            .with_hint("each `*alias` copies its anchor; reduce aliases that refer to other aliases or to large values")
+        } else {
+            Diagnostic::error(
+                span,
+                format!("the YAML exceeds localci's {mb} MB budget for values; localci stops reading here"),
+            )
+            .with_hint("a CircleCI config is usually a few hundred kilobytes (text counts four times, as it is copied while compiling); remove generated or pasted data")
+        })
+    }
+
+    /// Composes one node; returns it with its weight in bytes (for the budget).
     fn node(
         &mut self,
         event: Event<'a>,
@@ -126,17 +166,20 @@ impl<'a> Composer<'a> {
         }
         let (node, size, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
+                let weight = node_weight(&text);
+                self.charge(span, weight, false)?;
                 let node = scalar_node(
                     span,
                     &text,
                     style,
                     tag.as_deref().map(|t| t.suffix.as_str()),
                 );
-                (node, 1, anchor)
+                (node, weight, anchor)
             }
             Event::SequenceStart(anchor, _) => {
                 let mut items = Vec::new();
-                let mut size = 1;
+                let mut size = node_weight("");
+                self.charge(span, size, false)?;
                 let mut end = span.end;
                 loop {
                     let (ev, s) = self.next()?;
@@ -161,30 +204,23 @@ impl<'a> Composer<'a> {
                 )
             }
             Event::Alias(id) => {
-                let Some((node, size)) = self.anchors.get(&id) else {
+                let Some(&(_, size)) = self.anchors.get(&id) else {
                     return Err(
                         Diagnostic::error(span, "alias to an unknown anchor").with_hint(
                             "define the anchor (`&name`) before the alias (`*name`) that uses it",
                         ),
                     );
                 };
-                if *size > self.budget {
-                    return Err(Diagnostic::error(
-                        span,
-                        format!(
-                            "aliases expand to more than {ALIAS_BUDGET} YAML nodes (a YAML bomb?)"
-                        ),
-                    )
-                    .with_hint("reduce the nesting of aliases that refer to other aliases"));
-                }
-                self.budget -= size;
-                return Ok((node.clone(), *size));
+                self.charge(span, size, true)?;
+                return Ok((self.anchors[&id].0.clone(), size));
             }
             _ => {
                 return Err(Diagnostic::error(span, "unexpected YAML structure"));
             }
         };
         if anchor != 0 {
+            // The anchor keeps its own copy of the node, for its aliases.
+            self.charge(span, size, true)?;
             self.anchors.insert(anchor, (node.clone(), size));
         }
         Ok((node, size))
@@ -192,7 +228,8 @@ impl<'a> Composer<'a> {
 
     fn mapping(&mut self, span: Span, depth: usize) -> Result<(Map, usize, u32), Diagnostic> {
         let mut pairs = Vec::new();
-        let mut size = 1;
+        let mut size = node_weight("");
+        self.charge(span, size, false)?;
         let mut end = span.end;
         loop {
             let (ev, s) = self.next()?;
@@ -273,7 +310,7 @@ fn resolve_merges(pairs: Vec<Pair>) -> Result<Map, Diagnostic> {
             }
         }
     }
-    Ok(Map { entries })
+    Ok(Map::from_entries(entries))
 }
 
 fn merge_sources(value: &Node) -> Result<Vec<&Map>, Diagnostic> {

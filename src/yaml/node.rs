@@ -3,6 +3,9 @@
 //! Anchors, aliases and `<<` merges are already resolved here. Plain scalars keep their raw
 //! text so that `FOO: 1.10` can still reach an environment as `1.10`.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use crate::source::Span;
 
 /// A YAML value and where it was written.
@@ -26,9 +29,47 @@ pub enum Kind {
 }
 
 /// A mapping that keeps its keys in source order.
-#[derive(Clone, Debug, PartialEq, Default)]
+///
+/// Maps of [`INDEXED`] entries or more also keep a hash index from key to position, so that a
+/// config with tens of thousands of jobs is not compiled in quadratic time (issue 9). The index
+/// is rebuilt whenever the number of entries changed behind its back (`entries` is public); a
+/// position it gives is checked against the entry before it is used.
+#[derive(Clone, Default)]
 pub struct Map {
     pub entries: Vec<Entry>,
+    index: Index,
+}
+
+/// Below this many entries a linear search is faster than hashing.
+const INDEXED: usize = 32;
+
+/// Key -> first position, with the number of entries it was built for; boxed, so that a map
+/// (and so every node) grows by 16 bytes only.
+#[derive(Default)]
+struct Index(Mutex<Option<Box<Built>>>);
+
+/// The entry count an index was built for, and the index.
+type Built = (usize, HashMap<String, usize>);
+
+impl Clone for Index {
+    /// A copy starts without an index; it is built on first use.
+    fn clone(&self) -> Self {
+        Index::default()
+    }
+}
+
+impl PartialEq for Map {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl std::fmt::Debug for Map {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Map")
+            .field("entries", &self.entries)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -39,23 +80,58 @@ pub struct Entry {
 }
 
 impl Map {
+    pub fn from_entries(entries: Vec<Entry>) -> Map {
+        Map {
+            entries,
+            index: Index::default(),
+        }
+    }
+
+    /// Position of the first entry with `key`.
+    fn position(&self, key: &str) -> Option<usize> {
+        if self.entries.len() < INDEXED {
+            return self.entries.iter().position(|e| e.key == key);
+        }
+        let mut guard = self.index.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = self.entries.len();
+        if !matches!(guard.as_deref(), Some((built, _)) if *built == len) {
+            *guard = Some(Box::new((len, self.build_index())));
+        }
+        let (_, index) = guard.as_deref().expect("built above");
+        match index.get(key) {
+            Some(&i) if self.entries.get(i).is_some_and(|e| e.key == key) => Some(i),
+            // A key renamed in place: forget the index and search.
+            Some(_) => {
+                *guard = None;
+                self.entries.iter().position(|e| e.key == key)
+            }
+            None => None,
+        }
+    }
+
+    fn build_index(&self) -> HashMap<String, usize> {
+        let mut index = HashMap::with_capacity(self.entries.len());
+        for (i, e) in self.entries.iter().enumerate() {
+            index.entry(e.key.clone()).or_insert(i);
+        }
+        index
+    }
+
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.entry(key).map(|e| &e.value)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        self.entries
-            .iter_mut()
-            .find(|e| e.key == key)
-            .map(|e| &mut e.value)
+        let i = self.position(key)?;
+        Some(&mut self.entries[i].value)
     }
 
     pub fn entry(&self, key: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.key == key)
+        self.position(key).map(|i| &self.entries[i])
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.entry(key).is_some()
+        self.position(key).is_some()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
@@ -73,19 +149,37 @@ impl Map {
     /// Sets `key`, replacing an existing value in place or appending a new entry.
     pub fn insert(&mut self, key: impl Into<String>, key_span: Span, value: Node) {
         let key = key.into();
-        if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
-            e.value = value;
-        } else {
-            self.entries.push(Entry {
-                key,
-                key_span,
-                value,
-            });
+        if let Some(i) = self.position(&key) {
+            self.entries[i].value = value;
+            return;
         }
+        let len = self.entries.len();
+        // Keep a fresh index fresh instead of rebuilding it for the next lookup.
+        if let Some((built, index)) = self
+            .index
+            .0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref_mut()
+            .filter(|(built, _)| *built == len)
+        {
+            index.insert(key.clone(), len);
+            *built = len + 1;
+        }
+        self.entries.push(Entry {
+            key,
+            key_span,
+            value,
+        });
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Entry> {
-        let pos = self.entries.iter().position(|e| e.key == key)?;
+        let pos = self.position(key)?;
+        *self
+            .index
+            .0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         Some(self.entries.remove(pos))
     }
 }

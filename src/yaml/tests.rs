@@ -138,3 +138,41 @@ fn emit_round_trips_data() {
     let again = parse_str(&out).unwrap_or_else(|e| panic!("{}\n{out}", e.message));
     assert_eq!(node.to_json(), again.to_json(), "{out}");
 }
+
+#[test]
+fn large_maps_are_indexed_and_stay_right_after_direct_edits() {
+    let span = crate::source::Span::default();
+    let mut map = Map::default();
+    for i in 0..1000 {
+        map.insert(format!("k{i}"), span, Node::string(span, i.to_string()));
+    }
+    map.insert("k10", span, Node::string(span, "ten"));
+    assert_eq!(map.len(), 1000);
+    assert_eq!(map.get("k10").and_then(Node::as_str), Some("ten"));
+    assert_eq!(map.get("k999").and_then(Node::as_str), Some("999"));
+    assert!(map.get("k1000").is_none());
+    // `entries` is public: a push behind the index's back is still found.
+    map.entries.push(Entry {
+        key: "late".into(),
+        key_span: span,
+        value: Node::null(span),
+    });
+    assert!(map.contains_key("late"));
+    assert_eq!(map.remove("k0").map(|e| e.key), Some("k0".into()));
+    assert_eq!(map.get("k1").and_then(Node::as_str), Some("1"));
+    map.entries[0].key = "renamed".into();
+    assert!(map.get("k1").is_none() && map.contains_key("renamed"));
+    let copy = map.clone();
+    assert_eq!(copy, map);
+    assert_eq!(copy.get("k500").and_then(Node::as_str), Some("500"));
+}
+
+#[test]
+fn a_node_stays_small() {
+    // The byte budget counts nodes at this size; a bigger node needs a smaller budget.
+    assert!(
+        std::mem::size_of::<Node>() <= 88,
+        "{}",
+        std::mem::size_of::<Node>()
+    );
+}

@@ -5,7 +5,10 @@ mod cache;
 mod completions;
 mod endpoints;
 mod execute;
+#[path = "../../fuzz/harness.rs"]
+mod fuzz;
 mod harden_host;
+mod harden_input;
 mod process;
 mod pull;
 mod report;
