@@ -27,7 +27,7 @@ pub use images::interpolate;
 pub use owner::{LABEL_BOOT, LABEL_HOST, LABEL_PIDNS, LABEL_STARTED};
 pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo, random_uuid};
 pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
-pub use session::{Images, JobSettings, Session};
+pub use session::{Go, Images, JobSettings, Session};
 pub use signals::cancel_on_signals;
 
 use crate::backend::{Backend, BackendError};
@@ -61,6 +61,9 @@ pub enum NodeOutcome {
     Passed,
     Failed,
     Interrupted,
+    /// Its containers were started ahead of time, but a job it requires did not end as it
+    /// accepts: no step ran.
+    Withdrawn,
 }
 
 /// Infrastructure failures (exit code 3).
@@ -100,6 +103,7 @@ pub async fn run_job(
         artifacts_dir: options.artifacts_dir.clone(),
         workspace: None,
         agent_dir_files: Vec::new(),
+        gate: None,
     };
     let run = RunInfo::new(options.keep);
     let session = Session::open(backend, run, options, sink, cancel).await?;

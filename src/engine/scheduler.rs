@@ -4,15 +4,21 @@
 //! never waits for unrelated slow jobs. A job whose requirement ended otherwise is not run
 //! (with the reason), which never stops unrelated branches; approvals pass with `--approve`
 //! and otherwise hold their dependents. Semantics file, sections 7.2 and 7.5.
+//!
+//! Start-up overlaps: a job whose requirements are all running (or done) is *warmed*: its
+//! containers start and are set up while it waits, behind a [`Go`] gate that opens when its
+//! requirements end as it accepts, or withdraws it (the containers are removed, no step ran)
+//! when they do not. The chain A -> B then costs B's steps, not B's container start-up too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::session::{Images, JobSettings, Session};
+use super::session::{Go, Images, JobSettings, Session};
 use super::{EngineError, NodeOutcome};
 use crate::plan::{JobPlan, PlannedJob, PlannedKind};
 use crate::report::{Event, JobRef, JobRow, JobStatus};
@@ -52,6 +58,8 @@ pub struct ScheduledJob {
 #[derive(Clone, Debug)]
 enum State {
     Pending,
+    /// Its containers start while what it requires still runs; it waits at its gate.
+    Warming,
     Running,
     Done(JobStatus, Option<Duration>),
 }
@@ -74,22 +82,41 @@ pub async fn run_workflow(
     let mut error: Option<EngineError> = None;
     loop {
         run.decide(&jobs, &schedule, session.as_ref(), error.is_some());
-        for i in run.ready(&jobs) {
+        let ready = run.ready(&jobs);
+        let warmed: Vec<usize> = ready
+            .iter()
+            .copied()
+            .filter(|&i| matches!(run.states[i], State::Warming))
+            .collect();
+        for i in warmed {
+            run.open_gate(i, Go::Run);
+            run.opened[i] = Some(Instant::now());
+            run.states[i] = State::Running;
+        }
+        for i in ready {
+            if !matches!(run.states[i], State::Pending) {
+                continue;
+            }
             let nodes = jobs[i].nodes.len().max(1);
             if running_nodes > 0 && running_nodes + nodes > schedule.max_parallel.max(1) {
                 break;
             }
             running_nodes += nodes;
             run.states[i] = State::Running;
-            session.sink().send(Event::JobStarted {
-                job: JobRef::new(&jobs[i].planned.name, None),
-            });
-            tasks.spawn(run_job(
-                session.clone(),
-                i,
-                jobs[i].nodes.clone(),
-                images.clone(),
-            ));
+            tasks.spawn(start(&session, &jobs, i, &images, None));
+        }
+        if error.is_none() && !session.cancel().is_cancelled() {
+            for i in run.warmable(&jobs) {
+                let nodes = jobs[i].nodes.len().max(1);
+                if running_nodes + nodes > schedule.max_parallel.max(1) {
+                    break;
+                }
+                running_nodes += nodes;
+                let (gate, waiting) = watch::channel(Go::Wait);
+                run.gates[i] = Some(gate);
+                run.states[i] = State::Warming;
+                tasks.spawn(start(&session, &jobs, i, &images, Some(waiting)));
+            }
         }
         let Some(joined) = tasks.join_next().await else {
             break;
@@ -97,13 +124,20 @@ pub async fn run_workflow(
         let (i, result, took) =
             joined.map_err(|e| EngineError::Setup(format!("a job task failed: {e}")))?;
         running_nodes -= jobs[i].nodes.len().max(1);
-        let status = match result {
-            Ok(status) => status,
-            Err(e) => {
+        let status = match (run.withdrawn[i].take(), result) {
+            // Withdrawn at its gate: what its requirements decided, and it never ran.
+            (Some(verdict), Ok(_)) => {
+                run.finish(&jobs, i, verdict, None, session.as_ref());
+                continue;
+            }
+            (_, Ok(status)) => status,
+            (_, Err(e)) => {
                 error.get_or_insert(e);
                 JobStatus::Failed
             }
         };
+        // A warmed job's time counts from its gate, not from its early start-up.
+        let took = run.opened[i].map_or(took, |at| at.elapsed());
         run.finish(&jobs, i, status, Some(took), session.as_ref());
     }
     let rows = run.rows(&jobs);
@@ -119,16 +153,50 @@ pub async fn run_workflow(
     }
 }
 
+/// Spawns the task of job `i`: all its nodes, behind `gate` when it is warmed.
+fn start(
+    session: &Arc<Session>,
+    jobs: &[ScheduledJob],
+    i: usize,
+    images: &Arc<Images>,
+    gate: Option<watch::Receiver<Go>>,
+) -> impl std::future::Future<Output = Finished> + Send + 'static {
+    session.sink().send(Event::JobStarted {
+        job: JobRef::new(&jobs[i].planned.name, None),
+    });
+    let nodes = jobs[i]
+        .nodes
+        .iter()
+        .map(|(plan, settings)| {
+            let settings = JobSettings {
+                gate: gate.clone(),
+                ..settings.clone()
+            };
+            (plan.clone(), settings)
+        })
+        .collect();
+    run_job(session.clone(), i, nodes, images.clone())
+}
+
 /// The states of the jobs, by plan index.
 struct Run {
     states: Vec<State>,
     index: BTreeMap<String, usize>,
+    /// The gates of warmed jobs.
+    gates: Vec<Option<watch::Sender<Go>>>,
+    /// Warmed jobs withdrawn at their gate, with the status their requirements gave them.
+    withdrawn: Vec<Option<JobStatus>>,
+    /// When the gate of a warmed job opened.
+    opened: Vec<Option<Instant>>,
 }
 
 impl Run {
     fn new(jobs: &[ScheduledJob]) -> Run {
         Run {
             states: vec![State::Pending; jobs.len()],
+            gates: vec![None; jobs.len()],
+            withdrawn: vec![None; jobs.len()],
+            opened: vec![None; jobs.len()],
             index: jobs
                 .iter()
                 .enumerate()
@@ -149,10 +217,19 @@ impl Run {
         loop {
             let mut changed = false;
             for i in 0..jobs.len() {
-                if !matches!(self.states[i], State::Pending) {
+                let warming = match self.states[i] {
+                    State::Pending => false,
+                    State::Warming if self.withdrawn[i].is_none() => true,
+                    _ => continue,
+                };
+                let Some(status) = self.verdict(jobs, i, schedule, session, stopping) else {
                     continue;
-                }
-                if let Some(status) = self.verdict(jobs, i, schedule, session, stopping) {
+                };
+                if warming {
+                    // Its task ends at the gate; the status is recorded then.
+                    self.withdrawn[i] = Some(status);
+                    self.open_gate(i, Go::Withdraw);
+                } else {
                     self.finish(jobs, i, status, None, session);
                     changed = true;
                 }
@@ -219,10 +296,39 @@ impl Run {
         }
     }
 
-    /// Pending jobs that may start now, in plan order.
-    fn ready(&self, jobs: &[ScheduledJob]) -> Vec<usize> {
+    /// Opens (or withdraws) the gate of a warmed job.
+    fn open_gate(&mut self, i: usize, go: Go) {
+        if let Some(gate) = &self.gates[i] {
+            let _ = gate.send(go);
+        }
+    }
+
+    /// Pending build jobs whose requirements all run or are done (one still running): their
+    /// containers may start now, in plan order.
+    fn warmable(&self, jobs: &[ScheduledJob]) -> Vec<usize> {
         (0..jobs.len())
             .filter(|&i| matches!(self.states[i], State::Pending))
+            .filter(|&i| !jobs[i].nodes.is_empty())
+            .filter(|&i| {
+                let needs = &jobs[i].planned.needs;
+                let state = |job: &str| self.index.get(job).map(|&j| &self.states[j]);
+                needs
+                    .iter()
+                    .all(|n| matches!(state(&n.job), Some(State::Running | State::Done(..)) | None))
+                    && needs
+                        .iter()
+                        .any(|n| matches!(state(&n.job), Some(State::Running)))
+            })
+            .collect()
+    }
+
+    /// Pending (or warmed) jobs that may run their steps now, in plan order.
+    fn ready(&self, jobs: &[ScheduledJob]) -> Vec<usize> {
+        (0..jobs.len())
+            .filter(|&i| {
+                matches!(self.states[i], State::Pending)
+                    || (matches!(self.states[i], State::Warming) && self.withdrawn[i].is_none())
+            })
             .filter(|&i| {
                 jobs[i].planned.needs.iter().all(|need| {
                     self.index
@@ -269,7 +375,7 @@ impl Run {
             .map(|(job, state)| {
                 let (status, duration) = match state {
                     State::Done(status, duration) => (status.clone(), *duration),
-                    State::Pending | State::Running => (JobStatus::Canceled, None),
+                    State::Pending | State::Warming | State::Running => (JobStatus::Canceled, None),
                 };
                 JobRow {
                     job: job.planned.name.clone(),
@@ -312,7 +418,8 @@ async fn run_job(
                 Ok(JobStatus::Canceled)
             }
             (Ok(JobStatus::Failed), _) | (_, Ok(NodeOutcome::Failed)) => Ok(JobStatus::Failed),
-            (Ok(s), Ok(NodeOutcome::Passed)) => Ok(s),
+            // Withdrawn at the gate: the scheduler records what its requirements decided.
+            (Ok(s), Ok(NodeOutcome::Passed | NodeOutcome::Withdrawn)) => Ok(s),
         };
     }
     (index, status, started.elapsed())

@@ -18,6 +18,8 @@ pub enum Sequence {
     /// The first failure, described for the summary.
     Failed(String),
     Interrupted,
+    /// Warmed, then withdrawn at its gate: no step ran.
+    Withdrawn,
 }
 
 pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {

@@ -32,6 +32,19 @@ pub struct JobSettings {
     /// Files put into the job's agent folder before the first step (name, content): the
     /// test timings `circleci tests split --split-by=timings` reads.
     pub agent_dir_files: Vec<(String, Vec<u8>)>,
+    /// A warmed job waits here, set up, before its first step (see the scheduler).
+    pub gate: Option<tokio::sync::watch::Receiver<Go>>,
+}
+
+/// What a warmed job's gate says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Go {
+    /// Its requirements still run.
+    Wait,
+    /// They ended as it accepts: run the steps.
+    Run,
+    /// They did not: remove the containers, run nothing.
+    Withdraw,
 }
 
 pub struct Session {
@@ -186,13 +199,20 @@ impl Session {
             Ok(Sequence::Passed) => Some(NodeOutcome::Passed),
             Ok(Sequence::Failed(_)) => Some(NodeOutcome::Failed),
             Ok(Sequence::Interrupted) => Some(NodeOutcome::Interrupted),
+            Ok(Sequence::Withdrawn) => Some(NodeOutcome::Withdrawn),
             Err(_) => None,
         };
+        if status == Some(NodeOutcome::Withdrawn) {
+            events.info("Not run after all: a job it requires did not end as it needs");
+        }
         if status == Some(NodeOutcome::Interrupted) {
             events.info("Interrupted: stopping the job and removing its containers");
         }
         let keep = self.options.keep
-            && status != Some(NodeOutcome::Interrupted)
+            && !matches!(
+                status,
+                Some(NodeOutcome::Interrupted | NodeOutcome::Withdrawn)
+            )
             && created.primary.is_some();
         if keep {
             announce_kept(&events, &created);
@@ -323,6 +343,11 @@ impl Runner<'_> {
             prepared.facts.uid,
             prepared.facts.working_directory
         ));
+        if let Some(gate) = settings.gate.clone()
+            && let Some(stop) = self.wait_at(gate).await
+        {
+            return Ok(stop);
+        }
         let ctx = StepContext {
             backend: self.backend.clone(),
             plan: self.plan.clone(),
@@ -345,6 +370,26 @@ impl Runner<'_> {
         match sequence::run_steps(&ctx).await {
             Ok(sequence) => Ok(sequence),
             Err(e) => primary_gone(self.backend.as_ref(), &primary, e.into()).await,
+        }
+    }
+
+    /// Waits until the gate opens; `Some` when the job must not run its steps (withdrawn, or
+    /// Ctrl-C).
+    async fn wait_at(&self, mut gate: tokio::sync::watch::Receiver<Go>) -> Option<Sequence> {
+        loop {
+            match *gate.borrow_and_update() {
+                Go::Run => return None,
+                Go::Withdraw => return Some(Sequence::Withdrawn),
+                Go::Wait => {}
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return Some(Sequence::Interrupted),
+                changed = gate.changed() => {
+                    if changed.is_err() {
+                        return Some(Sequence::Withdrawn);
+                    }
+                }
+            }
         }
     }
 

@@ -336,6 +336,7 @@ fn plan_nodes(
                 artifacts_dir,
                 workspace,
                 agent_dir_files: agent_files.clone(),
+                gate: None,
             },
         ));
     }
