@@ -368,7 +368,8 @@ fn ctrl_c_stops_every_running_job_and_removes_their_containers() {
         }
     }
     assert_eq!(started, 2, "both jobs did not start:\n{seen}");
-    assert_eq!(super::execute::containers_of(owner).len(), 2);
+    // a and b run; c (which requires both) is warmed: its container starts and waits.
+    assert!(super::execute::containers_of(owner).len() >= 2);
     // SAFETY: sending SIGINT to our own child process.
     assert_eq!(
         unsafe { libc::kill(owner.pid as libc::pid_t, libc::SIGINT) },
