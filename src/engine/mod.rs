@@ -27,7 +27,7 @@ pub use images::interpolate;
 pub use owner::{LABEL_BOOT, LABEL_HOST, LABEL_PIDNS, LABEL_STARTED};
 pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo, random_uuid};
 pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
-pub use session::{Go, Images, JobSettings, Session};
+pub use session::{Go, Images, JobSettings, Session, Up};
 pub use signals::cancel_on_signals;
 
 use crate::backend::{Backend, BackendError};
@@ -104,6 +104,7 @@ pub async fn run_job(
         workspace: None,
         agent_dir_files: Vec::new(),
         gate: None,
+        up: None,
     };
     let run = RunInfo::new(options.keep);
     let session = Session::open(backend, run, options, sink, cancel).await?;

@@ -9,6 +9,8 @@
 //! containers start and are set up while it waits, behind a [`Go`] gate that opens when its
 //! requirements end as it accepts, or withdraws it (the containers are removed, no step ran)
 //! when they do not. The chain A -> B then costs B's steps, not B's container start-up too.
+//! A job is warmed only once the jobs it waits for are up (their steps began), so that its
+//! start-up never slows theirs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::session::{Go, Images, JobSettings, Session};
+use super::session::{Go, Images, JobSettings, Session, Up};
 use super::{EngineError, NodeOutcome};
 use crate::plan::{JobPlan, PlannedJob, PlannedKind};
 use crate::report::{Event, JobRef, JobRow, JobStatus};
@@ -103,7 +105,8 @@ pub async fn run_workflow(
             }
             running_nodes += nodes;
             run.states[i] = State::Running;
-            tasks.spawn(start(&session, &jobs, i, &images, None));
+            let up = run.up[i].clone();
+            tasks.spawn(start(&session, &jobs, i, &images, None, up));
         }
         if error.is_none() && !session.cancel().is_cancelled() {
             for i in run.warmable(&jobs) {
@@ -115,10 +118,16 @@ pub async fn run_workflow(
                 let (gate, waiting) = watch::channel(Go::Wait);
                 run.gates[i] = Some(gate);
                 run.states[i] = State::Warming;
-                tasks.spawn(start(&session, &jobs, i, &images, Some(waiting)));
+                let up = run.up[i].clone();
+                tasks.spawn(start(&session, &jobs, i, &images, Some(waiting), up));
             }
         }
-        let Some(joined) = tasks.join_next().await else {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            // A job's steps began: the jobs after it may be warmed now.
+            () = run.up_notify.notified() => continue,
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (i, result, took) =
@@ -160,6 +169,7 @@ fn start(
     i: usize,
     images: &Arc<Images>,
     gate: Option<watch::Receiver<Go>>,
+    up: Up,
 ) -> impl std::future::Future<Output = Finished> + Send + 'static {
     session.sink().send(Event::JobStarted {
         job: JobRef::new(&jobs[i].planned.name, None),
@@ -170,6 +180,7 @@ fn start(
         .map(|(plan, settings)| {
             let settings = JobSettings {
                 gate: gate.clone(),
+                up: Some(up.clone()),
                 ..settings.clone()
             };
             (plan.clone(), settings)
@@ -188,11 +199,22 @@ struct Run {
     withdrawn: Vec<Option<JobStatus>>,
     /// When the gate of a warmed job opened.
     opened: Vec<Option<Instant>>,
+    /// Each job's "steps began" signal, all waking the one notify.
+    up: Vec<Up>,
+    up_notify: Arc<tokio::sync::Notify>,
 }
 
 impl Run {
     fn new(jobs: &[ScheduledJob]) -> Run {
+        let up_notify = Arc::new(tokio::sync::Notify::new());
         Run {
+            up: (0..jobs.len())
+                .map(|_| Up {
+                    notify: up_notify.clone(),
+                    ..Up::default()
+                })
+                .collect(),
+            up_notify,
             states: vec![State::Pending; jobs.len()],
             gates: vec![None; jobs.len()],
             withdrawn: vec![None; jobs.len()],
@@ -312,12 +334,14 @@ impl Run {
             .filter(|&i| {
                 let needs = &jobs[i].planned.needs;
                 let state = |job: &str| self.index.get(job).map(|&j| &self.states[j]);
-                needs
+                let up = |job: &str| self.index.get(job).is_some_and(|&j| self.up[j].is_up());
+                needs.iter().all(|n| match state(&n.job) {
+                    Some(State::Running) => up(&n.job),
+                    Some(State::Done(..)) | None => true,
+                    Some(State::Pending | State::Warming) => false,
+                }) && needs
                     .iter()
-                    .all(|n| matches!(state(&n.job), Some(State::Running | State::Done(..)) | None))
-                    && needs
-                        .iter()
-                        .any(|n| matches!(state(&n.job), Some(State::Running)))
+                    .any(|n| matches!(state(&n.job), Some(State::Running)))
             })
             .collect()
     }

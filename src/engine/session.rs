@@ -34,6 +34,27 @@ pub struct JobSettings {
     pub agent_dir_files: Vec<(String, Vec<u8>)>,
     /// A warmed job waits here, set up, before its first step (see the scheduler).
     pub gate: Option<tokio::sync::watch::Receiver<Go>>,
+    /// Told when the job's containers are up and its steps begin, so that the scheduler warms
+    /// the jobs after it only then (their start-up must not slow this one's).
+    pub up: Option<Up>,
+}
+
+/// A job's "containers up, steps begin" signal.
+#[derive(Clone, Debug, Default)]
+pub struct Up {
+    pub flag: Arc<std::sync::atomic::AtomicBool>,
+    pub notify: Arc<tokio::sync::Notify>,
+}
+
+impl Up {
+    fn raise(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// What a warmed job's gate says.
@@ -348,6 +369,9 @@ impl Runner<'_> {
         {
             return Ok(stop);
         }
+        if let Some(up) = &settings.up {
+            up.raise();
+        }
         let ctx = StepContext {
             backend: self.backend.clone(),
             plan: self.plan.clone(),
@@ -405,16 +429,20 @@ impl Runner<'_> {
             .get("BASH_ENV")
             .unwrap_or_default()
             .to_string();
-        let prepared = setup::prepare(
-            self.backend.as_ref(),
-            primary,
-            &self.plan.working_directory,
-            run_dir,
-            &bash_env,
-        )
-        .await?;
-        // The in-container `circleci` program (tests glob/split, step halt ...).
-        if let Err(e) = crate::agent::install(self.backend.as_ref(), primary).await {
+        // The in-container `circleci` program (tests glob/split, step halt ...) goes in while
+        // the setup runs: neither needs the other.
+        let (prepared, agent) = tokio::join!(
+            setup::prepare(
+                self.backend.as_ref(),
+                primary,
+                &self.plan.working_directory,
+                run_dir,
+                &bash_env,
+            ),
+            crate::agent::install(self.backend.as_ref(), primary)
+        );
+        let prepared = prepared?;
+        if let Err(e) = agent {
             self.events.warning(format!(
                 "cannot put the `circleci` program into the primary container: {e}"
             ));

@@ -337,6 +337,7 @@ fn plan_nodes(
                 workspace,
                 agent_dir_files: agent_files.clone(),
                 gate: None,
+                up: None,
             },
         ));
     }
