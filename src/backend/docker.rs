@@ -179,6 +179,16 @@ impl DockerBackend {
     fn fail(&self, e: DockerError) -> BackendError {
         fail(&self.host, e)
     }
+
+    /// A container's state (running, exit code, OOM-killed) from one inspect.
+    async fn state(&self, id: &str) -> Result<bollard::models::ContainerState> {
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(info.state.unwrap_or_default())
+    }
 }
 
 /// The cgroup v1 file that counts OOM kills (`oom_kill N`, Linux 4.13 and later).
@@ -330,26 +340,13 @@ impl Backend for DockerBackend {
 
     fn container_running(&self, id: &str) -> Fut<'_, bool> {
         let id = id.to_string();
-        async move {
-            let info = self
-                .docker
-                .inspect_container(&id, None)
-                .await
-                .map_err(|e| self.fail(e))?;
-            Ok(info.state.and_then(|s| s.running).unwrap_or(false))
-        }
-        .boxed()
+        async move { Ok(self.state(&id).await?.running.unwrap_or(false)) }.boxed()
     }
 
     fn container_exit_code(&self, id: &str) -> Fut<'_, Option<i64>> {
         let id = id.to_string();
         async move {
-            let info = self
-                .docker
-                .inspect_container(&id, None)
-                .await
-                .map_err(|e| self.fail(e))?;
-            let state = info.state.unwrap_or_default();
+            let state = self.state(&id).await?;
             Ok(match state.running {
                 Some(true) => None,
                 _ => state.exit_code,
@@ -386,12 +383,7 @@ impl Backend for DockerBackend {
     fn oom_killed(&self, id: &str) -> Fut<'_, bool> {
         let id = id.to_string();
         async move {
-            let info = self
-                .docker
-                .inspect_container(&id, None)
-                .await
-                .map_err(|e| self.fail(e))?;
-            if info.state.and_then(|s| s.oom_killed).unwrap_or(false) {
+            if self.state(&id).await?.oom_killed.unwrap_or(false) {
                 return Ok(true);
             }
             // Docker 20.10 sets OOMKilled only when the container's own process was killed;

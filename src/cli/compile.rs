@@ -124,3 +124,19 @@ impl CompileArgs {
         }
     }
 }
+
+/// Runs the front end; a config that does not get through is reported (every diagnostic,
+/// with its source) and becomes exit 2.
+pub(super) fn front_or_report(
+    ctx: &Context,
+    options: &crate::frontend::FrontOptions,
+) -> Result<crate::frontend::Front, crate::exit::Outcome> {
+    crate::frontend::compile(options).map_err(|failure| {
+        super::output::stderr(&crate::diagnostic::render_human(
+            &failure.sources,
+            &failure.diagnostics,
+            ctx.color,
+        ));
+        crate::exit::Outcome::Invalid
+    })
+}

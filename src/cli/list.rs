@@ -7,9 +7,7 @@ use super::Context;
 use super::compile::CompileArgs;
 use super::output;
 use crate::config::{Filters, Invocation, PatternSet, Workflow};
-use crate::diagnostic;
 use crate::exit::Outcome;
-use crate::frontend;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,16 +25,9 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> Outcome {
     let options = args.compile.front_options(ctx, args.config.clone(), false);
-    let front = match frontend::compile(&options) {
+    let front = match super::compile::front_or_report(ctx, &options) {
         Ok(front) => front,
-        Err(failure) => {
-            output::stderr(&diagnostic::render_human(
-                &failure.sources,
-                &failure.diagnostics,
-                ctx.color,
-            ));
-            return Outcome::Invalid;
-        }
+        Err(outcome) => return outcome,
     };
     if args.json {
         let json = serde_json::json!({

@@ -9,7 +9,6 @@ use super::compile::CompileArgs;
 use super::output;
 use crate::diagnostic;
 use crate::exit::Outcome;
-use crate::frontend;
 use crate::plan::{PlannedKind, WorkflowPlan, choose_workflow, plan_workflow};
 
 #[derive(clap::Args, Debug)]
@@ -32,16 +31,9 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> Outcome {
     let options = args.compile.front_options(ctx, args.config.clone(), false);
-    let front = match frontend::compile(&options) {
+    let front = match super::compile::front_or_report(ctx, &options) {
         Ok(front) => front,
-        Err(failure) => {
-            output::stderr(&diagnostic::render_human(
-                &failure.sources,
-                &failure.diagnostics,
-                ctx.color,
-            ));
-            return Outcome::Invalid;
-        }
+        Err(outcome) => return outcome,
     };
     let planned = choose_workflow(&front.config, args.workflow.as_deref())
         .map_err(|d| vec![d])

@@ -8,7 +8,6 @@ use super::compile::CompileArgs;
 use super::output;
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::Outcome;
-use crate::frontend;
 use crate::process::Processed;
 
 #[derive(clap::Args, Debug)]
@@ -28,16 +27,9 @@ pub struct Args {
 pub fn run(ctx: &Context, args: &Args) -> Outcome {
     let mut options = args.compile.front_options(ctx, args.config.clone(), false);
     options.compiled_only = true;
-    let front = match frontend::compile(&options) {
+    let front = match super::compile::front_or_report(ctx, &options) {
         Ok(front) => front,
-        Err(failure) => {
-            output::stderr(&diagnostic::render_human(
-                &failure.sources,
-                &failure.diagnostics,
-                ctx.color,
-            ));
-            return Outcome::Invalid;
-        }
+        Err(outcome) => return outcome,
     };
     let processed = front
         .processed

@@ -75,6 +75,7 @@ pub fn prepare(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<D
         .unwrap_or_else(|| front.path.parent().unwrap_or(Path::new(".")).to_path_buf());
     let store = RunStore::new(&root);
     store.sweep_staging();
+    let history = store.records();
     let run = RunInfo::new(options.keep);
     let left_out = match (&options.job, &options.workflow) {
         (Some(job), None) => front.unavailable(job, false),
@@ -85,7 +86,7 @@ pub fn prepare(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<D
         return Err(vec![why.clone()]);
     }
     match (&options.job, &options.workflow) {
-        (Some(job), None) => prepare_job(front, options, store, run, job),
+        (Some(job), None) => prepare_job(front, options, (store, &history), run, job),
         (Some(_), Some(_)) => Err(vec![
             Diagnostic::bare("give a job or --workflow, not both").with_hint(
                 "localci execute <job> runs one job; localci execute --workflow <name> runs a workflow",
@@ -93,9 +94,9 @@ pub fn prepare(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<D
         ]),
         (None, workflow) => {
             if workflow.is_none() && front.config.workflows.is_empty() {
-                return default_build_job(front, options, store, run);
+                return default_build_job(front, options, (store, &history), run);
             }
-            prepare_workflow(front, options, store, run, workflow.as_deref())
+            prepare_workflow(front, options, (store, &history), run, workflow.as_deref())
         }
     }
 }
@@ -104,7 +105,7 @@ pub fn prepare(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<D
 fn default_build_job(
     front: &Front,
     options: &LaunchOptions,
-    store: RunStore,
+    store: (RunStore, &[RunRecord]),
     run: RunInfo,
 ) -> Result<Prepared, Vec<Diagnostic>> {
     if front.config.jobs.contains_key("build") {
@@ -122,14 +123,14 @@ fn default_build_job(
 fn prepare_workflow(
     front: &Front,
     options: &LaunchOptions,
-    store: RunStore,
+    (store, history): (RunStore, &[RunRecord]),
     run: RunInfo,
     workflow: Option<&str>,
 ) -> Result<Prepared, Vec<Diagnostic>> {
     let wf = choose_workflow(&front.config, workflow).map_err(|d| vec![d])?;
     let plan = plan_workflow(&front.config, wf, &front.build())?;
     let previous = if options.rerun_failed {
-        let found = store.latest(|r| r.workflow.as_deref() == Some(&wf.name));
+        let found = latest_of(history, &wf.name);
         Some(found.ok_or_else(|| {
             vec![
                 Diagnostic::bare(format!(
@@ -175,6 +176,7 @@ fn prepare_workflow(
             let facts = JobFacts {
                 run: &run,
                 store: &store,
+                history,
                 workspace_id: &workspace_id,
                 workspace: Some(workspace_for(&plan, planned, &layers, None)),
             };
@@ -260,6 +262,8 @@ fn workspace_for(
 struct JobFacts<'a> {
     run: &'a RunInfo,
     store: &'a RunStore,
+    /// The earlier runs' records, newest first, read once for the whole run.
+    history: &'a [RunRecord],
     workspace_id: &'a str,
     workspace: Option<Workspace>,
 }
@@ -288,7 +292,7 @@ fn plan_nodes(
         ))
     })?;
     let job_id = engine::random_uuid();
-    let agent_files = timings(facts.store, &planned.name);
+    let agent_files = timings(facts.history, &planned.name);
     let nodes: Vec<u32> = match only_node {
         Some(n) => vec![n],
         None => (0..total).collect(),
@@ -346,9 +350,11 @@ fn plan_nodes(
 
 /// The timings file for `circleci tests split --split-by=timings`: the test cases of the JUnit
 /// results that the latest earlier run of this job stored (none when there are none).
-fn timings(store: &RunStore, job: &str) -> Vec<(String, Vec<u8>)> {
-    let results = store.latest(|r| r.jobs.get(job).is_some_and(|j| j.results.is_some()));
-    let Some(dir) = results.and_then(|r| r.jobs.get(job)?.results.clone()) else {
+fn timings(history: &[RunRecord], job: &str) -> Vec<(String, Vec<u8>)> {
+    let results = history
+        .iter()
+        .find_map(|r| r.jobs.get(job)?.results.clone());
+    let Some(dir) = results else {
         return Vec::new();
     };
     match crate::agent::timings_tsv_from(&dir) {
@@ -364,7 +370,7 @@ fn timings(store: &RunStore, job: &str) -> Vec<(String, Vec<u8>)> {
 fn prepare_job(
     front: &Front,
     options: &LaunchOptions,
-    store: RunStore,
+    (store, history): (RunStore, &[RunRecord]),
     run: RunInfo,
     name: &str,
 ) -> Result<Prepared, Vec<Diagnostic>> {
@@ -400,7 +406,7 @@ fn prepare_job(
         ]);
     }
     let invocation = find_invocation(&front.config, name);
-    let (workspace, from) = single_job_workspace(front, &store, &run, name, def)?;
+    let (workspace, from) = single_job_workspace(front, (&store, history), &run, name, def)?;
     let planned = PlannedJob {
         name: name.to_string(),
         job: Some(first.job.clone()),
@@ -417,6 +423,7 @@ fn prepare_job(
     let facts = JobFacts {
         run: &run,
         store: &store,
+        history,
         workspace_id: &workspace_id,
         workspace: Some(workspace),
     };
@@ -462,7 +469,7 @@ fn find_invocation<'a>(
 /// stored in the latest run of its workflow (`None` beside it when there was no such run).
 fn single_job_workspace(
     front: &Front,
-    store: &RunStore,
+    (store, history): (&RunStore, &[RunRecord]),
     run: &RunInfo,
     name: &str,
     def: &crate::config::Job,
@@ -487,7 +494,7 @@ fn single_job_workspace(
     if planned.upstream.is_empty() {
         return Ok((own, None));
     }
-    let Some(latest) = store.latest(|r| r.workflow.as_deref() == Some(&wf.name)) else {
+    let Some(latest) = latest_of(history, &wf.name) else {
         if attaches {
             return Err(vec![
                 Diagnostic::bare(format!(
@@ -596,6 +603,14 @@ pub async fn run(
         let _ = store.save(&record);
     }
     rows
+}
+
+/// The newest earlier run of `workflow`.
+fn latest_of(history: &[RunRecord], workflow: &str) -> Option<RunRecord> {
+    history
+        .iter()
+        .find(|r| r.workflow.as_deref() == Some(workflow))
+        .cloned()
 }
 
 /// The word a job's status is recorded with.
