@@ -9,7 +9,7 @@ use std::time::Duration;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
@@ -24,7 +24,7 @@ use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use super::endpoint::{self, Endpoint};
 use super::{
     Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo,
-    Labelled, PullProgress, ResourceKind, Result, Stream,
+    Labelled, PullProgress, ResourceKind, Result, Stream, TtyExec, TtySize,
 };
 
 /// bollard's default request timeout (seconds); uploads raise it per call.
@@ -471,6 +471,87 @@ impl Backend for DockerBackend {
                 id: created.id,
                 output,
             })
+        }
+        .boxed()
+    }
+
+    fn exec_tty(&self, container: &str, spec: ExecSpec, size: TtySize) -> Fut<'_, TtyExec> {
+        let container = container.to_string();
+        async move {
+            let created = self
+                .docker
+                .create_exec(
+                    &container,
+                    CreateExecOptions {
+                        cmd: Some(spec.cmd),
+                        env: Some(spec.env),
+                        user: spec.user,
+                        working_dir: spec.working_dir,
+                        attach_stdin: Some(true),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        tty: Some(true),
+                        ..CreateExecOptions::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            let started = self
+                .docker
+                .start_exec(
+                    &created.id,
+                    Some(StartExecOptions {
+                        tty: true,
+                        ..StartExecOptions::default()
+                    }),
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            let StartExecResults::Attached { output, input } = started else {
+                return Err(BackendError::Api("the exec started detached".into()));
+            };
+            // As `docker exec -it` does: the size right after the start (API 1.41 has no size
+            // at creation), tried again while the daemon has not set the terminal up yet.
+            for attempt in 0..10 {
+                match self.resize_tty(&created.id, size).await {
+                    Ok(()) => break,
+                    Err(e @ BackendError::Lost { .. }) => return Err(e),
+                    Err(_) if attempt < 9 => tokio::time::sleep(Duration::from_millis(10)).await,
+                    // A shell of the default size (80x24) is still a shell.
+                    Err(_) => {}
+                }
+            }
+            let host = self.host.clone();
+            let output = output
+                .map(move |chunk| match chunk.map_err(|e| fail(&host, e))? {
+                    LogOutput::StdErr { message }
+                    | LogOutput::StdOut { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdIn { message } => Ok(message),
+                })
+                .boxed();
+            Ok(TtyExec {
+                id: created.id,
+                output,
+                input,
+            })
+        }
+        .boxed()
+    }
+
+    fn resize_tty(&self, exec_id: &str, size: TtySize) -> Fut<'_, ()> {
+        let exec_id = exec_id.to_string();
+        async move {
+            self.docker
+                .resize_exec(
+                    &exec_id,
+                    ResizeExecOptions {
+                        height: size.rows,
+                        width: size.cols,
+                    },
+                )
+                .await
+                .map_err(|e| self.fail(e))
         }
         .boxed()
     }

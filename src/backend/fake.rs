@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use super::{
     Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo,
-    LABEL, Labelled, PullProgress, ResourceKind, Result, Stream,
+    LABEL, Labelled, PullProgress, ResourceKind, Result, Stream, TtyExec, TtySize,
 };
 
 /// A container the fake created.
@@ -93,6 +93,10 @@ pub struct State {
     pub home: String,
     /// Containers whose processes the "OOM killer" has killed.
     pub oom_killed: BTreeSet<String>,
+    /// Terminal execs (interactive shells) asked for, with the size they started with.
+    pub tty_execs: Vec<(ExecCall, TtySize)>,
+    /// Resizes of terminal execs: (exec id, size).
+    pub resizes: Vec<(String, TtySize)>,
 }
 
 pub struct FakeBackend {
@@ -353,6 +357,74 @@ impl Backend for FakeBackend {
             .chain(stream::once(ending).filter_map(|()| async { None }))
             .boxed();
         async move { Ok(Exec { id, output }) }.boxed()
+    }
+
+    /// A tiny terminal: it echoes what is typed (as a terminal in cooked mode does) and answers
+    /// lines: `pwd` (the working directory), `echo $NAME` (the variable), `exit N`.
+    fn exec_tty(&self, container: &str, spec: ExecSpec, size: TtySize) -> Fut<'_, TtyExec> {
+        let call = ExecCall {
+            container: container.to_string(),
+            spec,
+        };
+        let mut state = self.state();
+        state.next += 1;
+        let id = format!("exec-{}", state.next);
+        state.tty_execs.push((call.clone(), size));
+        drop(state);
+        let (input, mut typed) = tokio::io::duplex(1024);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let (shared, exec_id) = (self.state.clone(), id.clone());
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut line = Vec::new();
+            let mut buf = [0u8; 256];
+            let _ = tx.send(Bytes::from_static(b"$ "));
+            let code = 'read: loop {
+                let Ok(n) = typed.read(&mut buf).await else { break 'read 255 };
+                if n == 0 {
+                    break 'read 0;
+                }
+                for &byte in &buf[..n] {
+                    let echo = if byte == b'\r' { b"\r\n".to_vec() } else { vec![byte] };
+                    let _ = tx.send(Bytes::from(echo));
+                    if byte != b'\r' && byte != b'\n' {
+                        line.push(byte);
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&line).trim().to_string();
+                    line.clear();
+                    let answer = if text == "pwd" {
+                        call.spec.working_dir.clone().unwrap_or_default()
+                    } else if let Some(name) = text.strip_prefix("echo $") {
+                        call.env(name).unwrap_or_default().to_string()
+                    } else if let Some(code) = text.strip_prefix("exit") {
+                        break 'read code.trim().parse().unwrap_or(0);
+                    } else {
+                        format!("sh: {text}: not found")
+                    };
+                    let _ = tx.send(Bytes::from(format!("{answer}\r\n$ ")));
+                }
+            };
+            let mut state = shared.lock().expect("tests do not panic while holding it");
+            state.exit_codes.insert(exec_id, code);
+        });
+        let output = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|bytes| (Ok(bytes), rx))
+        })
+        .boxed();
+        async move {
+            Ok(TtyExec {
+                id,
+                output,
+                input: Box::pin(input),
+            })
+        }
+        .boxed()
+    }
+
+    fn resize_tty(&self, exec_id: &str, size: TtySize) -> Fut<'_, ()> {
+        self.state().resizes.push((exec_id.to_string(), size));
+        async { Ok(()) }.boxed()
     }
 
     fn exec_exit_code(&self, exec_id: &str) -> Fut<'_, i64> {

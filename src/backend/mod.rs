@@ -182,6 +182,21 @@ pub struct Exec {
     pub output: BoxStream<'static, Result<(Stream, Bytes)>>,
 }
 
+/// The size of a terminal, in characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// A started process on a terminal (`docker exec -it`): what it writes to its terminal, and
+/// the terminal's input. Ask [`Backend::exec_exit_code`] once `output` ends.
+pub struct TtyExec {
+    pub id: String,
+    pub output: BoxStream<'static, Result<Bytes>>,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
 /// Kinds of resources localci labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResourceKind {
@@ -224,6 +239,10 @@ pub trait Backend: Send + Sync {
     fn remove_container(&self, id: &str) -> Fut<'_, ()>;
     /// Starts a process and attaches to its output.
     fn exec(&self, container: &str, spec: ExecSpec) -> Fut<'_, Exec>;
+    /// Starts a process on a terminal of `size` with its input attached (an interactive shell).
+    fn exec_tty(&self, container: &str, spec: ExecSpec, size: TtySize) -> Fut<'_, TtyExec>;
+    /// Resizes the terminal of a running [`Backend::exec_tty`] process.
+    fn resize_tty(&self, exec_id: &str, size: TtySize) -> Fut<'_, ()>;
     /// The exit code of a finished exec.
     fn exec_exit_code(&self, exec_id: &str) -> Fut<'_, i64>;
     /// Extracts a tar stream into `dir`, which must exist.

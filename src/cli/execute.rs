@@ -73,6 +73,12 @@ pub struct Args {
     #[arg(long)]
     pub keep: bool,
 
+    /// When a step fails, open an interactive shell in the job's primary container (the
+    /// step's working directory, environment and shell); exiting it ends the job as failed.
+    /// Needs a terminal.
+    #[arg(long = "shell-on-fail", conflicts_with = "json")]
+    pub shell_on_fail: bool,
+
     /// Run image TO wherever the config names image FROM (exact match). Repeatable.
     #[arg(long = "image-map", value_name = "FROM=TO")]
     pub image_map: Vec<String>,
@@ -126,6 +132,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Outcome {
+    if args.shell_on_fail && !engine::shell_on_fail_usable() {
+        let d = Diagnostic::bare("--shell-on-fail needs a terminal, and standard input is not one")
+            .with_hint("run it from an interactive terminal, or use --keep and `docker exec -it` into the kept container");
+        output::stderr(&diagnostic::render_message(&d, ctx.color));
+        return Outcome::Invalid;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -214,6 +226,9 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         class_limits: args.resource_class_limits,
         keep: args.keep,
         docker_socket: args.docker_socket,
+        shell_on_fail: args
+            .shell_on_fail
+            .then(engine::ShellOnFail::on_this_terminal),
         artifacts_dir: PathBuf::new(),
         cache_dir: cache_dir(ctx, args, &front.repo),
     };

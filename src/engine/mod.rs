@@ -15,6 +15,7 @@ mod scheduler;
 mod sequence;
 mod session;
 mod setup;
+mod shell;
 mod signals;
 
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub use owner::{LABEL_BOOT, LABEL_HOST, LABEL_PIDNS, LABEL_STARTED};
 pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo, random_uuid};
 pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
 pub use session::{Go, Images, JobSettings, Session, Up};
+pub use shell::{ShellOnFail, usable as shell_on_fail_usable};
 pub use signals::cancel_on_signals;
 
 use crate::backend::{Backend, BackendError};
@@ -53,6 +55,8 @@ pub struct EngineOptions {
     /// `--resource-class-limits`: each job's containers also get the documented size of its
     /// `resource_class` (the flags win).
     pub class_limits: bool,
+    /// `--shell-on-fail`: a shell in the primary container after the step that fails.
+    pub shell_on_fail: Option<ShellOnFail>,
 }
 
 /// How one job (one node of it) ended, when the infrastructure held up.

@@ -384,6 +384,7 @@ impl Runner<'_> {
                 cache_dir: self.options.cache_dir.clone(),
                 docker_socket: socket.map(|s| s.container_path),
                 workspace: settings.workspace,
+                shell_on_fail: self.options.shell_on_fail.clone(),
             }),
             extra_env: Arc::new(Mutex::new(vec![(
                 crate::agent::dir::ENV.to_string(),

@@ -59,7 +59,10 @@ fn on_signal(received: u32, cancel: &CancellationToken) {
             eprintln!("localci: interrupted again; removing the containers and exiting");
             tokio::spawn(forced_exit());
         }
-        _ => std::process::exit(Outcome::Interrupted.code()),
+        _ => {
+            super::shell::restore_host_terminal();
+            std::process::exit(Outcome::Interrupted.code())
+        }
     }
 }
 
@@ -71,6 +74,7 @@ async fn forced_exit() {
         .map(|r| remove_run(r.backend.as_ref(), &r.run_id));
     let _ = tokio::time::timeout(FORCED_CLEANUP, join_all(removals)).await;
     crate::store::scratch::remove_all();
+    super::shell::restore_host_terminal();
     std::process::exit(Outcome::Interrupted.code());
 }
 

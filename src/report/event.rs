@@ -205,6 +205,21 @@ pub enum Event {
         exit_code: Option<i64>,
         lines: Vec<String>,
     },
+    /// `--shell-on-fail`: a shell opens in the job's primary container after the step that
+    /// failed. The reporter writes out what it holds, clears its live block, and lends the
+    /// terminal through `handoff` until the shell is over (see handoff.rs).
+    ShellOpened {
+        job: JobRef,
+        step: usize,
+        /// The failed step's name.
+        name: String,
+        handoff: super::handoff::Handoff,
+    },
+    /// The shell of [`Event::ShellOpened`] ended (its exit code, when known).
+    ShellClosed {
+        job: JobRef,
+        exit_code: Option<i64>,
+    },
     JobFinished {
         job: JobRef,
         passed: bool,
@@ -232,6 +247,8 @@ impl Event {
             | Event::LayerProgress { job, .. }
             | Event::PullEnded { job, .. }
             | Event::ServiceLog { job, .. }
+            | Event::ShellOpened { job, .. }
+            | Event::ShellClosed { job, .. }
             | Event::JobFinished { job, .. } => Some(job),
         }
     }

@@ -32,6 +32,11 @@ impl<W: Write> Json<W> {
 
     /// Writes the event's line; an unwritable stdout (a closed pipe) is ignored.
     pub fn handle(&mut self, event: &Event) {
+        // `--shell-on-fail` needs the terminal and is refused with `--json` (stdout carries
+        // only the events of schema/events.schema.json): its events are not lines.
+        if let Event::ShellOpened { .. } | Event::ShellClosed { .. } = event {
+            return;
+        }
         let record = record(event, self.start.elapsed());
         let _ = serde_json::to_writer(&mut self.out, &record);
         let _ = self.out.write_all(b"\n");
@@ -75,6 +80,8 @@ pub(crate) fn kind(event: &Event) -> &'static str {
         Event::LayerProgress { .. } => "layer_progress",
         Event::PullEnded { .. } => "pull_ended",
         Event::ServiceLog { .. } => "service_log",
+        Event::ShellOpened { .. } => "shell_opened",
+        Event::ShellClosed { .. } => "shell_closed",
         Event::JobFinished { .. } => "job_finished",
     }
 }
@@ -149,6 +156,8 @@ fn data(event: &Event) -> Value {
             duration,
             ..
         } => json!({ "passed": passed, "failure": failure, "duration_ms": millis(*duration) }),
+        Event::ShellOpened { step, name, .. } => json!({ "step": step, "name": name }),
+        Event::ShellClosed { exit_code, .. } => json!({ "exit_code": exit_code }),
     }
 }
 

@@ -171,6 +171,17 @@ impl Live {
         }
     }
 
+    /// Clears the block from the screen and draws nothing until [`Live::resume`].
+    pub(crate) fn pause(&mut self) {
+        let _ = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+
+    /// Draws the block on stderr again (at the next tick).
+    pub(crate) fn resume(&mut self) {
+        self.multi.set_draw_target(ProgressDrawTarget::stderr());
+    }
+
     /// Removes every line: the run is over.
     pub(crate) fn clear(&mut self) {
         self.pulls.clear();

@@ -165,6 +165,8 @@ pub fn mask_event(secrets: &Secrets, mut event: Event) -> Event {
             }
         }
         Event::ServiceLog { lines, .. } => lines.iter_mut().for_each(mask),
+        Event::ShellOpened { name, .. } => mask(name),
+        Event::ShellClosed { .. } => {}
         Event::JobEnded { status, .. } => mask_status(status, &mask),
         Event::RunFinished { rows, .. } => {
             for row in rows {

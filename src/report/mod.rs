@@ -5,6 +5,7 @@
 //! output.
 
 mod event;
+mod handoff;
 mod json;
 mod lines;
 mod live;
@@ -25,6 +26,7 @@ pub use event::{
     Event, Events, JobRef, JobRow, JobStatus, Receiver, Sink, StepStatus, Stream, TestCounts,
     channel,
 };
+pub use handoff::{Handoff, Lender, handoff};
 pub use json::Json;
 pub use lines::LineSplitter;
 pub use logs::LogPaths;
@@ -53,6 +55,12 @@ trait Reporter: Send {
     fn finish(&mut self) {
         self.flush();
     }
+    /// Writes out everything and leaves the terminal alone (a shell takes it over).
+    fn hand_over(&mut self) {
+        self.flush();
+    }
+    /// The terminal is back after [`Reporter::hand_over`].
+    fn take_back(&mut self) {}
 }
 
 impl<W: Write + Send> Reporter for Terminal<W> {
@@ -67,6 +75,12 @@ impl<W: Write + Send> Reporter for Terminal<W> {
     }
     fn finish(&mut self) {
         Terminal::finish(self);
+    }
+    fn hand_over(&mut self) {
+        Terminal::hand_over(self);
+    }
+    fn take_back(&mut self) {
+        Terminal::take_back(self);
     }
 }
 
@@ -136,6 +150,13 @@ impl Reporter for WithLogs {
         self.main.finish();
         self.logs.flush();
     }
+    fn hand_over(&mut self) {
+        self.main.hand_over();
+        self.logs.flush();
+    }
+    fn take_back(&mut self) {
+        self.main.take_back();
+    }
 }
 
 /// Feeds every event to the reporter until every sink is gone; ticks the live view meanwhile.
@@ -147,6 +168,13 @@ async fn consume(mut rx: Receiver, mut reporter: Box<dyn Reporter>, live: bool) 
             event = rx.recv() => {
                 let Some(event) = event else { break };
                 reporter.handle(&event);
+                if let Event::ShellOpened { handoff, .. } = &event {
+                    // Nothing is written while the shell has the terminal.
+                    reporter.hand_over();
+                    handoff.lend().await;
+                    reporter.take_back();
+                    continue;
+                }
                 // Flush when caught up: a live view without a write per line under load.
                 if rx.is_empty() {
                     reporter.flush();

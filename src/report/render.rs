@@ -90,6 +90,20 @@ impl Render {
                 failure,
                 duration,
             } => vec![job_finished(p, job, *passed, failure.as_deref(), *duration)],
+            Event::ShellOpened { name, .. } => vec![p.paint(
+                BOLD,
+                &format!(
+                    "Step \"{}\" failed; opening a shell in the primary container (exit the shell to end the job)",
+                    short_name(name)
+                ),
+            )],
+            Event::ShellClosed { exit_code, .. } => vec![p.paint(
+                BOLD,
+                &match exit_code {
+                    Some(code) => format!("Shell closed (exit code {code}); the job ends as failed"),
+                    None => "Shell closed; the job ends as failed".to_string(),
+                },
+            )],
             Event::RunStarted { .. }
             | Event::RunFinished { .. }
             | Event::JobStarted { .. }

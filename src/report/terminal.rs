@@ -243,6 +243,20 @@ impl<W: Write> Terminal<W> {
         });
     }
 
+    /// Writes everything out and clears the live block, which stays away until
+    /// [`Terminal::take_back`]: an interactive shell has the terminal meanwhile.
+    pub fn hand_over(&mut self) {
+        self.live.pause();
+        self.write_out();
+    }
+
+    /// Draws the live block again after [`Terminal::hand_over`].
+    pub fn take_back(&mut self) {
+        if self.live_on {
+            self.live.resume();
+        }
+    }
+
     /// Clears what is still drawn and writes everything out; the last call.
     pub fn finish(&mut self) {
         self.live.clear();

@@ -72,6 +72,8 @@ pub struct Settings {
     /// The workflow workspace this job persists to and attaches from; `None` when there is
     /// none (a single job run without an earlier workflow run).
     pub workspace: Option<Workspace>,
+    /// `--shell-on-fail`: how a shell gets the host terminal after a failed step.
+    pub shell_on_fail: Option<crate::engine::ShellOnFail>,
 }
 
 /// A job's view of its workflow's workspace (CircleCI: an additive stack of immutable layers,
