@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-use rustix::termios::{Winsize, tcsetwinsize};
+use rustix::termios::{LocalModes, Winsize, tcgetattr, tcsetwinsize};
 
 use crate::execute::{BUSYBOX, DEBIAN, Proc, Project, containers_of, docker_ready};
 
@@ -175,6 +175,13 @@ impl Drop for OnPty {
     }
 }
 
+/// Whether the terminal is in its normal (cooked) mode: line editing, echo, Ctrl-C as a
+/// signal. (Linux keeps one set of settings for both sides of a pty.)
+fn cooked(master: &impl rustix::fd::AsFd) -> bool {
+    let modes = tcgetattr(master).unwrap().local_modes;
+    modes.contains(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG)
+}
+
 fn resize(master: &impl rustix::fd::AsFd, rows: u16, cols: u16) {
     tcsetwinsize(
         master,
@@ -200,8 +207,12 @@ fn debug_a_failure(image: &str, shell: &str) -> (Project, OnPty) {
         pty.text()[..banner].contains("tests fail now"),
         "the step's output comes before the shell"
     );
-    pty.shows_after(banner, &format!("--shell-on-fail: {shell} in "));
+    let said = pty.shows(&format!("--shell-on-fail: {shell} in /root/project/sub, "));
+    assert!(said < banner, "the shell's details come before the banner");
     pty.ask(r#"echo "cwd=$(pwd)""#, "cwd=/root/project/sub\r\n");
+    // localci's own terminal is raw while the shell runs.
+    let modes = tcgetattr(&pty.master).unwrap().local_modes;
+    assert!(!modes.intersects(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG));
     pty.ask(r#"echo "job=$MY_VAR""#, "job=from-the-job\r\n");
     pty.ask(r#"echo "step=$STEP_VAR""#, "step=from-the-step\r\n");
     pty.ask(r#"echo "circle=$CIRCLE_JOB""#, "circle=failing\r\n");
@@ -221,6 +232,7 @@ fn exit_and_check(mut pty: OnPty) {
     pty.types("exit\r");
     pty.shows_after(from, "Shell closed (exit code 0); the job ends as failed");
     assert_eq!(pty.exit_code(), 1, "{}", pty.text());
+    assert!(cooked(&pty.master), "the terminal is restored");
     let screen = pty.text();
     assert!(screen.contains("Task failed"), "{screen}");
     assert!(!screen.contains("\r\nnever runs"), "{screen}");
@@ -251,6 +263,24 @@ fn a_bash_shell_in_debian_has_bash_env_and_follows_the_terminal_size() {
     let screen = pty.text();
     assert!(!screen.contains("bash-5"), "{screen}");
     exit_and_check(pty);
+}
+
+#[test]
+fn sigterm_during_the_shell_restores_the_terminal_and_removes_everything() {
+    if !docker_ready() {
+        return;
+    }
+    let project = Project::new(&failing_job(BUSYBOX));
+    let mut pty = OnPty::start(&project, &["failing", "--shell-on-fail"]);
+    pty.shows(BANNER);
+    pty.ask(r#"echo "cwd=$(pwd)""#, "cwd=/root/project/sub\r\n");
+    assert!(!cooked(&pty.master));
+    let pid = pty.owner.pid() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(pty.exit_code(), 130, "{}", pty.text());
+    assert!(cooked(&pty.master), "the terminal is restored");
+    pty.shows("Shell closed; the job ends as failed");
+    assert_eq!(containers_of(pty.owner), Vec::<String>::new(), "containers left");
 }
 
 #[test]
