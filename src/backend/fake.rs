@@ -380,12 +380,18 @@ impl Backend for FakeBackend {
             let mut buf = [0u8; 256];
             let _ = tx.send(Bytes::from_static(b"$ "));
             let code = 'read: loop {
-                let Ok(n) = typed.read(&mut buf).await else { break 'read 255 };
+                let Ok(n) = typed.read(&mut buf).await else {
+                    break 'read 255;
+                };
                 if n == 0 {
                     break 'read 0;
                 }
                 for &byte in &buf[..n] {
-                    let echo = if byte == b'\r' { b"\r\n".to_vec() } else { vec![byte] };
+                    let echo = if byte == b'\r' {
+                        b"\r\n".to_vec()
+                    } else {
+                        vec![byte]
+                    };
                     let _ = tx.send(Bytes::from(echo));
                     if byte != b'\r' && byte != b'\n' {
                         line.push(byte);

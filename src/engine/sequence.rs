@@ -82,7 +82,8 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
             && failure.is_none()
         {
             failure = Some(describe(&name, *exit_code, reason.as_deref()));
-            if super::shell::after_failure(ctx, index, step).await? == super::shell::Ended::Interrupted
+            if super::shell::after_failure(ctx, index, step).await?
+                == super::shell::Ended::Interrupted
             {
                 result = Ok(Sequence::Interrupted);
                 break;

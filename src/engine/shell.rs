@@ -37,7 +37,9 @@ impl ShellOnFail {
 
     /// Shells on a terminal that `open` makes (for tests).
     #[cfg(test)]
-    pub(crate) fn with(open: impl Fn() -> io::Result<HostTerminal> + Send + Sync + 'static) -> Self {
+    pub(crate) fn with(
+        open: impl Fn() -> io::Result<HostTerminal> + Send + Sync + 'static,
+    ) -> Self {
         ShellOnFail {
             open: Arc::new(open),
         }
@@ -133,11 +135,8 @@ static SAVED: Mutex<Option<rustix::termios::Termios>> = Mutex::new(None);
 pub(crate) fn restore_host_terminal() {
     let saved = SAVED.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(saved) = saved {
-        let _ = rustix::termios::tcsetattr(
-            io::stdin(),
-            rustix::termios::OptionalActions::Now,
-            &saved,
-        );
+        let _ =
+            rustix::termios::tcsetattr(io::stdin(), rustix::termios::OptionalActions::Now, &saved);
     }
 }
 
@@ -190,7 +189,10 @@ fn read_keys(keys: &mpsc::Sender<Bytes>, stop: &std::sync::atomic::AtomicBool) {
         match rustix::io::read(&stdin, &mut buf) {
             Ok(0) => return,
             Ok(n) => {
-                if keys.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                if keys
+                    .blocking_send(Bytes::copy_from_slice(&buf[..n]))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -275,13 +277,10 @@ pub(crate) async fn after_failure(ctx: &StepContext, index: usize, step: &Step) 
     let host = match (shell_on_fail.open)() {
         Ok(host) => host,
         Err(e) => {
-            ctx.events.send(Event::ShellClosed {
-                job: ctx.events.job(),
-                exit_code: None,
-            });
-            lender.give_back();
-            ctx.events
-                .warning(format!("cannot put the terminal in raw mode for the shell: {e}"));
+            lender.give_back(None);
+            ctx.events.warning(format!(
+                "cannot put the terminal in raw mode for the shell: {e}"
+            ));
             return Ok(Ended::Closed);
         }
     };
@@ -290,11 +289,7 @@ pub(crate) async fn after_failure(ctx: &StepContext, index: usize, step: &Step) 
         Ok(Conversation::Exited(code)) => *code,
         _ => None,
     };
-    ctx.events.send(Event::ShellClosed {
-        job: ctx.events.job(),
-        exit_code,
-    });
-    lender.give_back();
+    lender.give_back(exit_code);
     match ran {
         Ok(Conversation::Interrupted) => Ok(Ended::Interrupted),
         Ok(Conversation::Exited(_)) => Ok(Ended::Closed),

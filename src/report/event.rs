@@ -215,7 +215,8 @@ pub enum Event {
         name: String,
         handoff: super::handoff::Handoff,
     },
-    /// The shell of [`Event::ShellOpened`] ended (its exit code, when known).
+    /// The shell of [`Event::ShellOpened`] ended (its exit code, when known). The reporter
+    /// makes it when the terminal is given back (handoff.rs), before any event that waited.
     ShellClosed {
         job: JobRef,
         exit_code: Option<i64>,

@@ -1,9 +1,10 @@
 //! Lending the terminal to an interactive shell (`--shell-on-fail`): the engine sends a
 //! [`Handoff`] in [`Event::ShellOpened`](super::Event::ShellOpened); the one reporter writes
 //! out what it holds, clears its live block, says the terminal is free, and then reads no
-//! event until the engine gives the terminal back. Events sent meanwhile (other jobs of a
-//! workflow) wait in the channel, in order; their output lines slow their producers down as
-//! usual.
+//! event until the engine gives the terminal back with the shell's end, which it shows first
+//! ([`Event::ShellClosed`](super::Event::ShellClosed)). Events sent meanwhile (other jobs of a
+//! workflow) wait in the channel, in order, and come after it; their output lines slow their
+//! producers down as usual.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -15,14 +16,14 @@ pub struct Handoff(Arc<Ends>);
 
 struct Ends {
     free: Mutex<Option<oneshot::Sender<()>>>,
-    back: Mutex<Option<oneshot::Receiver<()>>>,
+    back: Mutex<Option<oneshot::Receiver<Option<i64>>>>,
 }
 
 /// The engine's end: wait until the terminal is free, then give it back (dropping it gives
 /// it back too, so the reporter never waits for a shell that is gone).
 pub struct Lender {
     free: oneshot::Receiver<()>,
-    back: Option<oneshot::Sender<()>>,
+    back: Option<oneshot::Sender<Option<i64>>>,
 }
 
 /// A new handoff: the event's end and the engine's.
@@ -43,16 +44,28 @@ pub fn handoff() -> (Handoff, Lender) {
 }
 
 impl Handoff {
-    /// Says that the terminal is free, then waits until it is given back. Only the first
-    /// reporter that gets the event takes part; a copy of it returns at once.
-    pub(crate) async fn lend(&self) {
-        let back = self.0.back.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let free = self.0.free.lock().unwrap_or_else(PoisonError::into_inner).take();
+    /// Says that the terminal is free, then waits until it is given back; the shell's exit
+    /// code when known. Only the first reporter that gets the event takes part; a copy of it
+    /// returns at once.
+    pub(crate) async fn lend(&self) -> Option<i64> {
+        let back = self
+            .0
+            .back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let free = self
+            .0
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(free) = free {
             let _ = free.send(());
         }
-        if let Some(back) = back {
-            let _ = back.await;
+        match back {
+            Some(back) => back.await.ok().flatten(),
+            None => None,
         }
     }
 }
@@ -64,10 +77,10 @@ impl Lender {
         let _ = (&mut self.free).await;
     }
 
-    /// The shell is over: the reporter goes on.
-    pub fn give_back(mut self) {
+    /// The shell is over (with `exit_code`, when known): the reporter says so and goes on.
+    pub fn give_back(mut self, exit_code: Option<i64>) {
         if let Some(back) = self.back.take() {
-            let _ = back.send(());
+            let _ = back.send(exit_code);
         }
     }
 }
@@ -94,9 +107,12 @@ mod tests {
         let reporter = tokio::spawn(async move { reporter_end.lend().await });
         lender.free().await;
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(!reporter.is_finished(), "the reporter went on during the shell");
-        lender.give_back();
-        reporter.await.unwrap();
+        assert!(
+            !reporter.is_finished(),
+            "the reporter went on during the shell"
+        );
+        lender.give_back(Some(4));
+        assert_eq!(reporter.await.unwrap(), Some(4));
     }
 
     /// A writer the test reads while the reporter runs.
@@ -142,24 +158,21 @@ mod tests {
         lender.free().await;
         lint.info("lint line during the shell");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // The lint line waited in the channel; the closing banner comes first.
         let during = out.text();
         assert_eq!(
             during,
             "build | before the shell\n\
              build | Step \"make test...\" failed; opening a shell in the primary container (exit the shell to end the job)\n"
         );
-        build.send(Event::ShellClosed {
-            job: build.job(),
-            exit_code: Some(0),
-        });
-        lender.give_back();
+        lender.give_back(Some(0));
         drop((build, lint));
         task.await.unwrap();
         let after = out.text();
         assert_eq!(
             &after[during.len()..],
-            "lint  | lint line during the shell\n\
-             build | Shell closed (exit code 0); the job ends as failed\n"
+            "build | Shell closed (exit code 0); the job ends as failed\n\
+             lint  | lint line during the shell\n"
         );
     }
 

@@ -168,11 +168,13 @@ async fn consume(mut rx: Receiver, mut reporter: Box<dyn Reporter>, live: bool) 
             event = rx.recv() => {
                 let Some(event) = event else { break };
                 reporter.handle(&event);
-                if let Event::ShellOpened { handoff, .. } = &event {
-                    // Nothing is written while the shell has the terminal.
+                if let Event::ShellOpened { job, handoff, .. } = &event {
+                    // Nothing is written while the shell has the terminal; its end is the
+                    // first thing shown after.
                     reporter.hand_over();
-                    handoff.lend().await;
+                    let exit_code = handoff.lend().await;
                     reporter.take_back();
+                    reporter.handle(&Event::ShellClosed { job: job.clone(), exit_code });
                     continue;
                 }
                 // Flush when caught up: a live view without a write per line under load.

@@ -170,7 +170,10 @@ impl Drop for OnPty {
         let _ = self.child.wait();
         let left = containers_of(self.owner);
         if !left.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f"]).args(&left).output();
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&left)
+                .output();
         }
     }
 }
@@ -222,7 +225,10 @@ fn debug_a_failure(image: &str, shell: &str) -> (Project, OnPty) {
     let before = Instant::now();
     pty.types("\x03");
     pty.ask(r#"echo "alive=$((40+2))""#, "alive=42\r\n");
-    assert!(before.elapsed() < Duration::from_secs(20), "Ctrl-C reached sleep");
+    assert!(
+        before.elapsed() < Duration::from_secs(20),
+        "Ctrl-C reached sleep"
+    );
     (project, pty)
 }
 
@@ -236,7 +242,11 @@ fn exit_and_check(mut pty: OnPty) {
     let screen = pty.text();
     assert!(screen.contains("Task failed"), "{screen}");
     assert!(!screen.contains("\r\nnever runs"), "{screen}");
-    assert_eq!(containers_of(pty.owner), Vec::<String>::new(), "containers left");
+    assert_eq!(
+        containers_of(pty.owner),
+        Vec::<String>::new(),
+        "containers left"
+    );
 }
 
 #[test]
@@ -280,7 +290,45 @@ fn sigterm_during_the_shell_restores_the_terminal_and_removes_everything() {
     assert_eq!(pty.exit_code(), 130, "{}", pty.text());
     assert!(cooked(&pty.master), "the terminal is restored");
     pty.shows("Shell closed; the job ends as failed");
-    assert_eq!(containers_of(pty.owner), Vec::<String>::new(), "containers left");
+    assert_eq!(
+        containers_of(pty.owner),
+        Vec::<String>::new(),
+        "containers left"
+    );
+}
+
+#[test]
+fn in_a_workflow_the_other_jobs_lines_wait_until_the_shell_ends() {
+    if !docker_ready() {
+        return;
+    }
+    let config = format!(
+        "version: 2.1\njobs:\n  failing:\n    docker: [{{image: {BUSYBOX}}}]\n    steps:\n      - run: {{name: Tests, command: 'sleep 1; exit 3'}}\n  other:\n    docker: [{{image: {BUSYBOX}}}]\n    steps:\n      - run: sleep 3; echo \"other=$((6*7))\"\nworkflows:\n  ci:\n    jobs: [failing, other]\n"
+    );
+    let project = Project::new(&config);
+    let mut pty = OnPty::start(
+        &project,
+        &["--workflow", "ci", "-j", "2", "--shell-on-fail"],
+    );
+    let banner = pty.shows(BANNER);
+    pty.ask(r#"echo "in=$(pwd)""#, "in=/root/project\r\n");
+    // `other` prints its line about 2 s after the shell opened: it waits.
+    std::thread::sleep(Duration::from_secs(5));
+    pty.ask(r#"echo "still=$((1+1))""#, "still=2\r\n");
+    assert!(!pty.text().contains("other=42"), "{}", pty.text());
+    let from = pty.screen.lock().unwrap().len();
+    pty.types("exit\r");
+    let closed = pty.shows_after(from, "Shell closed (exit code 0); the job ends as failed");
+    // The closing banner first, then what waited.
+    let shown = pty.shows_after(closed, "other=42\r\n");
+    assert!(shown > banner);
+    assert_eq!(pty.exit_code(), 1, "{}", pty.text());
+    assert!(cooked(&pty.master));
+    assert_eq!(
+        containers_of(pty.owner),
+        Vec::<String>::new(),
+        "containers left"
+    );
 }
 
 #[test]

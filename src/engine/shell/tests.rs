@@ -16,7 +16,9 @@ use crate::report::Event;
 use crate::source::{Source, Sources};
 
 fn plan_for(steps: &str, shell: Option<&str>) -> JobPlan {
-    let shell = shell.map(|s| format!("    shell: {s}\n")).unwrap_or_default();
+    let shell = shell
+        .map(|s| format!("    shell: {s}\n"))
+        .unwrap_or_default();
     let yaml = format!(
         "version: 2\njobs:\n  build:\n    docker: [{{image: img}}]\n{shell}    environment: {{FROM_JOB: j}}\n    steps:\n{steps}"
     );
@@ -116,8 +118,6 @@ fn terminal() -> (ShellOnFail, Person) {
 struct Ran {
     outcome: NodeOutcome,
     events: Vec<Event>,
-    /// Events the reporter got while the shell had the terminal.
-    seen_during_shell: usize,
 }
 
 impl Ran {
@@ -141,19 +141,18 @@ async fn run(
     let (sink, mut rx) = crate::report::channel();
     let reporter = tokio::spawn(async move {
         let mut events = Vec::new();
-        let mut seen_during_shell = 0;
         while let Some(event) = rx.recv().await {
-            let handoff = match &event {
-                Event::ShellOpened { handoff, .. } => Some(handoff.clone()),
+            let lent = match &event {
+                Event::ShellOpened { job, handoff, .. } => Some((job.clone(), handoff.clone())),
                 _ => None,
             };
             events.push(event);
-            if let Some(handoff) = handoff {
-                handoff.lend().await;
-                seen_during_shell = usize::from(!rx.is_empty());
+            if let Some((job, handoff)) = lent {
+                let exit_code = handoff.lend().await;
+                events.push(Event::ShellClosed { job, exit_code });
             }
         }
-        (events, seen_during_shell)
+        events
     });
     let typing = tokio::spawn(person);
     let options = EngineOptions {
@@ -164,12 +163,8 @@ async fn run(
         .await
         .expect("no infrastructure failure");
     typing.await.expect("the person typed");
-    let (events, seen_during_shell) = reporter.await.unwrap();
-    Ran {
-        outcome,
-        events,
-        seen_during_shell,
-    }
+    let events = reporter.await.unwrap();
+    Ran { outcome, events }
 }
 
 #[tokio::test]
@@ -280,34 +275,6 @@ async fn bash_reads_the_users_bashrc_then_bash_env_and_one_failure_opens_one_she
 }
 
 #[tokio::test]
-async fn the_reporter_reads_nothing_while_the_shell_has_the_terminal() {
-    let backend = Arc::new(FakeBackend::new(&["img"]));
-    let plan = plan_for("      - run: exit 1\n", None);
-    let (shell, person) = terminal();
-    let ran = run(
-        &backend,
-        plan,
-        shell,
-        CancellationToken::new(),
-        async move {
-            person.screen.shows("$ ").await;
-            person.types("exit\r").await;
-        },
-    )
-    .await;
-    // The ShellClosed event waited in the channel until the terminal came back.
-    assert_eq!(ran.seen_during_shell, 1);
-    let opened = ran.position(|e| matches!(e, Event::ShellOpened { .. }));
-    assert!(matches!(
-        ran.events[opened + 1],
-        Event::ShellClosed {
-            exit_code: Some(0),
-            ..
-        }
-    ));
-}
-
-#[tokio::test]
 async fn ctrl_c_from_outside_ends_the_shell_and_the_job() {
     let backend = Arc::new(FakeBackend::new(&["img"]));
     let plan = plan_for(
@@ -324,13 +291,20 @@ async fn ctrl_c_from_outside_ends_the_shell_and_the_job() {
     .await;
     assert_eq!(ran.outcome, NodeOutcome::Interrupted);
     assert!(
-        !ran
-            .events
+        !ran.events
             .iter()
             .any(|e| matches!(e, Event::StepStarted { step: 1, .. })),
         "no step after an interrupted shell"
     );
-    ran.position(|e| matches!(e, Event::ShellClosed { exit_code: None, .. }));
+    ran.position(|e| {
+        matches!(
+            e,
+            Event::ShellClosed {
+                exit_code: None,
+                ..
+            }
+        )
+    });
     assert!(backend.state().containers.is_empty());
 }
 
@@ -341,9 +315,11 @@ async fn a_terminal_that_cannot_be_had_leaves_the_job_failed_with_a_warning() {
     let shell = ShellOnFail::with(|| Err(io::Error::other("not a terminal")));
     let ran = run(&backend, plan, shell, CancellationToken::new(), async {}).await;
     assert_eq!(ran.outcome, NodeOutcome::Failed);
-    assert!(ran.events.iter().any(
-        |e| matches!(e, Event::Warning { text, .. } if text.contains("not a terminal"))
-    ));
+    assert!(
+        ran.events
+            .iter()
+            .any(|e| matches!(e, Event::Warning { text, .. } if text.contains("not a terminal")))
+    );
     assert!(backend.state().tty_execs.is_empty());
 }
 
