@@ -276,6 +276,31 @@ fn a_bash_shell_in_debian_has_bash_env_and_follows_the_terminal_size() {
 }
 
 #[test]
+fn with_keep_the_containers_stay_after_the_shell() {
+    if !docker_ready() {
+        return;
+    }
+    let project = Project::new(&failing_job(BUSYBOX));
+    let mut pty = OnPty::start(&project, &["failing", "--shell-on-fail", "--keep"]);
+    pty.shows(BANNER);
+    pty.ask(
+        r#"touch /tmp/made-in-the-shell; echo "made=$?""#,
+        "made=0\r\n",
+    );
+    pty.types("exit\r");
+    pty.shows("Kept the containers (--keep)");
+    assert_eq!(pty.exit_code(), 1, "{}", pty.text());
+    let kept = containers_of(pty.owner);
+    assert_eq!(kept.len(), 1, "{}", pty.text());
+    let out = Command::new("docker")
+        .args(["exec", &kept[0], "ls", "/tmp/made-in-the-shell"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the kept container is the shell's");
+    // OnPty's drop removes them.
+}
+
+#[test]
 fn sigterm_during_the_shell_restores_the_terminal_and_removes_everything() {
     if !docker_ready() {
         return;
