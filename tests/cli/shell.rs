@@ -83,7 +83,9 @@ impl OnPty {
                 None => cmd.env_remove(key),
             };
         }
-        let child = cmd.spawn().expect("localci starts");
+        let child = cmd
+            .spawn()
+            .expect("`setsid` (Debian package util-linux) starts localci on the pty");
         let owner = Proc::of(&child);
         drop(cmd);
         let master = File::from(master);
