@@ -13,6 +13,7 @@ mod process;
 mod pull;
 mod report;
 mod samples;
+mod support;
 mod validate;
 mod workflow;
 mod workspace;
