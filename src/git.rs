@@ -136,29 +136,9 @@ mod tests {
     #[test]
     fn reads_a_real_repository() {
         let dir = tempfile::tempdir().unwrap();
-        let git = |args: &[&str]| {
-            let ok = Command::new("git")
-                .arg("-C")
-                .arg(dir.path())
-                .args(args)
-                .output()
-                .unwrap()
-                .status
-                .success();
-            assert!(ok, "git {args:?}");
-        };
+        let git = |args: &[&str]| crate::test_support::git(dir.path(), args);
         git(&["init", "-q", "-b", "main"]);
-        git(&[
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "user.name=t",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "x",
-        ]);
+        git(&["commit", "-q", "--allow-empty", "-m", "x"]);
         git(&["remote", "add", "origin", "git@github.com:acme/widget.git"]);
         let info = RepoInfo::discover(dir.path());
         assert_eq!(info.branch.as_deref(), Some("main"));
@@ -167,7 +147,7 @@ mod tests {
         let commit = info.commit.expect("HEAD has a commit");
         assert_eq!(
             (commit.subject.as_str(), commit.author_email.as_str()),
-            ("x", "t@t")
+            ("x", crate::test_support::AUTHOR_EMAIL)
         );
     }
 }

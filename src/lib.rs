@@ -29,6 +29,8 @@ pub mod source;
 pub mod steps;
 pub mod store;
 pub mod template;
+#[cfg(test)]
+mod test_support;
 pub mod units;
 pub mod validate;
 pub mod yaml;

@@ -59,18 +59,7 @@ async fn run(backend: &Arc<FakeBackend>, plan: JobPlan, dirs: &Path) -> (NodeOut
     (status, text)
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.email=t@t", "-c", "user.name=t"])
-        .args(args)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(ok, "git {args:?}");
-}
+use crate::test_support::git;
 
 #[tokio::test]
 async fn checkout_sends_what_git_would_with_the_container_users_ownership() {

@@ -2,7 +2,6 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command as StdCommand;
 use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
@@ -180,17 +179,7 @@ fn the_environment_variable_names_the_dir() {
 #[test]
 fn the_default_dir_is_per_project() {
     let p = Project::new();
-    let git = |args: &[&str]| {
-        let ok = StdCommand::new("git")
-            .arg("-C")
-            .arg(p.root.path())
-            .args(args)
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "git {args:?}");
-    };
+    let git = |args: &[&str]| crate::support::git(p.root.path(), args);
     git(&["init", "-q"]);
     git(&["remote", "add", "origin", "git@github.com:acme/widget.git"]);
     let dir = p.root.path().join("xdg/localci/acme/widget/caches");

@@ -195,7 +195,7 @@ impl Project {
             cache: tempfile::tempdir().unwrap(),
             procs: RefCell::new(Vec::new()),
         };
-        project.git(&["init", "-q", "-b", "main"]);
+        crate::support::init(project.path(), "main");
         project.write(".circleci/config.yml", config);
         project.commit();
         project
@@ -218,21 +218,11 @@ impl Project {
     }
 
     pub(crate) fn git(&self, args: &[&str]) {
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(self.path())
-            .args(["-c", "user.email=test@localci", "-c", "user.name=test"])
-            .args(args)
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "git {args:?}");
+        crate::support::git(self.path(), args);
     }
 
     pub(crate) fn commit(&self) {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", "commit"]);
+        crate::support::commit_all(self.path(), "commit");
     }
 
     pub(crate) fn command(&self, args: &[&str]) -> Command {

@@ -14,6 +14,7 @@ mod pull;
 mod report;
 mod samples;
 mod shell;
+mod support;
 mod validate;
 mod workflow;
 mod workspace;

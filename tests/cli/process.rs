@@ -710,29 +710,8 @@ fn pipeline_values_come_from_the_git_repository() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "repo/.circleci/config.yml", SHOW_VALUES);
     let repo = tmp.path().join("repo");
-    let git = |a: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(a)
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "git {a:?}");
-    };
-    git(&["init", "-q", "-b", "trunk"]);
-    git(&[
-        "-c",
-        "user.email=t@t",
-        "-c",
-        "user.name=t",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "x",
-    ]);
+    crate::support::init(&repo, "trunk");
+    crate::support::commit_all(&repo, "x");
     let out = process(&repo, tmp.path(), &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let line = out.stdout.lines().find(|l| l.contains("branch=")).unwrap();

@@ -147,34 +147,13 @@ impl SampleRepo {
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&samples_dir().join(sample), &dir.path().join("project"));
         let repo = SampleRepo { dir };
-        repo.git(&["init", "-q", "-b", "main"]);
-        repo.git(&["add", "-A"]);
-        repo.git(&[
-            "-c",
-            "user.name=localci tests",
-            "-c",
-            "user.email=tests@localci.invalid",
-            "-c",
-            "commit.gpgsign=false",
-            "commit",
-            "-q",
-            "-m",
-            "sample project",
-        ]);
+        crate::support::init(&repo.root(), "main");
+        crate::support::commit_all(&repo.root(), "sample project");
         repo
     }
 
     fn root(&self) -> PathBuf {
         self.dir.path().join("project")
-    }
-
-    fn git(&self, args: &[&str]) {
-        let status = StdCommand::new("git")
-            .args(args)
-            .current_dir(self.root())
-            .status()
-            .expect("git is installed");
-        assert!(status.success(), "git {args:?} failed");
     }
 
     /// `localci execute <job> <extra...> --cache-dir <tmp>/cache` in the project.
