@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run_info::RunInfo;
 use crate::backend::{Backend, ContainerSpec, ImageInfo, Result};
+use crate::engine::EngineError;
 
 use crate::plan::{ImagePlan, JobPlan};
 
@@ -206,7 +207,7 @@ pub async fn start(
     limits: Limits,
     cancel: &CancellationToken,
     created: &mut Created,
-) -> Result<Startup> {
+) -> std::result::Result<Startup, EngineError> {
     let (primary_plan, services) = plan
         .images
         .split_first()
@@ -222,6 +223,9 @@ pub async fn start(
     spec.limits = limits;
     let primary = create(backend, spec, created).await?;
     created.primary = Some(primary.clone());
+    if plan.machine.is_some() && !cancel.is_cancelled() {
+        super::machine::provision(backend, &primary, &primary_plan.image, socket).await?;
+    }
     if cancel.is_cancelled() {
         return Ok(Startup::Interrupted);
     }
