@@ -196,6 +196,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
                 flags,
                 args.resource_class_limits,
                 plan.resource_class.as_deref(),
+                plan.machine.is_some(),
             )
             .err()
         });

@@ -331,6 +331,7 @@ impl Runner<'_> {
             self.options.limits,
             self.options.class_limits,
             self.plan.resource_class.as_deref(),
+            machine,
         )
         .unwrap_or(self.options.limits);
         let startup = containers::start(
