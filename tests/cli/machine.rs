@@ -114,6 +114,27 @@ fn the_per_user_file_maps_machine_images_and_the_flag_wins() {
         .assert_code(0)
         .assert_stdout(&format!("Using local image {MACHINE} (in place of ubuntu-2204:current)"))
         .assert_nothing_left();
+    // A machine job's resource_class is a VM size: `large` is 4 CPUs and 15 GB (--cpus wins:
+    // this machine has 2).
+    let steps = "      - run: |\n          m=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)\n          echo \"memory=$m\"\n";
+    p.write(
+        ".circleci/config.yml",
+        &machine_config("ubuntu-2204:current", steps).replace(
+            "    steps:",
+            "    resource_class: large\n    steps:",
+        ),
+    );
+    p.execute(&[
+        "build",
+        "--machine-image",
+        MACHINE,
+        "--resource-class-limits",
+        "--cpus",
+        "1",
+    ])
+        .assert_code(0)
+        .assert_stdout(&format!("\nmemory={}\n", 15_u64 << 30))
+        .assert_nothing_left();
 }
 
 #[test]
