@@ -338,11 +338,8 @@ fn launch_options(ctx: &Context, args: &Args) -> Result<LaunchOptions, Vec<Diagn
             .cloned()
             .unwrap_or_else(|| "localci".into()),
         keep: args.keep,
-        machine_images: launch::machine_images(
-            &args.machine_image,
-            &launch::config_file(&ctx.env),
-        )
-        .map_err(|d| vec![d])?,
+        machine_images: launch::machine_images(&args.machine_image, &launch::config_file(&ctx.env))
+            .map_err(|d| vec![d])?,
     })
 }
 

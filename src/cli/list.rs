@@ -39,10 +39,8 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
         output::stdout(&format!("{json:#}\n"));
     } else {
         // Machine jobs say which local image they would run in (the per-user file's mapping).
-        let images = match crate::launch::machine_images(
-            &[],
-            &crate::launch::config_file(&ctx.env),
-        ) {
+        let images = match crate::launch::machine_images(&[], &crate::launch::config_file(&ctx.env))
+        {
             Ok(images) => images,
             Err(d) => {
                 output::stderr(&crate::diagnostic::render_message(&d, ctx.color));

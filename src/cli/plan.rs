@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use super::Context;
 use super::compile::CompileArgs;
 use super::output;
+use crate::config::Config;
 use crate::diagnostic;
 use crate::exit::Outcome;
-use crate::config::Config;
 use crate::plan::{
     MachineImages, PlannedKind, WorkflowPlan, choose_workflow, machine_note, plan_workflow,
 };
@@ -42,14 +42,13 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
         .map_err(|d| vec![d])
         .and_then(|wf| plan_workflow(&front.config, wf, &front.build()));
     // Machine jobs say which local image they would run in (the per-user file's mapping).
-    let images =
-        match crate::launch::machine_images(&[], &crate::launch::config_file(&ctx.env)) {
-            Ok(images) => images,
-            Err(d) => {
-                output::stderr(&diagnostic::render_message(&d, ctx.color));
-                return Outcome::Invalid;
-            }
-        };
+    let images = match crate::launch::machine_images(&[], &crate::launch::config_file(&ctx.env)) {
+        Ok(images) => images,
+        Err(d) => {
+            output::stderr(&diagnostic::render_message(&d, ctx.color));
+            return Outcome::Invalid;
+        }
+    };
     match planned {
         Ok(plan) if args.json => {
             let json = serde_json::to_string_pretty(&plan).unwrap_or_default();

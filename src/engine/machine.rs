@@ -81,11 +81,12 @@ pub async fn provision(
     image: &str,
     socket: Option<&SocketMount>,
 ) -> Result<(), EngineError> {
-    let passwd = fetch(backend, id, "/etc/passwd")
-        .await?
-        .ok_or_else(|| MachineError::NoPasswd {
-            image: image.to_string(),
-        })?;
+    let passwd =
+        fetch(backend, id, "/etc/passwd")
+            .await?
+            .ok_or_else(|| MachineError::NoPasswd {
+                image: image.to_string(),
+            })?;
     let group = fetch(backend, id, "/etc/group").await?;
     let mut files = vec![TarFile {
         path: SUDOERS_FILE.into(),
@@ -126,9 +127,8 @@ pub async fn provision(
             gid: added.gid.into(),
         });
     }
-    let tar = tar_of(&files).map_err(|e| {
-        EngineError::Setup(format!("cannot pack the machine user's files: {e}"))
-    })?;
+    let tar = tar_of(&files)
+        .map_err(|e| EngineError::Setup(format!("cannot pack the machine user's files: {e}")))?;
     let stream = futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) });
     backend.upload(id, "/", Box::pin(stream)).await?;
     Ok(())
@@ -164,7 +164,11 @@ pub async fn check(backend: &dyn Backend, primary: &str, image: &str) -> Vec<Str
 }
 
 /// A file from the container, `None` when it does not exist.
-async fn fetch(backend: &dyn Backend, id: &str, path: &str) -> Result<Option<Fetched>, EngineError> {
+async fn fetch(
+    backend: &dyn Backend,
+    id: &str,
+    path: &str,
+) -> Result<Option<Fetched>, EngineError> {
     let stream = match backend.download(id, path).await {
         Ok(stream) => stream,
         Err(BackendError::NotFound(_)) => return Ok(None),
@@ -174,10 +178,12 @@ async fn fetch(backend: &dyn Backend, id: &str, path: &str) -> Result<Option<Fet
         .map_ok(|chunk| chunk.to_vec())
         .try_concat()
         .await
-        .map_err(|e| EngineError::Setup(format!("cannot read {path} of the machine container: {e}")))?;
-    read_single(&bytes)
-        .map(Some)
-        .map_err(|e| EngineError::Setup(format!("cannot read {path} of the machine container: {e}")))
+        .map_err(|e| {
+            EngineError::Setup(format!("cannot read {path} of the machine container: {e}"))
+        })?;
+    read_single(&bytes).map(Some).map_err(|e| {
+        EngineError::Setup(format!("cannot read {path} of the machine container: {e}"))
+    })
 }
 
 /// The first regular file of a tar.
@@ -188,10 +194,12 @@ fn read_single(tar_bytes: &[u8]) -> std::io::Result<Fetched> {
         if !entry.header().entry_type().is_file() {
             continue;
         }
+        // A header without an owner (some tar writers leave it blank) means root's file.
+        let header = entry.header();
         let (mode, uid, gid) = (
-            entry.header().mode()?,
-            entry.header().uid()?,
-            entry.header().gid()?,
+            header.mode().unwrap_or(0o644),
+            header.uid().unwrap_or(0),
+            header.gid().unwrap_or(0),
         );
         let mut text = String::new();
         entry.read_to_string(&mut text)?;
@@ -223,9 +231,8 @@ fn add_user(passwd: &str, group: &str, socket_gid: Option<u32>) -> Result<Option
         return Ok(None);
     }
     let groups = ids(group, 2)?;
-    let free = |taken: &[(String, u32)], from: u32| {
-        (from..).find(|id| taken.iter().all(|(_, t)| t != id))
-    };
+    let free =
+        |taken: &[(String, u32)], from: u32| (from..).find(|id| taken.iter().all(|(_, t)| t != id));
     let uid = free(&users, FIRST_UID).ok_or("no free uid")?;
     let mut gid = free(&groups, uid).ok_or("no free gid")?;
     if Some(gid) == socket_gid {
@@ -352,7 +359,8 @@ mod tests {
 
     #[test]
     fn an_image_with_circleci_is_left_as_it_is() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\ncircleci:x:3434:3434::/home/circleci:/bin/bash\n";
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\ncircleci:x:3434:3434::/home/circleci:/bin/bash\n";
         assert_eq!(add_user(passwd, GROUP, Some(998)).unwrap(), None);
     }
 
@@ -368,13 +376,21 @@ mod tests {
             added.passwd
         );
         // The image has a `docker` group with another id: the socket's gets its own name.
-        assert!(added.group.ends_with("circleci:x:1002:\ndocker-host:x:998:circleci\n"));
+        assert!(
+            added
+                .group
+                .ends_with("circleci:x:1002:\ndocker-host:x:998:circleci\n")
+        );
     }
 
     #[test]
     fn an_existing_group_with_the_sockets_id_gets_the_user_as_member() {
         let added = add_user(PASSWD, GROUP, Some(999)).unwrap().unwrap();
-        assert!(added.group.contains("\ndocker:x:999:circleci\n"), "{}", added.group);
+        assert!(
+            added.group.contains("\ndocker:x:999:circleci\n"),
+            "{}",
+            added.group
+        );
         let group = "root:x:0:\nsock:x:999:a,b\n";
         let added = add_user(PASSWD, group, Some(999)).unwrap().unwrap();
         assert!(added.group.contains("\nsock:x:999:a,b,circleci\n"));
@@ -411,6 +427,73 @@ mod tests {
         assert_eq!(
             (back.text.as_str(), back.mode, back.gid),
             ("root:*:1:0:::::\n", 0o640, 42)
+        );
+    }
+
+    fn fake_with(files: &[(&str, &str)]) -> crate::backend::fake::FakeBackend {
+        let backend = crate::backend::fake::FakeBackend::new(&["img"]);
+        backend.state().files.extend(
+            files
+                .iter()
+                .map(|(path, text)| ((*path).to_string(), text.as_bytes().to_vec())),
+        );
+        backend
+    }
+
+    fn file(backend: &crate::backend::fake::FakeBackend, path: &str) -> String {
+        String::from_utf8(backend.state().files[path].clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn provisioning_writes_the_user_before_the_container_starts() {
+        let backend = fake_with(&[
+            ("/etc/passwd", PASSWD),
+            ("/etc/group", GROUP),
+            ("/etc/shadow", "root:*:19000:0:99999:7:::\n"),
+        ]);
+        let socket = SocketMount {
+            host_path: "/var/run/docker.sock".into(),
+            container_path: "/var/run/docker.sock".into(),
+            gid: Some(999),
+        };
+        provision(&backend, "c1", "img", Some(&socket))
+            .await
+            .unwrap();
+        assert!(file(&backend, "/etc/passwd").ends_with(":/home/circleci:/bin/bash\n"));
+        assert!(file(&backend, "/etc/group").contains("\ndocker:x:999:circleci\n"));
+        assert!(file(&backend, "/etc/shadow").contains("\ncircleci:!:"));
+        assert_eq!(
+            file(&backend, "/etc/sudoers.d/localci-circleci"),
+            "circleci ALL=(ALL) NOPASSWD:ALL\n"
+        );
+        let uploads = &backend.state().uploads;
+        assert_eq!((uploads[0].0.as_str(), uploads[0].1.as_str()), ("c1", "/"));
+    }
+
+    #[tokio::test]
+    async fn an_image_with_the_user_only_gets_the_sudo_rule() {
+        let passwd = "root:x:0:0::/root:/bin/sh\ncircleci:x:3434:3434::/home/circleci:/bin/sh\n";
+        let backend = fake_with(&[("/etc/passwd", passwd)]);
+        provision(&backend, "c1", "img", None).await.unwrap();
+        assert_eq!(file(&backend, "/etc/passwd"), passwd);
+        assert!(!backend.state().files.contains_key("/etc/group"));
+        assert!(
+            backend
+                .state()
+                .files
+                .contains_key("/etc/sudoers.d/localci-circleci")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_without_passwd_is_refused() {
+        let backend = fake_with(&[]);
+        let error = provision(&backend, "c1", "scratchy", None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, EngineError::Machine(MachineError::NoPasswd { ref image }) if image == "scratchy"),
+            "{error}"
         );
     }
 

@@ -151,7 +151,7 @@ fn socket_mount(
     let host = backend.host();
     let Some(path) = machine::local_socket(&host) else {
         events.warning(format!(
-            "--docker-socket: the Docker engine is at {host}, not a local socket; nothing is mounted"
+            "the Docker engine is at {host}, not a local socket; no Docker socket is mounted in the job's container"
         ));
         return None;
     };

@@ -77,8 +77,9 @@ fn read_file(path: &Path) -> Result<Vec<(String, String)>, Diagnostic> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
             return Err(
-                Diagnostic::bare(format!("cannot read {}: {e}", path.display()))
-                    .with_hint(format!("fix the file, or point ${CONFIG_ENV} at another one")),
+                Diagnostic::bare(format!("cannot read {}: {e}", path.display())).with_hint(
+                    format!("fix the file, or point ${CONFIG_ENV} at another one"),
+                ),
             );
         }
     };
@@ -88,7 +89,10 @@ fn read_file(path: &Path) -> Result<Vec<(String, String)>, Diagnostic> {
         format!("{}:{}:{}", path.display(), lc.line, lc.column)
     };
     let root = crate::yaml::parse(&source, FileId(0)).map_err(|d| {
-        let place = d.span.map(|s| at(s.start)).unwrap_or_else(|| path.display().to_string());
+        let place = d
+            .span
+            .map(|s| at(s.start))
+            .unwrap_or_else(|| path.display().to_string());
         Diagnostic::bare(format!("{place}: {}", d.message)).with_hint(FILE_HINT)
     })?;
     let wrong = |node: &Node, what: &str| {
@@ -118,7 +122,10 @@ fn read_file(path: &Path) -> Result<Vec<(String, String)>, Diagnostic> {
         return Ok(Vec::new());
     };
     let Some(map) = images.as_map() else {
-        return Err(wrong(images, "`machine.images` must be a map of NAME: IMAGE"));
+        return Err(wrong(
+            images,
+            "`machine.images` must be a map of NAME: IMAGE",
+        ));
     };
     map.entries
         .iter()

@@ -70,7 +70,9 @@ pub fn plan_machine(
     if name.starts_with("windows-") {
         return Err(Diagnostic::error(
             job.span,
-            format!("job `{run_name}` uses the Windows machine image `{name}`, which localci cannot run"),
+            format!(
+                "job `{run_name}` uses the Windows machine image `{name}`, which localci cannot run"
+            ),
         )
         .with_hint("localci runs machine jobs in a Linux container; run this job on CircleCI"));
     }
@@ -152,10 +154,7 @@ mod tests {
     #[test]
     fn an_exact_name_beats_its_family_in_one_source() {
         let images = MachineImages {
-            file: pairs(&[
-                ("ubuntu-2204", "family"),
-                ("ubuntu-2204:edge", "exact"),
-            ]),
+            file: pairs(&[("ubuntu-2204", "family"), ("ubuntu-2204:edge", "exact")]),
             ..MachineImages::default()
         };
         assert_eq!(images.resolve("ubuntu-2204:edge"), Some("exact"));

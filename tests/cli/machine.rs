@@ -24,7 +24,8 @@ fn machine_ready() -> bool {
             .is_ok_and(|o| o.status.success())
     });
     if !ready {
-        let why = format!("{MACHINE} is missing; build it with `bash tests/images/build.sh machine`");
+        let why =
+            format!("{MACHINE} is missing; build it with `bash tests/images/build.sh machine`");
         assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{why}");
         eprintln!("skipping a machine test: {why}");
     }
@@ -101,7 +102,9 @@ fn the_per_user_file_maps_machine_images_and_the_flag_wins() {
     .unwrap();
     p.execute(&["build"])
         .assert_code(0)
-        .assert_stdout(&format!("Using local image {MACHINE} (in place of ubuntu-2204:current)"))
+        .assert_stdout(&format!(
+            "Using local image {MACHINE} (in place of ubuntu-2204:current)"
+        ))
         .assert_stdout("\nuser=circleci\ndebian=1\n")
         .assert_nothing_left();
     // The flag wins over the file (whose image does not exist: it would have to be pulled).
@@ -112,17 +115,17 @@ fn the_per_user_file_maps_machine_images_and_the_flag_wins() {
     .unwrap();
     p.execute(&["build", "--machine-image", MACHINE])
         .assert_code(0)
-        .assert_stdout(&format!("Using local image {MACHINE} (in place of ubuntu-2204:current)"))
+        .assert_stdout(&format!(
+            "Using local image {MACHINE} (in place of ubuntu-2204:current)"
+        ))
         .assert_nothing_left();
     // A machine job's resource_class is a VM size: `large` is 4 CPUs and 15 GB (--cpus wins:
     // this machine has 2).
     let steps = "      - run: |\n          m=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)\n          echo \"memory=$m\"\n";
     p.write(
         ".circleci/config.yml",
-        &machine_config("ubuntu-2204:current", steps).replace(
-            "    steps:",
-            "    resource_class: large\n    steps:",
-        ),
+        &machine_config("ubuntu-2204:current", steps)
+            .replace("    steps:", "    resource_class: large\n    steps:"),
     );
     p.execute(&[
         "build",
@@ -132,9 +135,9 @@ fn the_per_user_file_maps_machine_images_and_the_flag_wins() {
         "--cpus",
         "1",
     ])
-        .assert_code(0)
-        .assert_stdout(&format!("\nmemory={}\n", 15_u64 << 30))
-        .assert_nothing_left();
+    .assert_code(0)
+    .assert_stdout(&format!("\nmemory={}\n", 15_u64 << 30))
+    .assert_nothing_left();
 }
 
 #[test]
@@ -151,7 +154,9 @@ fn a_machine_job_without_an_image_exits_2_with_the_hint() {
         .assert_stderr("\"ubuntu-2204:2024.01.1\": IMAGE");
     assert!(!run.stdout.contains("never"), "{}", run.stdout);
     // The workflow too, before anything starts.
-    p.execute(&[]).assert_code(2).assert_stderr("no local image");
+    p.execute(&[])
+        .assert_code(2)
+        .assert_stderr("no local image");
     // `machine: true` is CircleCI's default image.
     p.write(
         ".circleci/config.yml",
@@ -161,7 +166,11 @@ fn a_machine_job_without_an_image_exits_2_with_the_hint() {
         .assert_code(2)
         .assert_stderr("(image `default`)");
     // A broken per-user file is an error at its line and column.
-    std::fs::write(p.user_config_path(), "machine:\n  images:\n    default: [x]\n").unwrap();
+    std::fs::write(
+        p.user_config_path(),
+        "machine:\n  images:\n    default: [x]\n",
+    )
+    .unwrap();
     p.execute(&["build", "--machine-image", MACHINE])
         .assert_code(2)
         .assert_stderr(&format!(
@@ -172,7 +181,10 @@ fn a_machine_job_without_an_image_exits_2_with_the_hint() {
 
 #[test]
 fn plan_and_list_say_where_machine_jobs_run() {
-    let p = Project::new(&machine_config("ubuntu-2204:2024.01.1", "      - checkout\n"));
+    let p = Project::new(&machine_config(
+        "ubuntu-2204:2024.01.1",
+        "      - checkout\n",
+    ));
     let show = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_localci"))
             .current_dir(p.path())
@@ -186,7 +198,9 @@ fn plan_and_list_say_where_machine_jobs_run() {
     };
     let plan = show(&["plan"]);
     assert!(
-        plan.contains("  0  build (machine ubuntu-2204:2024.01.1: no local image, give --machine-image)\n"),
+        plan.contains(
+            "  0  build (machine ubuntu-2204:2024.01.1: no local image, give --machine-image)\n"
+        ),
         "{plan}"
     );
     std::fs::write(
