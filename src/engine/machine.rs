@@ -497,6 +497,54 @@ mod tests {
         );
     }
 
+    fn machine_plan() -> JobPlan {
+        use crate::source::{Source, Sources};
+        let yaml = "version: 2\njobs:\n  build:\n    machine: true\n    steps: [checkout]\n";
+        let mut sources = Sources::new();
+        let id = sources.add(Source::new("t.yml", yaml.to_string()));
+        let node = crate::yaml::parse(sources.get(id), id).unwrap();
+        let config = crate::config::parse(&node).unwrap();
+        let options = crate::plan::PlanOptions {
+            node_total: 1,
+            machine_images: crate::plan::MachineImages {
+                every: Some("my/machine".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match crate::plan::plan(&config, "build", &options).unwrap() {
+            crate::plan::Plan::Run(plan) => *plan,
+            crate::plan::Plan::Nothing(why) => panic!("{why}"),
+        }
+    }
+
+    #[test]
+    fn a_machine_plan_runs_its_image_as_circleci() {
+        let plan = machine_plan();
+        assert_eq!(plan.images.len(), 1);
+        assert_eq!(plan.images[0].image, "my/machine");
+        assert_eq!(plan.images[0].user.as_deref(), Some(MACHINE_USER));
+        assert_eq!(plan.machine.as_ref().unwrap().image, "default");
+    }
+
+    #[test]
+    fn machine_jobs_refuse_an_engine_whose_socket_cannot_be_shared() {
+        let plan = machine_plan();
+        assert!(check_endpoint("unix:///var/run/docker.sock", &[&plan]).is_ok());
+        let error = check_endpoint("tcp://127.0.0.1:2375", &[&plan]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the engine is at tcp://127.0.0.1:2375")
+        );
+        assert!(error.hint().contains("unix://"));
+        let docker = JobPlan {
+            machine: None,
+            ..plan
+        };
+        assert!(check_endpoint("tcp://127.0.0.1:2375", &[&docker]).is_ok());
+    }
+
     #[test]
     fn only_a_local_socket_can_be_shared() {
         assert_eq!(
