@@ -93,6 +93,13 @@ pub struct Args {
     #[arg(long = "artifacts-dir", value_name = "DIR")]
     pub artifacts_dir: Option<PathBuf>,
 
+    /// The local image `machine:` jobs run in: IMAGE for every one, or NAME=IMAGE for the
+    /// CircleCI image NAME (`ubuntu-2204:2024.01.1`, `ubuntu-2204`, `default`). Repeatable;
+    /// wins over the per-user config file ($LOCALCI_CONFIG, else
+    /// ~/.config/localci/config.yml, `machine: images:`).
+    #[arg(long = "machine-image", value_name = "[NAME=]IMAGE")]
+    pub machine_image: Vec<String>,
+
     /// Mount the host's Docker socket into the primary container, so `setup_remote_docker`
     /// gives the job a Docker engine (the host's).
     #[arg(long = "docker-socket")]
@@ -201,6 +208,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
                 flags,
                 args.resource_class_limits,
                 plan.resource_class.as_deref(),
+                plan.machine.is_some(),
             )
             .err()
         });
@@ -345,6 +353,8 @@ fn launch_options(ctx: &Context, args: &Args) -> Result<LaunchOptions, Vec<Diagn
             .cloned()
             .unwrap_or_else(|| "localci".into()),
         keep: args.keep,
+        machine_images: launch::machine_images(&args.machine_image, &launch::config_file(&ctx.env))
+            .map_err(|d| vec![d])?,
     })
 }
 
@@ -383,6 +393,7 @@ fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
             .with_hint("start Docker, or point DOCKER_HOST (or `docker context use`) at a running engine (unix:///path/to/docker.sock or tcp://host:2375)"),
         EngineError::Images(images) => Diagnostic::bare(e.to_string()).with_hint(images.hint()),
         EngineError::Setup(_) => Diagnostic::bare(e.to_string()),
+        EngineError::Machine(m) => Diagnostic::bare(e.to_string()).with_hint(m.hint()),
         EngineError::Backend(BackendError::Lost { .. }) => Diagnostic::bare(format!(
             "{e}; the job could not finish"
         ))

@@ -1,6 +1,7 @@
 //! `localci list [--json]`: the workflows of the (processed) config, their jobs, what each
 //! requires, its filters and contexts. No Docker.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::Context;
@@ -8,6 +9,7 @@ use super::compile::CompileArgs;
 use super::output;
 use crate::config::{Filters, Invocation, PatternSet, Workflow};
 use crate::exit::Outcome;
+use crate::plan::machine_note;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -36,15 +38,31 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
         });
         output::stdout(&format!("{json:#}\n"));
     } else {
+        // Machine jobs say which local image they would run in (the per-user file's mapping).
+        let images = match crate::launch::machine_images(&[], &crate::launch::config_file(&ctx.env))
+        {
+            Ok(images) => images,
+            Err(d) => {
+                output::stderr(&crate::diagnostic::render_message(&d, ctx.color));
+                return Outcome::Invalid;
+            }
+        };
+        let machine: BTreeMap<String, String> = front
+            .config
+            .jobs
+            .iter()
+            .filter_map(|(name, job)| Some((name.clone(), machine_note(job, &images)?)))
+            .collect();
         output::stdout(&render(
             &front.config.workflows,
             &front.config.jobs.keys().cloned().collect::<Vec<_>>(),
+            &machine,
         ));
     }
     Outcome::Success
 }
 
-fn render(workflows: &[Workflow], jobs: &[String]) -> String {
+fn render(workflows: &[Workflow], jobs: &[String], machine: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     if workflows.is_empty() {
         out.push_str("no workflows\n");
@@ -59,7 +77,8 @@ fn render(workflows: &[Workflow], jobs: &[String]) -> String {
             .max()
             .unwrap_or(0);
         for inv in &wf.jobs {
-            let notes = notes(inv);
+            let mut notes = notes(inv);
+            notes.extend(machine.get(&inv.job).cloned());
             if notes.is_empty() {
                 out.push_str(&format!("  {}\n", inv.run_name()));
             } else {

@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use super::Context;
 use super::compile::CompileArgs;
 use super::output;
+use crate::config::Config;
 use crate::diagnostic;
 use crate::exit::Outcome;
-use crate::plan::{PlannedKind, WorkflowPlan, choose_workflow, plan_workflow};
+use crate::plan::{
+    MachineImages, PlannedKind, WorkflowPlan, choose_workflow, machine_note, plan_workflow,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,6 +41,14 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
     let planned = choose_workflow(&front.config, args.workflow.as_deref())
         .map_err(|d| vec![d])
         .and_then(|wf| plan_workflow(&front.config, wf, &front.build()));
+    // Machine jobs say which local image they would run in (the per-user file's mapping).
+    let images = match crate::launch::machine_images(&[], &crate::launch::config_file(&ctx.env)) {
+        Ok(images) => images,
+        Err(d) => {
+            output::stderr(&diagnostic::render_message(&d, ctx.color));
+            return Outcome::Invalid;
+        }
+    };
     match planned {
         Ok(plan) if args.json => {
             let json = serde_json::to_string_pretty(&plan).unwrap_or_default();
@@ -45,7 +56,7 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
             Outcome::Success
         }
         Ok(plan) => {
-            output::stdout(&render(&plan));
+            output::stdout(&render(&plan, &front.config, &images));
             Outcome::Success
         }
         Err(diags) => {
@@ -57,7 +68,7 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
 
 /// The jobs by depth (a job is one deeper than the deepest job it needs): what can run at
 /// once when nothing else waits. The scheduler starts each job as soon as its own needs end.
-fn render(plan: &WorkflowPlan) -> String {
+fn render(plan: &WorkflowPlan, config: &Config, images: &MachineImages) -> String {
     let build = match (&plan.build.branch, &plan.build.tag) {
         (_, Some(tag)) => format!("tag {tag}"),
         (Some(branch), None) => format!("branch {branch}"),
@@ -84,6 +95,14 @@ fn render(plan: &WorkflowPlan) -> String {
             PlannedKind::NoOp => " (no-op)".to_string(),
             PlannedKind::Build if job.parallelism > 1 => format!(" ({} nodes)", job.parallelism),
             PlannedKind::Build => String::new(),
+        };
+        let kind = match config
+            .jobs
+            .get(job.job.as_deref().unwrap_or(&job.name))
+            .and_then(|def| machine_note(def, images))
+        {
+            Some(note) => format!("{kind} ({note})"),
+            None => kind,
         };
         let after = if job.needs.is_empty() {
             String::new()

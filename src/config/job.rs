@@ -30,10 +30,22 @@ pub struct Job {
 #[serde(rename_all = "snake_case")]
 pub enum Executor {
     Docker(Vec<DockerImage>),
-    Machine,
+    Machine(Machine),
     Macos,
     /// No executor key: only valid for approval and no-op jobs.
     None,
+}
+
+/// A `machine:` executor: `machine: true` or `machine: {image: ubuntu-2204:2024.01.1, ...}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Machine {
+    /// The CircleCI image name; `None` for `machine: true` (CircleCI's default image).
+    pub image: Option<String>,
+    /// `docker_layer_caching`: a no-op locally (the engine's own layer cache is always there).
+    pub docker_layer_caching: bool,
+    /// `machine.resource_class` (the older spelling of the job's `resource_class`).
+    pub resource_class: Option<String>,
+    pub shell: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -132,13 +144,32 @@ fn parse_executor(r: &mut Reader, node: &Node, pointer: &str) -> Executor {
             .collect();
         return Executor::Docker(images);
     }
-    if node.get("machine").is_some() {
-        return Executor::Machine;
+    if let Some(machine) = node.get("machine") {
+        return Executor::Machine(parse_machine(r, machine, &child(pointer, "machine")));
     }
     if node.get("macos").is_some() {
         return Executor::Macos;
     }
     Executor::None
+}
+
+fn parse_machine(r: &mut Reader, node: &Node, pointer: &str) -> Machine {
+    if node.as_map().is_none() {
+        // `machine: true` (and `machine: false`, which the schema allows and CircleCI runs the
+        // same way): the default image.
+        return Machine::default();
+    }
+    Machine {
+        image: r.opt_text(node, "image", pointer),
+        docker_layer_caching: r
+            .opt_bool(node, "docker_layer_caching", pointer)
+            .unwrap_or(false),
+        resource_class: r.opt_text(node, "resource_class", pointer),
+        shell: node
+            .get("shell")
+            .and_then(|s| r.words(s, &child(pointer, "shell"), "`shell`"))
+            .map(|w| w.join(" ")),
+    }
 }
 
 fn parse_image(r: &mut Reader, node: &Node, pointer: &str) -> Option<DockerImage> {

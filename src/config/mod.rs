@@ -12,7 +12,9 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 /// Kept for `steps/cache.rs`, which is being changed elsewhere; new code uses `crate::units`.
-pub use job::{Auth, AwsAuth, DEFAULT_WORKING_DIRECTORY, DockerImage, Executor, Job, JobType};
+pub use job::{
+    Auth, AwsAuth, DEFAULT_WORKING_DIRECTORY, DockerImage, Executor, Job, JobType, Machine,
+};
 pub use step::{Run, Step, StepKind, When};
 pub use workflow::{
     Filters, Invocation, Pattern, PatternSet, REQUIRE_STATUSES, Requirement, Workflow,

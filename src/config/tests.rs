@@ -159,7 +159,13 @@ fn machine_and_missing_executors_are_recognised() {
         "version: 2\njobs:\n  m:\n    machine: {image: ubuntu-2204:current}\n    steps: [checkout]\n  hold:\n    type: approval\n",
     )
     .unwrap();
-    assert_eq!(config.jobs["m"].executor, Executor::Machine);
+    assert_eq!(
+        config.jobs["m"].executor,
+        Executor::Machine(crate::config::Machine {
+            image: Some("ubuntu-2204:current".into()),
+            ..Default::default()
+        })
+    );
     assert_eq!(config.jobs["hold"].executor, Executor::None);
     assert_eq!(config.jobs["hold"].job_type, JobType::Approval);
 }

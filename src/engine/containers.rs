@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run_info::RunInfo;
 use crate::backend::{Backend, ContainerSpec, ImageInfo, Result};
+use crate::engine::EngineError;
 
 use crate::plan::{ImagePlan, JobPlan};
 
@@ -69,6 +70,28 @@ impl Limits {
         })
     }
 
+    /// CircleCI's documented size of a Linux machine (VM) `resource_class` (circleci-docs,
+    /// "Linux VM" execution resources); `None` for classes without one (GPU, runners).
+    pub fn for_machine_class(class: &str) -> Option<Limits> {
+        const MB: i64 = 1024 * 1024;
+        let (cpus, mb) = match class {
+            "medium" => (2, 7680),
+            "large" => (4, 15 * 1024),
+            "xlarge" => (8, 32 * 1024),
+            "2xlarge" => (16, 64 * 1024),
+            "arm.medium" => (2, 8 * 1024),
+            "arm.large" => (4, 16 * 1024),
+            "arm.xlarge" => (8, 32 * 1024),
+            "arm.2xlarge" => (16, 64 * 1024),
+            _ => return None,
+        };
+        Some(Limits {
+            memory: Some(mb * MB),
+            nano_cpus: Some(cpus * 1_000_000_000),
+            pids: None,
+        })
+    }
+
     /// These limits, with each one not set taken from `fallback`.
     #[must_use]
     pub fn or(self, fallback: Limits) -> Limits {
@@ -80,25 +103,37 @@ impl Limits {
     }
 }
 
-/// A `resource_class` without a documented Docker size, with `--resource-class-limits`.
+/// A `resource_class` without a documented size, with `--resource-class-limits`.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "--resource-class-limits: resource_class `{0}` has no documented Docker size (small, medium, medium+, large, xlarge, 2xlarge, 2xlarge+)"
-)]
-pub struct UnknownClass(pub String);
+pub enum UnknownClass {
+    #[error(
+        "--resource-class-limits: resource_class `{0}` has no documented Docker size (small, medium, medium+, large, xlarge, 2xlarge, 2xlarge+)"
+    )]
+    Docker(String),
+    #[error(
+        "--resource-class-limits: resource_class `{0}` has no documented Linux machine size (medium, large, xlarge, 2xlarge, arm.medium, arm.large, arm.xlarge, arm.2xlarge)"
+    )]
+    Machine(String),
+}
 
 /// The limits for a job: the flags, then, with `--resource-class-limits`, the documented size
-/// of its class, or of `medium` when it names none (CircleCI's default, semantics §3.5).
+/// of its class (a Docker one, or a Linux machine one for a `machine` job), or of `medium`
+/// when it names none (CircleCI's default, semantics §3.5).
 pub fn job_limits(
     flags: Limits,
     by_class: bool,
     class: Option<&str>,
+    machine: bool,
 ) -> std::result::Result<Limits, UnknownClass> {
     if !by_class {
         return Ok(flags);
     }
     let class = class.unwrap_or("medium");
-    let sized = Limits::for_resource_class(class).ok_or_else(|| UnknownClass(class.into()))?;
+    let sized = if machine {
+        Limits::for_machine_class(class).ok_or_else(|| UnknownClass::Machine(class.into()))?
+    } else {
+        Limits::for_resource_class(class).ok_or_else(|| UnknownClass::Docker(class.into()))?
+    };
     Ok(flags.or(sized))
 }
 
@@ -206,7 +241,7 @@ pub async fn start(
     limits: Limits,
     cancel: &CancellationToken,
     created: &mut Created,
-) -> Result<Startup> {
+) -> std::result::Result<Startup, EngineError> {
     let (primary_plan, services) = plan
         .images
         .split_first()
@@ -222,6 +257,9 @@ pub async fn start(
     spec.limits = limits;
     let primary = create(backend, spec, created).await?;
     created.primary = Some(primary.clone());
+    if plan.machine.is_some() && !cancel.is_cancelled() {
+        super::machine::provision(backend, &primary, &primary_plan.image, socket).await?;
+    }
     if cancel.is_cancelled() {
         return Ok(Startup::Interrupted);
     }
@@ -386,6 +424,20 @@ mod tests {
             Some(6 << 30)
         );
         assert_eq!(Limits::for_resource_class("arm.medium"), None);
+        // A machine job's class is a VM size: medium is 2 CPUs and 7.5 GB there.
+        let machine = job_limits(Limits::default(), true, None, true).unwrap();
+        assert_eq!(
+            (machine.memory, machine.nano_cpus),
+            (Some(7680 << 20), Some(2_000_000_000))
+        );
+        assert_eq!(
+            job_limits(Limits::default(), true, Some("arm.large"), true)
+                .unwrap()
+                .memory,
+            Some(16 << 30)
+        );
+        assert!(job_limits(Limits::default(), true, Some("medium+"), true).is_err());
+        assert!(job_limits(Limits::default(), true, Some("arm.large"), false).is_err());
         let flags = Limits {
             memory: Some(1 << 30),
             ..Limits::default()

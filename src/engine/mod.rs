@@ -9,6 +9,7 @@ mod containers;
 pub use containers::{Limits, job_limits, parse_cpus, parse_memory, parse_pids};
 mod images;
 mod leftovers;
+mod machine;
 mod owner;
 mod run_info;
 mod scheduler;
@@ -25,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 pub use images::interpolate;
+pub use machine::{MachineError, check_endpoint as check_machine_endpoint};
 pub use owner::{LABEL_BOOT, LABEL_HOST, LABEL_PIDNS, LABEL_STARTED};
 pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo, random_uuid};
 pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
@@ -80,6 +82,9 @@ pub enum EngineError {
     Images(#[from] images::ImagesError),
     #[error("{0}")]
     Setup(String),
+    /// A `machine:` job that cannot run against this engine or in its image.
+    #[error(transparent)]
+    Machine(#[from] MachineError),
 }
 
 /// The `BASH_ENV` path for a job started at `unix_seconds`.
@@ -136,19 +141,21 @@ async fn primary_gone(
     }
 }
 
-/// The host socket to mount with `--docker-socket`, when the engine is reached through one.
+/// The host socket to mount with `--docker-socket` (and always in a machine job), when the
+/// engine is reached through one.
 fn socket_mount(
     backend: &dyn Backend,
     options: &EngineOptions,
     events: &Events,
+    machine: bool,
 ) -> Option<SocketMount> {
-    if !options.docker_socket {
+    if !options.docker_socket && !machine {
         return None;
     }
     let host = backend.host();
-    let Some(path) = host.strip_prefix("unix://") else {
+    let Some(path) = machine::local_socket(&host) else {
         events.warning(format!(
-            "--docker-socket: the Docker engine is at {host}, not a local socket; nothing is mounted"
+            "the Docker engine is at {host}, not a local socket; no Docker socket is mounted in the job's container"
         ));
         return None;
     };

@@ -322,7 +322,8 @@ impl Runner<'_> {
         created: &mut Created,
         settings: JobSettings,
     ) -> Result<Sequence, EngineError> {
-        let socket = socket_mount(self.backend.as_ref(), self.options, self.events);
+        let machine = self.plan.machine.is_some();
+        let socket = socket_mount(self.backend.as_ref(), self.options, self.events, machine);
         // Not raced against Ctrl-C: `start` checks it between requests (see containers.rs).
         // The flags, then (with --resource-class-limits) the job's class; a class without a
         // documented size was refused before the run began.
@@ -330,6 +331,7 @@ impl Runner<'_> {
             self.options.limits,
             self.options.class_limits,
             self.plan.resource_class.as_deref(),
+            machine,
         )
         .unwrap_or(self.options.limits);
         let startup = containers::start(
@@ -356,6 +358,12 @@ impl Runner<'_> {
         created.working_directory = Some(prepared.facts.working_directory.clone());
         for warning in &prepared.warnings {
             self.events.warning(warning.clone());
+        }
+        if machine {
+            let image = &self.plan.images[0].image;
+            for warning in super::machine::check(self.backend.as_ref(), &primary, image).await {
+                self.events.warning(warning);
+            }
         }
         self.events.info(format!(
             "Primary container {} ({}) as uid {}, working directory {}",

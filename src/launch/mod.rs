@@ -5,6 +5,7 @@
 //! that job's nodes; a workflow is a run of its DAG.
 
 mod env;
+mod machine;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use env::{context_dir, load_contexts, parse_env_arg, read_env_file};
+pub use machine::{config_file, machine_images};
 
 use crate::backend::Backend;
 use crate::config::{Config, StepKind};
@@ -52,6 +54,8 @@ pub struct LaunchOptions {
     /// `CIRCLE_USERNAME`.
     pub username: String,
     pub keep: bool,
+    /// `--machine-image` and the per-user file: the local images of `machine:` jobs.
+    pub machine_images: plan::MachineImages,
 }
 
 /// A run decided down to every node, ready for the engine.
@@ -309,6 +313,7 @@ fn plan_nodes(
             image_map: options.image_map.clone(),
             bash_env: engine::bash_env_path(engine::now_unix()),
             context_env: context_env.clone(),
+            machine_images: options.machine_images.clone(),
             extra_builtins: vec![
                 ("CIRCLE_WORKFLOW_ID".into(), facts.run.id.clone()),
                 ("CIRCLE_WORKFLOW_JOB_ID".into(), job_id.clone()),
@@ -378,6 +383,7 @@ fn prepare_job(
     let probe = PlanOptions {
         repo: front.repo.clone(),
         node_total: 1,
+        machine_images: options.machine_images.clone(),
         ..PlanOptions::default()
     };
     let first = match plan::plan(&front.config, name, &probe).map_err(|d| vec![d])? {
@@ -542,11 +548,12 @@ pub async fn run(
         single,
         ..
     } = prepared;
-    let session = Session::open(backend, run, engine_options, sink.clone(), cancel.clone()).await?;
     let plans: Vec<&JobPlan> = jobs
         .iter()
         .flat_map(|j| j.nodes.iter().map(|(p, _)| p))
         .collect();
+    engine::check_machine_endpoint(&backend.host(), &plans)?;
+    let session = Session::open(backend, run, engine_options, sink.clone(), cancel.clone()).await?;
     if !single {
         sink.send(crate::report::Event::RunStarted {
             run: session.id().to_string(),

