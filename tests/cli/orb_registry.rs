@@ -3,8 +3,8 @@
 //! real network is never used: `.cargo/config.toml` sets LOCALCI_OFFLINE=1 for every test, and
 //! these tests lift it only with LOCALCI_ORB_REGISTRY pointing at their own server.
 
-use std::io::{BufRead, BufReader, Read, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -74,8 +74,8 @@ impl FakeRegistry {
 }
 
 /// Reads one request, checks that it is the orb source query, and answers it.
-fn answer(mut stream: TcpStream, reply: &Reply, log: &Mutex<Vec<String>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn answer(mut stream: impl Read + Write, reply: &Reply, log: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(&mut stream);
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "POST /graphql-unstable HTTP/1.1\r\n");
@@ -92,6 +92,7 @@ fn answer(mut stream: TcpStream, reply: &Reply, log: &Mutex<Vec<String>>) {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap();
+    drop(reader);
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let query: Vec<&str> = body["query"].as_str().unwrap().split_whitespace().collect();
     assert_eq!(
@@ -118,7 +119,8 @@ fn answer(mut stream: TcpStream, reply: &Reply, log: &Mutex<Vec<String>>) {
         stream,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
         json.len()
-    );
+    )
+    .and_then(|()| stream.flush());
 }
 
 struct Out {
@@ -373,4 +375,202 @@ fn tests_run_offline_unless_they_name_a_local_registry() {
     // `.cargo/config.toml` keeps every localci that `cargo test` starts away from the real
     // registry; without it, a test config with an orb missing would go to circleci.com.
     assert_eq!(std::env::var("LOCALCI_OFFLINE").as_deref(), Ok("1"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS, as the real registry is asked: a local CA made with openssl, trusted through
+// SSL_CERT_FILE, and a rustls server on 127.0.0.1.
+
+/// A CA, and a certificate for `localhost` it signed: (CA file, server certificate, server key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localci test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// An HTTPS registry on 127.0.0.1 answering one connection; its URL names `localhost`.
+fn https_registry(cert: &Path, key: &Path, reply: Reply) -> (String, JoinHandle<Vec<String>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = vec![CertificateDer::from_pem_file(cert).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://localhost:{}/graphql-unstable",
+        listener.local_addr().unwrap().port()
+    );
+    let thread = std::thread::spawn(move || {
+        let log = Mutex::new(Vec::new());
+        let (tcp, _) = listener.accept().unwrap();
+        let tls = rustls::ServerConnection::new(config).unwrap();
+        let mut stream = rustls::StreamOwned::new(tls, tcp);
+        // A client that does not trust the certificate ends the handshake: nothing is asked.
+        let mut probe = [0u8; 0];
+        if stream.read(&mut probe).is_ok() {
+            answer(&mut stream, &reply, &log);
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+        }
+        log.into_inner().unwrap()
+    });
+    (url, thread)
+}
+
+#[test]
+fn the_registry_is_asked_over_https_and_its_certificate_is_checked() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(certs.path());
+    let dir = project(USES_HI);
+    let home = tempfile::tempdir().unwrap();
+
+    // Trusted through SSL_CERT_FILE (as for any root the host has): fetched and cached.
+    let (url, server) = https_registry(&cert, &key, Reply::Orb("1.2.5"));
+    let out = localci_env(
+        dir.path(),
+        home.path(),
+        &url,
+        &[("SSL_CERT_FILE", ca.as_path())],
+        &["process"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("resolved to 'acme/hi@1.2.5'"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(server.join().unwrap(), ["acme/hi@1.2"]);
+    assert!(cached(home.path(), "hi@1.2.5.yml").is_file());
+
+    // A certificate no trusted root signed: a warning that says so, and nothing cached.
+    let other_home = tempfile::tempdir().unwrap();
+    let untrusted = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = certificates(untrusted.path());
+    let (url, server) = https_registry(&cert, &key, Reply::Orb("1.2.5"));
+    let out = localci_env(
+        dir.path(),
+        other_home.path(),
+        &url,
+        &[("SSL_CERT_FILE", other_ca.as_path())],
+        &["validate"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "orb `hi` (acme/hi@1.2) could not be fetched from {url}: the TLS connection failed"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(server.join().unwrap().is_empty());
+    assert!(!other_home.path().join(".cache/localci/orbs/acme").exists());
+}
+
+/// [`localci`] asking `registry`, with extra environment variables.
+fn localci_env(
+    dir: &Path,
+    home: &Path,
+    registry: &str,
+    env: &[(&str, &Path)],
+    args: &[&str],
+) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_localci"));
+    cmd.current_dir(dir)
+        .env("HOME", home)
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("LOCALCI_OFFLINE")
+        .env("LOCALCI_ORB_REGISTRY", registry)
+        .envs(env.iter().copied())
+        .args(["--color", "never"])
+        .args(args);
+    let started = Instant::now();
+    let out = cmd.output().expect("localci runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+        took: started.elapsed(),
+    }
 }
