@@ -35,23 +35,23 @@ use crate::source::{Source, Sources};
 use crate::store::safe_path::SafeDir;
 
 /// The registry `circleci orb source` asks by default.
-pub const DEFAULT_URL: &str = "https://circleci.com/graphql-unstable";
+pub(crate) const DEFAULT_URL: &str = "https://circleci.com/graphql-unstable";
 
 /// Overrides [`DEFAULT_URL`] (a CircleCI server install, or a test's local server).
-pub const URL_VAR: &str = "LOCALCI_ORB_REGISTRY";
+pub(crate) const URL_VAR: &str = "LOCALCI_ORB_REGISTRY";
 
 /// Set to `1` (or `true`, `yes`) to never ask the registry, like `--offline`.
-pub const OFFLINE_VAR: &str = "LOCALCI_OFFLINE";
+pub(crate) const OFFLINE_VAR: &str = "LOCALCI_OFFLINE";
 
 /// How long finding and connecting to the registry may take (DNS included): beyond it, the
 /// network counts as unreachable and the run goes on offline, silently.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(2500);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// How long one fetch may take once connected (TLS, request and the whole reply).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The largest reply read. Published orbs are tens of kilobytes; the biggest are under 1 MB.
-pub const REPLY_LIMIT: usize = 4 * 1024 * 1024;
+pub(crate) const REPLY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// The query `circleci orb source` sends: the version a reference resolves to, and its source.
 const QUERY: &str = "query($orbVersionRef: String!) {
@@ -91,23 +91,23 @@ struct Endpoint {
 /// `LOCALCI_ORB_REGISTRY` is not a URL localci can use.
 #[derive(Debug, thiserror::Error)]
 #[error("{URL_VAR}={value} is not a usable registry URL: {why}")]
-pub struct BadUrl {
+pub(crate) struct BadUrl {
     value: String,
     why: &'static str,
 }
 
 /// One orb the registry gave, saved in the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     /// The exact reference, `circleci/node@5.2.0`.
-    pub resolved: String,
+    pub(crate) resolved: String,
     /// The cache file it was written to.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 /// Why a fetch gave no orb.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     /// The registry could not be reached (no network, no DNS, refused, no connection in time).
     /// Not worth a warning: offline is a normal way to run.
     #[error("the registry cannot be reached: {0}")]
@@ -147,7 +147,7 @@ pub enum FetchError {
 
 impl FetchError {
     /// Whether the failure is only "offline", which lazy orbs already report.
-    pub fn is_silent(&self) -> bool {
+    pub(crate) fn is_silent(&self) -> bool {
         matches!(self, FetchError::Unreachable(_) | FetchError::Skipped)
     }
 }
@@ -155,7 +155,7 @@ impl FetchError {
 impl Registry {
     /// The registry the environment names (`LOCALCI_ORB_REGISTRY`, else CircleCI's), caching
     /// into `cache`; `None` when `LOCALCI_OFFLINE` turns the network off.
-    pub fn from_env(
+    pub(crate) fn from_env(
         env: &BTreeMap<String, String>,
         cache: PathBuf,
     ) -> Result<Option<Registry>, BadUrl> {
@@ -174,7 +174,7 @@ impl Registry {
     }
 
     /// The registry at `url` (the GraphQL endpoint), caching into `cache`.
-    pub fn new(url: &str, cache: PathBuf) -> Result<Registry, BadUrl> {
+    pub(crate) fn new(url: &str, cache: PathBuf) -> Result<Registry, BadUrl> {
         Ok(Registry {
             endpoint: Endpoint::parse(url)?,
             cache,
@@ -186,12 +186,13 @@ impl Registry {
     }
 
     /// The GraphQL endpoint, as configured.
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.endpoint.url
     }
 
     /// Sets both timeouts (tests use short ones).
-    pub fn with_timeouts(mut self, connect: Duration, request: Duration) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_timeouts(mut self, connect: Duration, request: Duration) -> Self {
         self.connect_timeout = connect;
         self.request_timeout = request;
         self
@@ -200,7 +201,7 @@ impl Registry {
     /// Asks the registry for `reference` (`ns/name@version`, where the version may be partial
     /// or `volatile`: the registry resolves it) and saves the answer in the cache as
     /// `<ns>/<name>@<resolved version>.yml`.
-    pub fn fetch(&self, reference: &str) -> Result<Fetched, FetchError> {
+    pub(crate) fn fetch(&self, reference: &str) -> Result<Fetched, FetchError> {
         let wanted = OrbRef::parse(reference)
             .filter(|r| [&r.ns, &r.name].iter().all(|p| p.chars().any(|c| c != '.')))
             .ok_or_else(|| FetchError::BadReference(reference.to_string()))?;
