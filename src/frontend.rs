@@ -2,15 +2,19 @@
 //! find and load the file -> parse YAML (spans) -> process (2.1 -> 2.0, CircleCI's own
 //! errors first) -> validate (what compiles but is still wrong) -> the typed [`Config`]. Git is
 //! discovered once here and `--branch`/`--tag` applied once, for pipeline values, filters and
-//! `CIRCLE_*` alike. Synchronous, Docker-free; prints nothing.
+//! `CIRCLE_*` alike. Registry orbs come from one source order for every command (`--orb`, the
+//! config's `orbs/` folder, the user cache, then the orb registry when the network allows).
+//! Synchronous, Docker-free; prints nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
 use crate::git::RepoInfo;
 use crate::plan::BuildRef;
+use crate::process::registry::{self, Registry};
 use crate::process::{self, PipelineValues, Processed};
 use crate::source::Sources;
 use crate::yaml::Node;
@@ -36,6 +40,10 @@ pub struct FrontOptions {
     /// Stop after the compiler (`localci process`): 2.0 configs go through it too, and no
     /// typed model is built ([`Front::config`] is empty).
     pub compiled_only: bool,
+    /// Ask the CircleCI orb registry (as `env` configures it: `LOCALCI_ORB_REGISTRY`,
+    /// `LOCALCI_OFFLINE`) for registry orbs no local file provides. Off by default: a caller
+    /// opts in to the network.
+    pub orb_registry: bool,
 }
 
 /// A config that went through every stage.
@@ -116,10 +124,7 @@ type Stages = (
 );
 
 fn stages(options: &FrontOptions, sources: &mut Sources) -> Result<Stages, Vec<Diagnostic>> {
-    let path =
-        crate::load::find_config(options.config.as_deref(), &options.cwd).map_err(|d| vec![d])?;
-    let file = crate::load::load(sources, &path).map_err(|d| vec![d])?;
-    let node = crate::yaml::parse(sources.get(file), file).map_err(|d| vec![d])?;
+    let (path, file, node) = read(options, sources).map_err(|d| vec![d])?;
     let repo = repository(options, &path);
     let mut warnings = Vec::new();
     let processed = if options.compiled_only || crate::config::is_version_2_1(&node) {
@@ -147,6 +152,93 @@ fn stages(options: &FrontOptions, sources: &mut Sources) -> Result<Stages, Vec<D
         crate::config::parse(&compiled)?
     };
     Ok((path, repo, processed, compiled, config, warnings))
+}
+
+/// The compiler's options for the config at `config`: the same orb sources (`--orb`, the
+/// config's `orbs/` folder, the user cache, the registry) and pipeline values every command
+/// uses.
+pub fn process_options(
+    options: &FrontOptions,
+    config: &Path,
+) -> Result<process::Options, Vec<Diagnostic>> {
+    compile_options(options, &repository(options, config))
+}
+
+/// `localci validate`: every problem of the config, warnings included, with the sources they
+/// point into. Registry orbs come from where `process` finds them; one that has no source is
+/// one warning, and everything else is checked.
+pub fn check(
+    options: &FrontOptions,
+    validate: &crate::validate::Options,
+) -> (Sources, Vec<Diagnostic>) {
+    let mut sources = Sources::new();
+    let diagnostics = checked(options, validate, &mut sources);
+    (sources, diagnostics)
+}
+
+fn checked(
+    options: &FrontOptions,
+    validate: &crate::validate::Options,
+    sources: &mut Sources,
+) -> Vec<Diagnostic> {
+    let (path, file, node) = match read(options, sources) {
+        Ok(read) => read,
+        Err(d) => return vec![d],
+    };
+    let compile = match process_options(options, &path) {
+        Ok(compile) => compile,
+        Err(diags) => return diags,
+    };
+    let mut diags = crate::validate::validate_compiled(sources, file, &node, validate, &compile);
+    crate::diagnostic::sort(&mut diags);
+    diags
+}
+
+/// Why `localci orb vendor` saved nothing.
+pub enum VendorFailure {
+    /// The config does not compile (an orb without a source anywhere is one of its errors).
+    Invalid(Failure),
+    /// An orb could not be written under the config's `orbs/` folder.
+    Write {
+        sources: Sources,
+        error: process::VendorError,
+    },
+}
+
+/// `localci orb vendor`: saves every registry orb the config uses (from `--orb` files, the
+/// user cache or the registry) under the config's `orbs/` folder.
+pub fn vendor(options: &FrontOptions) -> Result<Vec<process::Vendored>, VendorFailure> {
+    let mut sources = Sources::new();
+    let failed = |sources, diagnostics| {
+        VendorFailure::Invalid(Failure {
+            sources,
+            diagnostics,
+        })
+    };
+    let (path, file, node) = match read(options, &mut sources) {
+        Ok(read) => read,
+        Err(d) => return Err(failed(sources, vec![d])),
+    };
+    let compile = match process_options(options, &path) {
+        Ok(compile) => compile,
+        Err(diags) => return Err(failed(sources, diags)),
+    };
+    match process::vendor(&mut sources, file, &node, &compile) {
+        Ok(saved) => Ok(saved),
+        Err(process::VendorError::Invalid(diags)) => Err(failed(sources, diags)),
+        Err(error) => Err(VendorFailure::Write { sources, error }),
+    }
+}
+
+/// Finds, loads and parses the config.
+fn read(
+    options: &FrontOptions,
+    sources: &mut Sources,
+) -> Result<(PathBuf, crate::source::FileId, Node), Diagnostic> {
+    let path = crate::load::find_config(options.config.as_deref(), &options.cwd)?;
+    let file = crate::load::load(sources, &path)?;
+    let node = crate::yaml::parse(sources.get(file), file)?;
+    Ok((path, file, node))
 }
 
 /// The repository that holds the config (wherever localci runs from), with `--branch` or
@@ -193,6 +285,20 @@ fn compile_options(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let cache = process::user_orb_dir(&options.env);
+    let registry = match (&cache, options.orb_registry) {
+        (Some(dir), true) => Registry::from_env(&options.env, dir.clone())
+            .map_err(|e| {
+                vec![Diagnostic::bare(e.to_string()).with_hint(format!(
+                    "set {} to the GraphQL endpoint, e.g. {}, or unset it",
+                    registry::URL_VAR,
+                    registry::DEFAULT_URL
+                ))]
+            })?
+            .map(Arc::new),
+        // Without a cache folder (no HOME) a fetched orb has nowhere to go.
+        _ => None,
+    };
     Ok(process::Options {
         pipeline_params: options.pipeline_params.clone(),
         pipeline_values: values,
@@ -201,9 +307,10 @@ fn compile_options(
             .iter()
             .map(|(k, v)| (k.clone(), options.cwd.join(v)))
             .collect(),
-        orb_dirs: process::user_orb_dir(&options.env).into_iter().collect(),
+        orb_dirs: cache.into_iter().collect(),
         all_jobs: options.all_jobs,
         // A run needs only the orbs its jobs use: a missing orb is an error for those alone.
         lazy_orbs: options.all_jobs,
+        registry,
     })
 }

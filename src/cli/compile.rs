@@ -1,12 +1,10 @@
-//! The flags that shape a 2.1 compile, shared by `process` and `execute`: pipeline parameters
-//! and values, branch or tag, and local sources for registry orbs.
+//! The flags that shape a 2.1 compile, shared by every command that reads a config (`validate`,
+//! `process`, `execute`, `list`, `plan`, `orb vendor`): pipeline parameters and values, branch
+//! or tag, local sources for registry orbs, and whether the orb registry may be asked.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::Context;
-use crate::diagnostic::Diagnostic;
-use crate::git::RepoInfo;
-use crate::process::{self, Options, PipelineValues};
 
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct CompileArgs {
@@ -30,71 +28,17 @@ pub struct CompileArgs {
     /// Use a local file as the source of a registry orb (repeatable).
     #[arg(long = "orb", value_name = "NS/NAME@VERSION=FILE", value_parser = key_value)]
     pub orbs: Vec<(String, String)>,
+
+    /// Never ask the CircleCI orb registry for an orb that has no local source (also:
+    /// LOCALCI_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
-}
-
-/// The folder that holds the config file (the start of the search for its repository).
-pub fn config_dir(ctx: &Context, config: &Path) -> PathBuf {
-    ctx.cwd
-        .join(config)
-        .parent()
-        .map_or_else(|| ctx.cwd.clone(), Path::to_path_buf)
-}
-
-impl CompileArgs {
-    /// The repository facts with `--branch`/`--tag` applied: a tag build has no branch.
-    pub fn repo(&self, dir: &Path) -> RepoInfo {
-        let mut repo = RepoInfo::discover(dir);
-        if let Some(tag) = &self.tag {
-            repo.tag = Some(tag.clone());
-            repo.branch = None;
-        } else if let Some(branch) = &self.branch {
-            repo.branch = Some(branch.clone());
-            repo.tag = None;
-        }
-        repo
-    }
-
-    /// Compile options for the config at `config` (relative to the working directory).
-    pub fn options(&self, ctx: &Context, config: &Path) -> Result<Options, Vec<Diagnostic>> {
-        let mut values = PipelineValues::from_repo(&RepoInfo::discover(&config_dir(ctx, config)));
-        if let Some(tag) = &self.tag {
-            values.set_tag(tag);
-        }
-        if let Some(branch) = &self.branch {
-            values.set_branch(branch);
-        }
-        let errors: Vec<Diagnostic> = self
-            .pipeline_values
-            .iter()
-            .filter_map(|(k, v)| {
-                values
-                    .set(k, v)
-                    .err()
-                    .map(|e| Diagnostic::bare(format!("--pipeline-value {k}={v}: {e}")))
-            })
-            .collect();
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(Options {
-            pipeline_params: self.pipeline_params.clone(),
-            pipeline_values: values,
-            orb_files: self
-                .orbs
-                .iter()
-                .map(|(k, v)| (k.clone(), ctx.cwd.join(v)))
-                .collect::<Vec<(String, PathBuf)>>(),
-            orb_dirs: process::user_orb_dir(&ctx.env).into_iter().collect(),
-            all_jobs: false,
-            lazy_orbs: false,
-        })
     }
 }
 
@@ -121,6 +65,7 @@ impl CompileArgs {
                 .collect(),
             all_jobs,
             compiled_only: false,
+            orb_registry: !self.offline,
         }
     }
 }

@@ -46,9 +46,9 @@ pub enum ColorChoice {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check a config offline: YAML, schema and semantic rules; every problem with file:line:col.
+    /// Check a config: YAML, schema and semantic rules; every problem with file:line:col.
     Validate(validate::Args),
-    /// Compile a 2.1 config to 2.0 offline (like `circleci config process`) and print it.
+    /// Compile a 2.1 config to 2.0 locally (like `circleci config process`) and print it.
     Process(process::Args),
     /// Run a workflow (as a DAG) or one job of the config in Docker.
     Execute(Box<execute::Args>),

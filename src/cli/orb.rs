@@ -1,6 +1,7 @@
 //! `localci orb pack <dir>` (one orb YAML from the orb development layout, like
 //! `circleci orb pack`) and `localci orb vendor` (save the registry orbs a config uses under
-//! `.circleci/orbs/`). Argument handling only; the work is in `process`.
+//! `.circleci/orbs/`, through the front end: the orb sources of every command). Argument
+//! handling only; the work is in `process` and `frontend`.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use super::compile::CompileArgs;
 use super::output::{self, errln};
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::Outcome;
+use crate::frontend::VendorFailure;
 use crate::process;
 use crate::source::Sources;
 
@@ -23,8 +25,8 @@ pub enum OrbCommand {
     /// Pack an orb's source folder (@orb.yml, commands/, jobs/, executors/, examples/,
     /// <<include(file)>>) into one orb YAML.
     Pack(PackArgs),
-    /// Save every registry orb the config uses (from --orb files or the user cache) under
-    /// .circleci/orbs/, so the project compiles offline.
+    /// Save every registry orb the config uses (from --orb files, the user cache or the orb
+    /// registry) under .circleci/orbs/, so the project compiles offline.
     Vendor(VendorArgs),
 }
 
@@ -89,8 +91,8 @@ fn write_creating(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 fn vendor(ctx: &Context, args: &VendorArgs) -> Outcome {
-    let mut sources = Sources::new();
-    match vendored(ctx, args, &mut sources) {
+    let options = args.compile.front_options(ctx, args.config.clone(), false);
+    match crate::frontend::vendor(&options) {
         Ok(saved) if saved.is_empty() => {
             errln!("nothing to vendor: every registry orb is already under the config's orbs/");
             Outcome::Success
@@ -101,37 +103,16 @@ fn vendor(ctx: &Context, args: &VendorArgs) -> Outcome {
             }
             Outcome::Success
         }
-        Err(Failure::Invalid(diags)) => report(ctx, &sources, &diags, Outcome::Invalid),
-        Err(Failure::Write(e)) => {
-            let text = match std::error::Error::source(&e) {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
+        Err(VendorFailure::Invalid(f)) => report(ctx, &f.sources, &f.diagnostics, Outcome::Invalid),
+        Err(VendorFailure::Write { sources, error }) => {
+            let text = match std::error::Error::source(&error) {
+                Some(cause) => format!("{error}: {cause}"),
+                None => error.to_string(),
             };
             let d = Diagnostic::bare(text).with_hint("check that the config's folder is writable");
             report(ctx, &sources, &[d], Outcome::Environment)
         }
     }
-}
-
-enum Failure {
-    Invalid(Vec<Diagnostic>),
-    Write(process::VendorError),
-}
-
-fn vendored(
-    ctx: &Context,
-    args: &VendorArgs,
-    sources: &mut Sources,
-) -> Result<Vec<process::Vendored>, Failure> {
-    let invalid = |d: Diagnostic| Failure::Invalid(vec![d]);
-    let path = crate::load::find_config(args.config.as_deref(), &ctx.cwd).map_err(invalid)?;
-    let file = crate::load::load(sources, &path).map_err(invalid)?;
-    let node = crate::yaml::parse(sources.get(file), file).map_err(invalid)?;
-    let options = args.compile.options(ctx, &path).map_err(Failure::Invalid)?;
-    process::vendor(sources, file, &node, &options).map_err(|e| match e {
-        process::VendorError::Invalid(diags) => Failure::Invalid(diags),
-        write => Failure::Write(write),
-    })
 }
 
 fn report(ctx: &Context, sources: &Sources, diags: &[Diagnostic], outcome: Outcome) -> Outcome {

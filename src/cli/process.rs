@@ -1,4 +1,4 @@
-//! `localci process`: compile a 2.1 config to 2.0 offline and print it, like
+//! `localci process`: compile a 2.1 config to 2.0 locally and print it, like
 //! `circleci config process`, through the front end (load -> yaml -> process -> validate).
 
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! `localci validate`: load, parse and validate one config; print every diagnostic.
+//! `localci validate`: load, parse and validate one config through the front end (the same
+//! orb sources as `process`); print every diagnostic.
 
 use std::path::PathBuf;
 
@@ -9,8 +10,7 @@ use super::compile::CompileArgs;
 use super::output::{self, outln};
 use crate::diagnostic::{self, Diagnostic};
 use crate::exit::Outcome;
-use crate::source::Sources;
-use crate::validate::{self, Options};
+use crate::validate::Options;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,9 +22,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 
-    /// Treat warnings (such as registry orbs that cannot be fetched offline) as errors.
+    /// Treat warnings (such as registry orbs that have no source) as errors.
     #[arg(long)]
     pub strict: bool,
+
+    #[command(flatten)]
+    pub compile: CompileArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -34,8 +37,12 @@ pub enum Format {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Outcome {
-    let mut sources = Sources::new();
-    let diags = check(ctx, args, &mut sources);
+    let front = args.compile.front_options(ctx, args.config.clone(), false);
+    let options = Options {
+        strict: args.strict,
+        ..Options::default()
+    };
+    let (sources, diags) = crate::frontend::check(&front, &options);
     let failed = diags.iter().any(Diagnostic::is_error);
     match args.format {
         Format::Json => {
@@ -53,31 +60,4 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
     } else {
         Outcome::Success
     }
-}
-
-fn check(ctx: &Context, args: &Args, sources: &mut Sources) -> Vec<Diagnostic> {
-    let path = match crate::load::find_config(args.config.as_deref(), &ctx.cwd) {
-        Ok(path) => path,
-        Err(d) => return vec![d],
-    };
-    let file = match crate::load::load(sources, &path) {
-        Ok(file) => file,
-        Err(d) => return vec![d],
-    };
-    let node = match crate::yaml::parse(sources.get(file), file) {
-        Ok(node) => node,
-        Err(d) => return vec![d],
-    };
-    // The same orb sources and pipeline values as `process` (no flags: their defaults).
-    let compile = match CompileArgs::default().options(ctx, &path) {
-        Ok(options) => options,
-        Err(diags) => return diags,
-    };
-    let options = Options {
-        strict: args.strict,
-        ..Options::default()
-    };
-    let mut diags = validate::validate_compiled(sources, file, &node, &options, &compile);
-    diagnostic::sort(&mut diags);
-    diags
 }

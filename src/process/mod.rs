@@ -28,6 +28,7 @@ mod output;
 mod params;
 mod pipeline;
 mod pipeline_params;
+pub mod registry;
 pub(crate) mod steps;
 pub(crate) mod subst;
 pub(crate) mod template;
@@ -73,6 +74,9 @@ pub struct Options {
     /// workflows that use it. They are left out of the output and listed in
     /// [`Processed::unavailable`] with the reason; the orb itself is one warning.
     pub lazy_orbs: bool,
+    /// The orb registry, asked for registry orbs no file provides (and caching what it gives);
+    /// `None` compiles offline.
+    pub registry: Option<std::sync::Arc<registry::Registry>>,
 }
 
 /// The compiled config.
@@ -105,6 +109,27 @@ pub fn process(
     config: &Node,
     options: &Options,
 ) -> Result<Processed, Vec<Diagnostic>> {
+    process_reporting_orbs(sources, file, config, options).0
+}
+
+/// What a compile learned about registry orbs, whether or not the config compiled.
+#[derive(Clone, Debug, Default)]
+pub struct OrbReport {
+    /// How each registry orb reference was resolved, in import order.
+    pub resolved: Vec<OrbResolution>,
+    /// The registry answered without an orb it was asked for (one warning each, with the
+    /// reason); also among the compile's warnings.
+    pub fetch_warnings: Vec<Diagnostic>,
+}
+
+/// [`process`], and what it learned about registry orbs even when the config does not compile
+/// (`validate` reports both).
+pub fn process_reporting_orbs(
+    sources: &mut Sources,
+    file: FileId,
+    config: &Node,
+    options: &Options,
+) -> (Result<Processed, Vec<Diagnostic>>, OrbReport) {
     let mut ctx = Ctx::default();
     let expanded = job_groups::expand(config);
     let config = expanded.as_ref().unwrap_or(config);
@@ -113,6 +138,13 @@ pub fn process(
         Some(Version::V21) => compile(&mut ctx, sources, file, config, options),
         None => None,
     };
+    let report = outcome
+        .as_ref()
+        .map(|o| OrbReport {
+            resolved: o.orbs.clone(),
+            fetch_warnings: o.fetch_warnings.clone(),
+        })
+        .unwrap_or_default();
     let unavailable = outcome
         .as_ref()
         .map(|o| o.unavailable.clone())
@@ -123,7 +155,7 @@ pub fn process(
         ..
     } = ctx;
     diagnostic::sort(&mut warnings);
-    match outcome {
+    let result = match outcome {
         Some(Output { config, orbs, .. }) if errors.is_empty() => Ok(Processed {
             config,
             warnings,
@@ -135,7 +167,8 @@ pub fn process(
             diagnostic::sort(&mut errors);
             Err(errors)
         }
-    }
+    };
+    (result, report)
 }
 
 enum Version {
@@ -174,6 +207,7 @@ fn version(ctx: &mut Ctx, config: &Node) -> Option<Version> {
 struct Output {
     config: Node,
     orbs: Vec<OrbResolution>,
+    fetch_warnings: Vec<Diagnostic>,
     unavailable: Vec<Unavailable>,
 }
 
@@ -202,6 +236,7 @@ fn pass_through(ctx: &mut Ctx, config: &Node) -> Output {
     Output {
         config: document(span, jobs, workflows, has_build),
         orbs: Vec::new(),
+        fetch_warnings: Vec::new(),
         unavailable: Vec::new(),
     }
 }
@@ -221,10 +256,12 @@ fn compile(
     let orb_sources = OrbSources {
         files: &options.orb_files,
         dirs,
+        registry: options.registry.as_deref(),
     };
     let mut loader = Loader::new(sources, ctx, orb_sources);
     loader.namespace(None, config, imports.as_ref());
     let lib = std::mem::take(&mut loader.lib);
+    let fetch_warnings = std::mem::take(&mut loader.fetch_warnings);
     let mut compiler = Compiler {
         ctx: std::mem::take(ctx),
         lib,
@@ -250,6 +287,7 @@ fn compile(
     Some(Output {
         config: document(span, jobs, workflows, has_build),
         orbs: compiler.lib.resolved,
+        fetch_warnings,
         unavailable: compiler.unavailable,
     })
 }
@@ -503,7 +541,7 @@ pub struct Vendored {
 
 /// Saves every registry orb the config imports (nested imports too) under the config's own
 /// `orbs/` folder as `<ns>/<name>@<version>.yml`, from wherever `options` finds it (`--orb`
-/// files, the user cache), so the project compiles offline from then on. Orbs already there
+/// files, the user cache, the registry), so the project compiles offline from then on. Orbs already there
 /// are left alone. The config must compile: an orb with no source anywhere is its error.
 pub fn vendor(
     sources: &mut Sources,
@@ -516,14 +554,15 @@ pub fn vendor(
         ..options.clone()
     };
     let processed = process(sources, file, config, &options).map_err(VendorError::Invalid)?;
-    let target = config_dir(sources.get(file).path()).join("orbs");
+    let root = config_dir(sources.get(file).path());
+    let target = root.join("orbs");
     let mut saved = Vec::new();
     for orb in processed.orbs {
-        if orb.path.starts_with(&target) {
+        if orb.path.starts_with(&target) || saved.iter().any(|v: &Vendored| v.orb == orb.resolved) {
             continue;
         }
         let to = target.join(library::file_name(&orb.resolved));
-        copy_orb(&orb.path, &to)?;
+        copy_orb(&root, &orb.path, &to)?;
         saved.push(Vendored {
             orb: orb.resolved,
             from: orb.path,
@@ -548,13 +587,22 @@ pub enum VendorError {
     },
 }
 
-fn copy_orb(from: &Path, to: &Path) -> Result<(), VendorError> {
-    let parent = to.parent().unwrap_or(to);
-    std::fs::create_dir_all(parent)
-        .and_then(|()| std::fs::copy(from, to).map(drop))
-        .map_err(|source| VendorError::Write {
-            from: from.to_path_buf(),
-            to: to.to_path_buf(),
-            source,
-        })
+/// Copies an orb file under the config's folder `root` (as `to`, below it): created without
+/// following a symlink the repository may have planted on the way, and written whole or not at
+/// all.
+fn copy_orb(root: &Path, from: &Path, to: &Path) -> Result<(), VendorError> {
+    let failed = |source| VendorError::Write {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        source,
+    };
+    let rel = to.strip_prefix(root).unwrap_or(to);
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Err(failed(std::io::Error::other("not a file path")));
+    };
+    let text = std::fs::read(from).map_err(failed)?;
+    crate::store::safe_path::SafeDir::open_anchor(root)
+        .and_then(|dir| dir.create_dirs(parent))
+        .and_then(|dir| registry::write_atomic(&dir, name, &text))
+        .map_err(failed)
 }

@@ -1,11 +1,13 @@
 //! Builds the [`Library`]: the config's namespace, and one namespace per imported orb.
 //! Inline orbs are read in place; registry orbs (`ns/name@version`) come from local files,
 //! searched in this order: `--orb ref=path`, `<config folder>/orbs/<ns>/<name>@<version>.yml`,
-//! then each extra folder (the user cache). `@1`, `@1.2` and `@volatile` pick the newest
-//! matching version present. Nested imports resolve recursively; a file imported twice is read
-//! once.
+//! then each extra folder (the user cache), and last the orb registry (when one is given and
+//! reachable; what it answers is cached by exact version). `@1`, `@1.2` and `@volatile` pick
+//! the newest matching version present locally; only when none is does the registry resolve
+//! them. Nested imports resolve recursively; a file imported twice is read once.
 //!
-//! This is the only part of `process` that reads files.
+//! This is the only part of `process` that reads files (and, through [`Registry`], the
+//! network).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use super::context::Ctx;
 use super::library::{
     Element, Import, Library, MissingOrb, Namespace, NsId, OrbResolution, file_name,
 };
+use super::registry::Registry;
 
 /// How long a chain of orb files importing orb files may be. Loading recurses once per
 /// level; no published orb chain is more than a few deep.
@@ -29,6 +32,8 @@ pub(crate) struct OrbSources<'a> {
     pub files: &'a [(String, PathBuf)],
     /// Folders laid out as `<ns>/<name>@<version>.yml`, in search order.
     pub dirs: Vec<PathBuf>,
+    /// Asked last, for what no file provides.
+    pub registry: Option<&'a Registry>,
 }
 
 pub(crate) struct Loader<'a> {
@@ -36,6 +41,8 @@ pub(crate) struct Loader<'a> {
     pub ctx: &'a mut Ctx,
     pub orb_sources: OrbSources<'a>,
     pub lib: Library,
+    /// The warnings of registry fetches that failed with a reason (also in `ctx`).
+    pub fetch_warnings: Vec<Diagnostic>,
     by_path: HashMap<PathBuf, NsId>,
     loading: Vec<PathBuf>,
 }
@@ -47,6 +54,7 @@ impl<'a> Loader<'a> {
             ctx,
             orb_sources,
             lib: Library::default(),
+            fetch_warnings: Vec::new(),
             by_path: HashMap::new(),
             loading: Vec::new(),
         }
@@ -122,7 +130,10 @@ impl<'a> Loader<'a> {
             ));
             return None;
         };
-        match self.locate(reference) {
+        match self
+            .locate(reference)
+            .or_else(|| self.fetch(alias, reference, value.span))
+        {
             Some((path, resolved)) => self.load(alias, span, reference, path, resolved),
             None => {
                 self.lib.missing.push(MissingOrb {
@@ -202,6 +213,32 @@ impl<'a> Loader<'a> {
         Some(Import::Orb(id))
     }
 
+    /// Asks the registry for `reference` (cached on success). A registry that cannot be
+    /// reached stays silent (the orb is then reported missing, once); one that answers without
+    /// the orb is a warning naming the orb and why.
+    fn fetch(&mut self, alias: &str, reference: &str, at: Span) -> Option<(PathBuf, String)> {
+        let registry = self.orb_sources.registry?;
+        match registry.fetch(reference) {
+            Ok(fetched) => Some((fetched.path, fetched.resolved)),
+            Err(e) if e.is_silent() => None,
+            Err(e) => {
+                let warning = Diagnostic::warning(
+                    at,
+                    format!(
+                        "orb `{alias}` ({reference}) could not be fetched from {}: {e}",
+                        registry.url()
+                    ),
+                )
+                .with_hint(
+                    "check the reference on https://circleci.com/developer/orbs, or save the orb as .circleci/orbs/<ns>/<name>@<version>.yml",
+                );
+                self.fetch_warnings.push(warning.clone());
+                self.ctx.warn(warning);
+                None
+            }
+        }
+    }
+
     /// The file that provides `reference`, and the exact reference it resolved to.
     fn locate(&self, reference: &str) -> Option<(PathBuf, String)> {
         let wanted = OrbRef::parse(reference);
@@ -255,7 +292,7 @@ impl OrbRef {
     }
 
     /// Whether the exact orb `exact` satisfies this (possibly partial) reference.
-    fn accepts(&self, exact: &OrbRef) -> bool {
+    pub fn accepts(&self, exact: &OrbRef) -> bool {
         if self.ns != exact.ns || self.name != exact.name {
             return false;
         }

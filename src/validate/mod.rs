@@ -2,10 +2,10 @@
 //! and values) plus the semantic checks a schema cannot express (names that must resolve,
 //! lexical parameter scopes, arguments, `requires` graphs, version rules, resource classes).
 //!
-//! [`validate`] is pure: no I/O, no Docker, no network. Registry orbs are never fetched; what
-//! depends on them is one warning per orb. [`validate_compiled`] adds what the compiler finds
-//! (with spans) to a config that passes every check here, so `validate` and `process` agree;
-//! the compiler reads orb files, nothing else.
+//! [`validate`] is pure: no I/O, no Docker, no network; what depends on a registry orb is one
+//! warning per orb. [`validate_compiled`] adds what the compiler finds (with spans) to a config
+//! that passes every check here, so `validate` and `process` agree; the compiler reads orb files
+//! and, when the caller's options name one, asks the orb registry (`process::registry`).
 
 mod arguments;
 mod ctx;
@@ -65,14 +65,19 @@ pub fn validate_compiled(
         lazy_orbs: true,
         ..compile.clone()
     };
-    let compiled = crate::process::process(sources, file, node, &compile);
+    let (compiled, orbs) = crate::process::process_reporting_orbs(sources, file, node, &compile);
     let mut options = options.clone();
-    if let Ok(processed) = &compiled {
-        options
-            .local_orbs
-            .extend(processed.orbs.iter().map(|o| o.reference.clone()));
-    }
+    options
+        .local_orbs
+        .extend(orbs.resolved.iter().map(|o| o.reference.clone()));
     let mut out = validate(sources, file, node, &options);
+    // Why the registry did not give an orb: next to the orb's one "cannot be fetched" warning.
+    out.extend(orbs.fetch_warnings.into_iter().map(|mut d| {
+        if options.strict {
+            d.severity = Severity::Error;
+        }
+        d
+    }));
     if out.iter().any(Diagnostic::is_error) || Version::of(node) != Version::V21 {
         return out;
     }

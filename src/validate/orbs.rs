@@ -66,7 +66,7 @@ pub(crate) fn offline_warnings(cx: &mut Ctx<'_>, options: &super::Options) {
         let hint = if strict {
             "without `--strict` this is a warning"
         } else {
-            "localci validates offline and does not fetch registry orbs; `--strict` turns this warning into an error"
+            "no --orb file, .circleci/orbs/, the orb cache or the reachable orb registry has it; `localci orb vendor` saves orbs for offline use; `--strict` turns this warning into an error"
         };
         cx.push(
             Diagnostic::new(severity, Some(orb.entry.value.span), message)

@@ -10,6 +10,7 @@ mod fuzz;
 mod harden_host;
 mod harden_input;
 mod machine;
+mod orb_registry;
 mod process;
 mod pull;
 mod report;
