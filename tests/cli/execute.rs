@@ -222,10 +222,6 @@ impl Project {
         self
     }
 
-    pub(crate) fn git(&self, args: &[&str]) {
-        crate::support::git(self.path(), args);
-    }
-
     pub(crate) fn commit(&self) {
         crate::support::commit_all(self.path(), "commit");
     }
