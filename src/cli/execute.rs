@@ -136,7 +136,11 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Environment;
         }
     };
-    runtime.block_on(execute(ctx, args))
+    match runtime.block_on(execute(ctx, args)) {
+        // 130 after SIGINT, 143 after SIGTERM.
+        Outcome::Interrupted => engine::interrupted(),
+        outcome => outcome,
+    }
 }
 
 async fn execute(ctx: &Context, args: &Args) -> Outcome {
@@ -148,6 +152,10 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Environment;
         }
     };
+    if let Err(e) = engine::hold::hold_at(ctx.env.get(engine::hold::ENV).map(String::as_str)) {
+        errln!("error: {e}");
+        return Outcome::Invalid;
+    }
     // Connecting (and negotiating the API version) overlaps with loading and planning.
     let connecting = tokio::spawn(DockerBackend::connect(ctx.env.clone()));
     let front = match frontend::compile(&front_options(ctx, args)) {

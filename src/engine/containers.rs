@@ -16,10 +16,12 @@ use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
+use super::hold::{self, Moment};
 use super::run_info::RunInfo;
 use crate::backend::{Backend, ContainerSpec, ImageInfo, Result};
 
 use crate::plan::{ImagePlan, JobPlan};
+use crate::report::Events;
 
 /// The image label that keeps the image's own entrypoint on the primary container.
 pub const PRESERVE_ENTRYPOINT: &str = "com.circleci.preserve-entrypoint";
@@ -206,6 +208,7 @@ pub async fn start(
     limits: Limits,
     cancel: &CancellationToken,
     created: &mut Created,
+    events: &Events,
 ) -> Result<Startup> {
     let (primary_plan, services) = plan
         .images
@@ -222,6 +225,7 @@ pub async fn start(
     spec.limits = limits;
     let primary = create(backend, spec, created).await?;
     created.primary = Some(primary.clone());
+    hold::at(Moment::Create, events).await;
     if cancel.is_cancelled() {
         return Ok(Startup::Interrupted);
     }
@@ -238,6 +242,7 @@ pub async fn start(
             return Ok(Startup::Interrupted);
         }
         backend.start_container(&id).await?;
+        hold::at(Moment::Service, events).await;
     }
     Ok(Startup::Started)
 }

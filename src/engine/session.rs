@@ -341,6 +341,7 @@ impl Runner<'_> {
             limits,
             self.cancel,
             created,
+            self.events,
         )
         .await?;
         if startup == Startup::Interrupted {
