@@ -380,6 +380,8 @@ fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
             "{e}; the job could not finish"
         ))
         .with_hint("check that Docker is running (`docker info`), then run the job again"),
+        EngineError::Backend(BackendError::TooLarge { .. }) => Diagnostic::bare(e.to_string())
+            .with_hint("check that DOCKER_HOST (or the Docker context) points at a Docker Engine"),
         EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),
     };
     output::stderr(&diagnostic::render_message(&d, ctx.color));
