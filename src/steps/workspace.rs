@@ -343,7 +343,9 @@ pub async fn attach(ctx: &StepContext, at: &str) -> Result<StepOutcome> {
         let job = layer.job.clone();
         let applied = tokio::select! {
             () = ctx.cancel.cancelled() => return Ok(StepOutcome::Cancelled),
-            applied = apply_layer(ctx.backend.as_ref(), &ctx.primary, &at, layer, owner, &ctx.events) => applied,
+            applied = apply_layer_in_job(
+                ctx.backend.as_ref(), &ctx.primary, &at, layer, owner, Some(&ctx.events),
+            ) => applied,
         };
         match applied {
             Ok(()) => {}
@@ -463,11 +465,25 @@ pub async fn apply_layer(
     at: &str,
     layer: VerifiedLayer,
     owner: Option<(u64, u64)>,
-    events: &Events,
+) -> std::result::Result<(), ApplyError> {
+    apply_layer_in_job(backend, container, at, layer, owner, None).await
+}
+
+/// [`apply_layer`] in a job, whose `events` a hold point (`LOCALCI_HOLD_AT`) may speak through.
+async fn apply_layer_in_job(
+    backend: &dyn Backend,
+    container: &str,
+    at: &str,
+    layer: VerifiedLayer,
+    owner: Option<(u64, u64)>,
+    events: Option<&Events>,
 ) -> std::result::Result<(), ApplyError> {
     let reader = layer.into_reader().map_err(ApplyError::Layer)?;
     let (stream, writer) = tarball::spawn_writer(move |builder| restamp(builder, reader, owner));
-    let stream = hold::stream(Moment::Attach, events, stream);
+    let stream = match events {
+        Some(events) => hold::stream(Moment::Attach, events, stream),
+        None => stream,
+    };
     let uploaded = backend.upload(container, at, stream).await;
     let written = writer.await.map_err(|e| BackendError::Api(e.to_string()))?;
     match (uploaded, written) {
