@@ -11,8 +11,10 @@ pub enum Outcome {
     Invalid,
     /// The environment is not usable: Docker unreachable, an image missing.
     Environment,
-    /// Interrupted by Ctrl-C or SIGTERM.
+    /// Interrupted by Ctrl-C (SIGINT): 128 + 2, as a shell reports it.
     Interrupted,
+    /// Stopped by SIGTERM (`kill`, `docker stop`, a CI runner's timeout): 128 + 15.
+    Terminated,
 }
 
 impl Outcome {
@@ -23,6 +25,7 @@ impl Outcome {
             Outcome::Invalid => 2,
             Outcome::Environment => 3,
             Outcome::Interrupted => 130,
+            Outcome::Terminated => 143,
         }
     }
 }

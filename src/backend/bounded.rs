@@ -1,13 +1,14 @@
-//! A transport for bollard over a unix socket that bounds how much of one reply is read
-//! (issue 9: a server sending an endless reply pushed localci to 5 GB). Each request gets its
-//! own connection whose reads stop with an error after [`REPLY_LIMIT`] bytes, except the
-//! streaming endpoints whose replies are consumed as they arrive (exec output, archives,
-//! pulls). This module speaks HTTP only through hyper; it knows no Docker semantics beyond
-//! which paths stream, and must not buffer a reply itself.
+//! A transport for bollard, over a unix socket or plain TCP, that bounds what one reply may
+//! make localci hold (issue 9: a server sending an endless reply pushed localci to 5 GB).
+//! Each request gets its own connection whose reads go through a [`ReplyGuard`]: a reply read
+//! whole stops with an error after 16 MB, a pull progress line after 1 MB, an exec output
+//! frame after 16 MB (see [`super::reply`]); archives stream uncapped. This module speaks HTTP
+//! only through hyper and must not buffer a reply itself.
 
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bollard::BollardRequest;
@@ -18,40 +19,45 @@ use hyper::header::{HOST, HeaderValue};
 use hyper::{Response, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::UnixStream;
+use tokio::net::{TcpStream, UnixStream};
 
-/// The most bytes read for one reply that bollard reads whole (inspect, list, version ...).
-/// The largest real ones (a container list, an image with many labels) are kilobytes.
-pub(crate) const REPLY_LIMIT: u64 = 16 * 1024 * 1024;
+use super::reply::{ReplyGuard, Shape};
 
-/// Paths whose replies are streams read piece by piece (exec output, tar archives, pull
-/// progress): their size is the job's business, and the readers do not collect them.
-fn streams(method: &hyper::Method, path: &str) -> bool {
-    let last = path.rsplit('/').next().unwrap_or_default();
-    (path.contains("/exec/") && last == "start")
-        || (path.contains("/containers/") && last == "archive" && method == hyper::Method::GET)
-        || path.ends_with("/images/create")
-        || matches!(last, "attach" | "logs" | "load" | "events")
+/// Where the daemon listens.
+#[derive(Clone, Debug)]
+pub(crate) enum Address {
+    Unix(PathBuf),
+    /// `host:port`.
+    Tcp(String),
 }
 
-/// The request function bollard calls for every request to the daemon at `socket`.
+/// What the first reply over a cap was (`a line of a streamed reply over 1 MB`), shared by
+/// the transport and the backend: bollard passes the transport's read error on as text only.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tripped(Arc<OnceLock<String>>);
+
+impl Tripped {
+    pub(crate) fn what(&self) -> Option<String> {
+        self.0.get().cloned()
+    }
+}
+
+/// The request function bollard calls for every request to the daemon at `address`.
 pub(crate) fn transport(
-    socket: PathBuf,
+    address: Address,
+    tripped: Tripped,
 ) -> impl Fn(BollardRequest) -> BoxFuture<'static, Result<Response<Incoming>, bollard::errors::Error>>
 + Send
 + Sync {
-    move |request| send(socket.clone(), request).boxed()
+    move |request| send(address.clone(), tripped.clone(), request).boxed()
 }
 
 async fn send(
-    socket: PathBuf,
+    address: Address,
+    tripped: Tripped,
     mut request: BollardRequest,
 ) -> Result<Response<Incoming>, bollard::errors::Error> {
-    let limit = if streams(request.method(), request.uri().path()) {
-        u64::MAX
-    } else {
-        REPLY_LIMIT
-    };
+    let guard = ReplyGuard::new(Shape::of(request.method(), request.uri().path()));
     // One connection per request, in origin form with a Host header (Docker's HTTP server
     // wants one); the connection ends with the reply.
     let origin = request
@@ -61,44 +67,83 @@ async fn send(
         .parse::<Uri>()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     *request.uri_mut() = origin;
-    request
-        .headers_mut()
-        .insert(HOST, HeaderValue::from_static("docker"));
-    let stream = UnixStream::connect(&socket).await?;
-    let io = TokioIo::new(Limited {
-        inner: stream,
-        left: limit,
-    });
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    let host = match &address {
+        Address::Unix(_) => HeaderValue::from_static("docker"),
+        Address::Tcp(host) => HeaderValue::from_str(host)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+    };
+    request.headers_mut().insert(HOST, host);
+    match address {
+        Address::Unix(path) => {
+            let stream = UnixStream::connect(&path).await?;
+            exchange(
+                Guarded {
+                    inner: stream,
+                    guard,
+                    tripped,
+                },
+                request,
+            )
+            .await
+        }
+        Address::Tcp(host) => {
+            let stream = TcpStream::connect(&host).await?;
+            stream.set_nodelay(true)?;
+            exchange(
+                Guarded {
+                    inner: stream,
+                    guard,
+                    tripped,
+                },
+                request,
+            )
+            .await
+        }
+    }
+}
+
+async fn exchange<S>(
+    io: Guarded<S>,
+    request: BollardRequest,
+) -> Result<Response<Incoming>, bollard::errors::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     // Exec and attach switch the connection to a raw stream (101 Switching Protocols).
     tokio::spawn(connection.with_upgrades());
     Ok(sender.send_request(request).await?)
 }
 
-/// A stream whose reads fail once `left` bytes have been read.
-struct Limited {
-    inner: UnixStream,
-    left: u64,
+/// A connection whose reads fail once the reply passes a cap of its [`ReplyGuard`].
+struct Guarded<S> {
+    inner: S,
+    guard: ReplyGuard,
+    tripped: Tripped,
 }
 
-impl AsyncRead for Limited {
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.left == 0 {
-            return Poll::Ready(Err(io::Error::other(TooLarge)));
-        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        self.left = self.left.saturating_sub(read);
+        if let Poll::Ready(Ok(())) = polled {
+            let this = &mut *self;
+            if let Err(e) = this.guard.read(&buf.filled()[before..]) {
+                if let Some(what) = super::reply::too_large_in(&e) {
+                    let _ = this.tripped.0.set(what);
+                }
+                return Poll::Ready(Err(e));
+            }
+        }
         polled
     }
 }
 
-impl AsyncWrite for Limited {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -113,29 +158,5 @@ impl AsyncWrite for Limited {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// The reply was longer than [`REPLY_LIMIT`].
-#[derive(Debug, thiserror::Error)]
-#[error("the reply exceeded {} MB; localci stopped reading it", REPLY_LIMIT / (1024 * 1024))]
-pub(crate) struct TooLarge;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_streaming_endpoints_are_unbounded() {
-        let get = hyper::Method::GET;
-        let put = hyper::Method::PUT;
-        let post = hyper::Method::POST;
-        assert!(streams(&post, "/v1.41/exec/abc/start"));
-        assert!(streams(&get, "/v1.41/containers/abc/archive"));
-        assert!(!streams(&put, "/v1.41/containers/abc/archive"));
-        assert!(streams(&post, "/v1.41/images/create"));
-        assert!(!streams(&get, "/v1.41/containers/abc/json"));
-        assert!(!streams(&get, "/v1.41/exec/abc/json"));
-        assert!(!streams(&get, "/version"));
     }
 }

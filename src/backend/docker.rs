@@ -37,7 +37,15 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 #[derive(Clone)]
 pub struct DockerBackend {
     docker: Docker,
-    host: String,
+    host: Host,
+}
+
+/// The daemon's address, and what the transport saw of a reply over a cap (bollard turns the
+/// transport's error into text, so it is kept here to say what happened).
+#[derive(Clone)]
+struct Host {
+    name: String,
+    tripped: super::bounded::Tripped,
 }
 
 impl DockerBackend {
@@ -52,21 +60,28 @@ impl DockerBackend {
             host: endpoint.to_string(),
             reason,
         };
-        let docker = open(&endpoint).map_err(|e| unreachable(reason(&e)))?;
+        let tripped = super::bounded::Tripped::default();
+        let docker = open(&endpoint, &tripped).map_err(|e| unreachable(reason(&e)))?;
         let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
             .await
             .map_err(|_| unreachable("no answer within 15s".into()))?
             .map_err(|e| unreachable(reason(&e)))?;
         Ok(DockerBackend {
             docker,
-            host: endpoint.host,
+            host: Host {
+                name: endpoint.host,
+                tripped,
+            },
         })
     }
 }
 
 /// A client for the endpoint. Each transport is chosen here, not by bollard's
 /// `connect_with_host`, which would read `DOCKER_TLS_VERIFY` from the process environment.
-fn open(endpoint: &Endpoint) -> std::result::Result<Docker, DockerError> {
+fn open(
+    endpoint: &Endpoint,
+    tripped: &super::bounded::Tripped,
+) -> std::result::Result<Docker, DockerError> {
     let host = endpoint.host.as_str();
     if let Some(tls) = &endpoint.tls {
         return Docker::connect_with_ssl(
@@ -79,22 +94,36 @@ fn open(endpoint: &Endpoint) -> std::result::Result<Docker, DockerError> {
         );
     }
     match host.split_once("://").map_or("", |(scheme, _)| scheme) {
+        // Plain TCP goes through the bounded transport too.
         "tcp" | "http" => {
-            Docker::connect_with_http(host, CONNECT_TIMEOUT_SECS, API_DEFAULT_VERSION)
+            let address = host.split_once("://").map_or(host, |(_, rest)| rest);
+            let address = address.trim_end_matches('/');
+            Docker::connect_with_custom_transport(
+                super::bounded::transport(
+                    super::bounded::Address::Tcp(address.to_string()),
+                    tripped.clone(),
+                ),
+                Some(&format!("http://{address}")),
+                CONNECT_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            )
         }
         // bollard runs `ssh <host> docker system dial-stdio`, as the docker CLI does.
         "ssh" => Docker::connect_with_ssh(host, CONNECT_TIMEOUT_SECS, API_DEFAULT_VERSION, None),
         // A unix socket goes through the bounded transport.
-        _ => connect_host(host),
+        _ => connect_host(host, tripped),
     }
 }
 
-/// A unix socket goes through [`bounded`](super::bounded), which caps every reply that is read
-/// whole; other hosts use bollard's own transports.
-fn connect_host(host: &str) -> std::result::Result<Docker, DockerError> {
+/// A unix socket goes through [`bounded`](super::bounded), which caps every reply (see
+/// [`reply`](super::reply)); TLS and ssh hosts use bollard's own transports.
+fn connect_host(
+    host: &str,
+    tripped: &super::bounded::Tripped,
+) -> std::result::Result<Docker, DockerError> {
     match host.strip_prefix("unix://") {
         Some(path) => Docker::connect_with_custom_transport(
-            super::bounded::transport(path.into()),
+            super::bounded::transport(super::bounded::Address::Unix(path.into()), tripped.clone()),
             Some("http://docker"),
             REQUEST_TIMEOUT_SECS,
             bollard::API_DEFAULT_VERSION,
@@ -147,7 +176,8 @@ fn io_reason(e: &std::io::Error) -> String {
 
 /// What a failed request means: a missing object, a refusal by the daemon, or a lost daemon
 /// (the connection broke, timed out, or the reply was unreadable).
-fn fail(host: &str, e: DockerError) -> BackendError {
+fn fail(daemon: &Host, e: DockerError) -> BackendError {
+    let host = daemon.name.as_str();
     match e {
         DockerError::DockerResponseServerError {
             status_code: 404,
@@ -167,7 +197,17 @@ fn fail(host: &str, e: DockerError) -> BackendError {
         | DockerError::HttpClientError { .. }
         | DockerError::RequestTimeoutError
         | DockerError::JsonDataError { .. }
-        | DockerError::JsonSerdeError { .. } => BackendError::lost(host, e),
+        | DockerError::JsonSerdeError { .. } => {
+            // A connection the transport cut (a reply over a cap) is no lost daemon.
+            match super::reply::too_large_in(&e).or_else(|| daemon.tripped.what()) {
+                Some(what) => BackendError::TooLarge {
+                    host: host.to_string(),
+                    what,
+                    source: Box::new(e),
+                },
+                None => BackendError::lost(host, e),
+            }
+        }
         other => BackendError::Daemon {
             message: other.to_string(),
             source: Box::new(other),
@@ -227,7 +267,7 @@ fn sorted(labels: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
 
 impl Backend for DockerBackend {
     fn host(&self) -> String {
-        self.host.clone()
+        self.host.name.clone()
     }
 
     fn inspect_image(&self, image: &str) -> Fut<'_, Option<ImageInfo>> {
@@ -728,6 +768,70 @@ mod tests {
         assert_eq!(
             split_reference("redis@sha256:abc"),
             ("redis@sha256:abc".into(), None)
+        );
+    }
+
+    /// A fake daemon on 127.0.0.1: `/version` answers, `/images/create` sends a progress line
+    /// that never ends (chunked, as the daemon streams), exec start a frame that says 4 GB.
+    fn endless_daemon() -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let address = listener.local_addr().expect("an address").to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n")
+                        && stream.read(&mut byte).is_ok_and(|n| n == 1)
+                    {
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    if head.contains("/images/create") {
+                        let start = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                        let _ = stream.write_all(start.as_bytes());
+                        let _ = stream.write_all(b"c\r\n{\"status\":\"x\r\n");
+                        let chunk = format!("8000\r\n{}\r\n", "x".repeat(0x8000));
+                        while stream.write_all(chunk.as_bytes()).is_ok() {}
+                    } else {
+                        let body =
+                            r#"{"ApiVersion":"1.41","Version":"20.10.0","MinAPIVersion":"1.12"}"#;
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(reply.as_bytes());
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    // See: issue 9 (streamed replies and tcp hosts were not byte-capped).
+    #[tokio::test]
+    async fn an_endless_pull_progress_line_over_tcp_is_a_backend_error() {
+        let address = endless_daemon();
+        let env = BTreeMap::from([("DOCKER_HOST".to_string(), format!("tcp://{address}"))]);
+        let backend = DockerBackend::connect(env)
+            .await
+            .expect("the fake daemon answers");
+        let mut pull = backend.pull_image("example/endless:1", None);
+        let e = loop {
+            match pull.next().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break e,
+                None => panic!("the endless line ended"),
+            }
+        };
+        assert!(matches!(e, BackendError::TooLarge { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the Docker daemon at tcp://{address} sent a line of a streamed reply over 1 MB; localci stopped reading it"
+            )
         );
     }
 }

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod endpoint;
 #[cfg(test)]
 pub(crate) mod fake;
+mod reply;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -52,6 +53,16 @@ pub enum BackendError {
     /// A failure around the daemon (a copy task that stopped), described.
     #[error("{0}")]
     Api(String),
+    /// A reply over one of localci's caps (a reply read whole, a pull progress line, an output
+    /// frame; see `reply.rs`): the daemon, or what answers in its place, sends without end.
+    #[error("the Docker daemon at {host} sent {what}; localci stopped reading it")]
+    TooLarge {
+        host: String,
+        /// `a pull progress line over 1 MB`.
+        what: String,
+        #[source]
+        source: Cause,
+    },
 }
 
 impl BackendError {

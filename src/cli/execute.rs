@@ -155,7 +155,11 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Environment;
         }
     };
-    runtime.block_on(execute(ctx, args))
+    match runtime.block_on(execute(ctx, args)) {
+        // 130 after SIGINT, 143 after SIGTERM.
+        Outcome::Interrupted => engine::interrupted(),
+        outcome => outcome,
+    }
 }
 
 async fn execute(ctx: &Context, args: &Args) -> Outcome {
@@ -167,6 +171,10 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Environment;
         }
     };
+    if let Err(e) = engine::hold::hold_at(ctx.env.get(engine::hold::ENV).map(String::as_str)) {
+        errln!("error: {e}");
+        return Outcome::Invalid;
+    }
     // Connecting (and negotiating the API version) overlaps with loading and planning.
     let connecting = tokio::spawn(DockerBackend::connect(ctx.env.clone()));
     let front = match frontend::compile(&front_options(ctx, args)) {
@@ -398,6 +406,8 @@ fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
             "{e}; the job could not finish"
         ))
         .with_hint("check that Docker is running (`docker info`), then run the job again"),
+        EngineError::Backend(BackendError::TooLarge { .. }) => Diagnostic::bare(e.to_string())
+            .with_hint("check that DOCKER_HOST (or the Docker context) points at a Docker Engine"),
         EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),
     };
     output::stderr(&diagnostic::render_message(&d, ctx.color));

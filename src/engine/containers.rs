@@ -16,11 +16,13 @@ use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
+use super::hold::{self, Moment};
 use super::run_info::RunInfo;
 use crate::backend::{Backend, ContainerSpec, ImageInfo, Result};
 use crate::engine::EngineError;
 
 use crate::plan::{ImagePlan, JobPlan};
+use crate::report::Events;
 
 /// The image label that keeps the image's own entrypoint on the primary container.
 pub const PRESERVE_ENTRYPOINT: &str = "com.circleci.preserve-entrypoint";
@@ -241,6 +243,7 @@ pub async fn start(
     limits: Limits,
     cancel: &CancellationToken,
     created: &mut Created,
+    events: &Events,
 ) -> std::result::Result<Startup, EngineError> {
     let (primary_plan, services) = plan
         .images
@@ -260,6 +263,7 @@ pub async fn start(
     if plan.machine.is_some() && !cancel.is_cancelled() {
         super::machine::provision(backend, &primary, &primary_plan.image, socket).await?;
     }
+    hold::at(Moment::Create, events).await;
     if cancel.is_cancelled() {
         return Ok(Startup::Interrupted);
     }
@@ -276,6 +280,7 @@ pub async fn start(
             return Ok(Startup::Interrupted);
         }
         backend.start_container(&id).await?;
+        hold::at(Moment::Service, events).await;
     }
     Ok(Startup::Started)
 }

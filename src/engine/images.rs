@@ -430,6 +430,7 @@ async fn pull(
                 total: progress.total,
             });
         }
+        super::hold::at(super::hold::Moment::Pull, events).await;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 mod cleanup;
 mod containers;
 pub use containers::{Limits, job_limits, parse_cpus, parse_memory, parse_pids};
+pub(crate) mod hold;
 mod images;
 mod leftovers;
 mod machine;
@@ -32,7 +33,7 @@ pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo, random_uuid};
 pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
 pub use session::{Go, Images, JobSettings, Session, Up};
 pub use shell::{ShellOnFail, usable as shell_on_fail_usable};
-pub use signals::cancel_on_signals;
+pub use signals::{cancel_on_signals, interrupted};
 
 use crate::backend::{Backend, BackendError};
 use crate::plan::JobPlan;

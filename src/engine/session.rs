@@ -343,6 +343,7 @@ impl Runner<'_> {
             limits,
             self.cancel,
             created,
+            self.events,
         )
         .await?;
         if startup == Startup::Interrupted {

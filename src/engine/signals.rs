@@ -5,8 +5,12 @@
 //! finding 8: a double Ctrl-C left containers and a 0-byte `.partial`). A third signal exits
 //! at once. The handlers are registered when this is called (at startup), not on first use,
 //! so an early Ctrl-C is not lost to the default handler.
+//!
+//! The exit code says which signal came first: 130 for SIGINT, 143 for SIGTERM (128 + the
+//! signal's number, as a shell reports a process a signal stopped).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -20,9 +24,32 @@ use crate::exit::Outcome;
 /// A forced remove is fast, but the daemon deletes a large container layer before it answers.
 const FORCED_CLEANUP: Duration = Duration::from_secs(10);
 
+/// Which signal came first: 0 none yet, else [`SIGINT`] or [`SIGTERM`].
+static FIRST: AtomicU8 = AtomicU8::new(0);
+const SIGINT: u8 = 2;
+const SIGTERM: u8 = 15;
+
+/// Cancelled at the first signal: what [`super::hold`] waits for.
+static SIGNALLED: OnceLock<CancellationToken> = OnceLock::new();
+
+/// The outcome of a run that a signal stopped: [`Outcome::Terminated`] when SIGTERM came
+/// first, else [`Outcome::Interrupted`].
+pub fn interrupted() -> Outcome {
+    if FIRST.load(Ordering::SeqCst) == SIGTERM {
+        Outcome::Terminated
+    } else {
+        Outcome::Interrupted
+    }
+}
+
+/// The token a signal cancels, when the handlers are registered.
+pub(crate) fn signalled() -> Option<&'static CancellationToken> {
+    SIGNALLED.get()
+}
+
 /// Registers the handlers; must be called inside the tokio runtime.
 pub fn cancel_on_signals() -> std::io::Result<CancellationToken> {
-    let token = CancellationToken::new();
+    let token = SIGNALLED.get_or_init(CancellationToken::new).clone();
     let cancel = token.clone();
     #[cfg(unix)]
     {
@@ -32,10 +59,11 @@ pub fn cancel_on_signals() -> std::io::Result<CancellationToken> {
         tokio::spawn(async move {
             let mut received = 0;
             loop {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
+                let which = tokio::select! {
+                    _ = interrupt.recv() => SIGINT,
+                    _ = terminate.recv() => SIGTERM,
+                };
+                let _ = FIRST.compare_exchange(0, which, Ordering::SeqCst, Ordering::SeqCst);
                 received += 1;
                 on_signal(received, &cancel);
             }
@@ -45,6 +73,7 @@ pub fn cancel_on_signals() -> std::io::Result<CancellationToken> {
     tokio::spawn(async move {
         let mut received = 0;
         while tokio::signal::ctrl_c().await.is_ok() {
+            let _ = FIRST.compare_exchange(0, SIGINT, Ordering::SeqCst, Ordering::SeqCst);
             received += 1;
             on_signal(received, &cancel);
         }
@@ -61,7 +90,7 @@ fn on_signal(received: u32, cancel: &CancellationToken) {
         }
         _ => {
             super::shell::restore_host_terminal();
-            std::process::exit(Outcome::Interrupted.code())
+            std::process::exit(interrupted().code())
         }
     }
 }
@@ -75,7 +104,7 @@ async fn forced_exit() {
     let _ = tokio::time::timeout(FORCED_CLEANUP, join_all(removals)).await;
     crate::store::scratch::remove_all();
     super::shell::restore_host_terminal();
-    std::process::exit(Outcome::Interrupted.code());
+    std::process::exit(interrupted().code());
 }
 
 /// Everything labelled with the run's id, removed at once (forced removes, in parallel), and

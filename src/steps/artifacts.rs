@@ -13,6 +13,7 @@ use super::StepOutcome;
 use super::context::StepContext;
 use super::tarball::{self, blocking_reader};
 use crate::backend::{BackendError, Result};
+use crate::engine::hold::{self, Moment};
 use crate::store::archive::extract_into;
 use crate::store::junit::{self, TestSummary};
 use crate::store::safe_path::SafeDir;
@@ -101,8 +102,13 @@ struct Copied {
 /// and (silently) after Ctrl-C, which the caller reads from `ctx.cancel`.
 async fn copy_out(ctx: &StepContext, step: &str, path: &str, rel: &Path) -> Result<Option<Copied>> {
     let source = ctx.facts.resolve(path);
+    let moment = if step == "store_artifacts" {
+        Moment::Artifacts
+    } else {
+        Moment::TestResults
+    };
     let stream = match ctx.backend.download(&ctx.primary, &source).await {
-        Ok(s) => tarball::cancellable(s, ctx.cancel.clone()),
+        Ok(s) => tarball::cancellable(hold::stream(moment, &ctx.events, s), ctx.cancel.clone()),
         Err(BackendError::NotFound(_)) => {
             ctx.events.warning(format!(
                 "{step}: {source} does not exist; nothing was stored"

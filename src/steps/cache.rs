@@ -15,6 +15,7 @@ use super::context::StepContext;
 use super::process::collect;
 use super::tarball::{self, blocking_reader};
 use crate::backend::{BackendError, ExecSpec, Result};
+use crate::engine::hold::{self, Moment};
 use crate::report::mask::Secrets;
 use crate::store::cache::Damage;
 use crate::store::safe_path::SafeDir;
@@ -63,7 +64,10 @@ pub async fn save(ctx: &StepContext, key: &str, paths: &[String]) -> Result<Step
     for root in &roots {
         ctx.events.info(format!("Creating cache archive of {root}"));
         let stream = match ctx.backend.download(&ctx.primary, root).await {
-            Ok(stream) => tarball::cancellable(stream, ctx.cancel.clone()),
+            Ok(stream) => tarball::cancellable(
+                hold::stream(Moment::SaveCache, &ctx.events, stream),
+                ctx.cancel.clone(),
+            ),
             Err(BackendError::NotFound(_)) => {
                 ctx.events
                     .warning(format!("{root} does not exist; it is not in the cache"));
@@ -222,9 +226,12 @@ async fn unpack(
     if !roots.is_empty() {
         make_parents(ctx, &roots).await?;
     }
-    let upload = ctx
-        .backend
-        .upload(&ctx.primary, "/", tarball::reader_stream(reader));
+    let sent = hold::stream(
+        Moment::RestoreCache,
+        &ctx.events,
+        tarball::reader_stream(reader),
+    );
+    let upload = ctx.backend.upload(&ctx.primary, "/", sent);
     let uploaded = tokio::select! {
         () = ctx.cancel.cancelled() => return Ok(StepOutcome::Cancelled),
         uploaded = upload => uploaded,

@@ -14,6 +14,7 @@ use super::context::StepContext;
 use super::process::collect;
 use super::tarball::{self, Builder};
 use crate::backend::{ExecSpec, Result};
+use crate::engine::hold::{self, Moment};
 
 /// What was sent.
 #[derive(Debug, Default)]
@@ -84,6 +85,7 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         let names = Names { prefix, owner };
         write_checkout(b, &source, &files, &git_dirs, &names)
     });
+    let tar = hold::stream(Moment::Checkout, &ctx.events, tar);
     let upload = ctx.backend.upload(&ctx.primary, "/", tar);
     // Dropping the upload stops the writer at its next chunk (issue 9, finding 5).
     let uploaded = tokio::select! {

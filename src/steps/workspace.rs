@@ -18,6 +18,8 @@ use super::context::{StepContext, Workspace};
 use super::process::collect;
 use super::tarball::{self, blocking_reader, is_engine_stopped};
 use crate::backend::{Backend, BackendError, ExecSpec, Result};
+use crate::engine::hold::{self, Moment};
+use crate::report::Events;
 use crate::store::workspace::{LayerWriter, Upstream, VerifiedLayer, prepare_attach};
 use crate::units::{format_bytes, format_go};
 
@@ -48,7 +50,7 @@ pub async fn persist(
     };
     let root = ctx.facts.resolve(root);
     let stream = match ctx.backend.download(&ctx.primary, &root).await {
-        Ok(stream) => stream,
+        Ok(stream) => hold::stream(Moment::Persist, &ctx.events, stream),
         // CircleCI's words for a missing root.
         Err(BackendError::NotFound(_)) => {
             return Ok(StepOutcome::failed(format!(
@@ -341,7 +343,9 @@ pub async fn attach(ctx: &StepContext, at: &str) -> Result<StepOutcome> {
         let job = layer.job.clone();
         let applied = tokio::select! {
             () = ctx.cancel.cancelled() => return Ok(StepOutcome::Cancelled),
-            applied = apply_layer(ctx.backend.as_ref(), &ctx.primary, &at, layer, owner) => applied,
+            applied = apply_layer_in_job(
+                ctx.backend.as_ref(), &ctx.primary, &at, layer, owner, Some(&ctx.events),
+            ) => applied,
         };
         match applied {
             Ok(()) => {}
@@ -462,8 +466,24 @@ pub async fn apply_layer(
     layer: VerifiedLayer,
     owner: Option<(u64, u64)>,
 ) -> std::result::Result<(), ApplyError> {
+    apply_layer_in_job(backend, container, at, layer, owner, None).await
+}
+
+/// [`apply_layer`] in a job, whose `events` a hold point (`LOCALCI_HOLD_AT`) may speak through.
+async fn apply_layer_in_job(
+    backend: &dyn Backend,
+    container: &str,
+    at: &str,
+    layer: VerifiedLayer,
+    owner: Option<(u64, u64)>,
+    events: Option<&Events>,
+) -> std::result::Result<(), ApplyError> {
     let reader = layer.into_reader().map_err(ApplyError::Layer)?;
     let (stream, writer) = tarball::spawn_writer(move |builder| restamp(builder, reader, owner));
+    let stream = match events {
+        Some(events) => hold::stream(Moment::Attach, events, stream),
+        None => stream,
+    };
     let uploaded = backend.upload(container, at, stream).await;
     let written = writer.await.map_err(|e| BackendError::Api(e.to_string()))?;
     match (uploaded, written) {

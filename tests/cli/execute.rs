@@ -87,12 +87,17 @@ fn start_time(pid: u32) -> Option<u64> {
 
 /// Ids of the containers a localci process created (by its pid and start time labels).
 pub(crate) fn containers_of(owner: Proc) -> Vec<String> {
-    let mut args = vec![
-        "ps".to_string(),
-        "-aq".to_string(),
+    labelled_of(owner, &["ps", "-aq"])
+}
+
+/// What `docker <list...>` (`ps -aq`, `network ls -q`, `volume ls -q`) lists of the resources
+/// a localci process created.
+pub(crate) fn labelled_of(owner: Proc, list: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = list.iter().map(|a| (*a).to_string()).collect();
+    args.extend([
         "--filter".to_string(),
         format!("label=localci.pid={}", owner.pid),
-    ];
+    ]);
     if let Some(started) = owner.started {
         args.push("--filter".into());
         args.push(format!("label=localci.started={started}"));
@@ -266,8 +271,14 @@ impl Project {
     }
 
     pub(crate) fn spawn(&self, args: &[&str]) -> (Child, Proc) {
+        self.spawn_with(args, &[])
+    }
+
+    /// [`Project::spawn`] with more environment variables.
+    pub(crate) fn spawn_with(&self, args: &[&str], env: &[(&str, &str)]) -> (Child, Proc) {
         let child = self
             .command(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

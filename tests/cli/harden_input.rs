@@ -657,7 +657,7 @@ fn an_endless_reply_from_the_daemon_is_cut_off() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("the reply exceeded 16 MB; localci stopped reading it"),
+        stderr.contains("a reply from the daemon exceeded 16 MB; localci stopped reading it"),
         "{stderr}"
     );
     let rss_kb: i64 = std::fs::read_to_string(&report)

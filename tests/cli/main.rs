@@ -9,6 +9,7 @@ mod execute;
 mod fuzz;
 mod harden_host;
 mod harden_input;
+mod interrupts;
 mod machine;
 mod orb_registry;
 mod process;

@@ -17,7 +17,7 @@ use regex::Regex;
 use crate::execute::{BUSYBOX, Project, Run, config, docker_ready, job};
 
 /// The programs these tests run besides Docker.
-struct Tools {
+pub(crate) struct Tools {
     registry: PathBuf,
     htpasswd: PathBuf,
     script: PathBuf,
@@ -31,7 +31,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// The tools, or `None` (test skipped) outside CI; in CI their absence fails the test.
-fn tools() -> Option<Tools> {
+pub(crate) fn tools() -> Option<Tools> {
     if !docker_ready() {
         return None;
     }
@@ -96,7 +96,7 @@ fn image_present(image: &str) -> bool {
 }
 
 /// A registry process on 127.0.0.1 with its own storage, config and Docker client config.
-struct Registry {
+pub(crate) struct Registry {
     process: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
@@ -107,7 +107,7 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(tools: &Tools, login: Option<(&str, &str)>) -> Registry {
+    pub(crate) fn start(tools: &Tools, login: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let mut auth = String::new();
         if let Some((user, password)) = login {
@@ -205,7 +205,7 @@ impl Registry {
 
     /// Pushes local image `source` as `<registry>/<path>`, then removes that tag locally, so
     /// only a pull can bring it back. Returns the registry's name for it.
-    fn push(&mut self, source: &str, path: &str) -> String {
+    pub(crate) fn push(&mut self, source: &str, path: &str) -> String {
         let name = self.name(path);
         self.pushed.push(name.clone());
         if let Some((user, password)) = self.login.clone() {

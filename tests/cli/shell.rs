@@ -314,7 +314,7 @@ fn sigterm_during_the_shell_restores_the_terminal_and_removes_everything() {
     assert!(!cooked(&pty.master));
     let pid = pty.owner.pid() as libc::pid_t;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    assert_eq!(pty.exit_code(), 130, "{}", pty.text());
+    assert_eq!(pty.exit_code(), 143, "{}", pty.text());
     assert!(cooked(&pty.master), "the terminal is restored");
     pty.shows("Shell closed; the job ends as failed");
     assert_eq!(
