@@ -73,6 +73,11 @@ pub struct Args {
     #[arg(long)]
     pub keep: bool,
 
+    /// After the job, keep its containers and run its steps again whenever a file of the
+    /// checkout changes, sending only what changed. Ctrl-C ends it (exit code of the last run).
+    #[arg(long, conflicts_with_all = ["workflow", "rerun_failed"])]
+    pub watch: bool,
+
     /// Run image TO wherever the config names image FROM (exact match). Repeatable.
     #[arg(long = "image-map", value_name = "FROM=TO")]
     pub image_map: Vec<String>,
@@ -245,7 +250,8 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     .await;
     let _ = reporter.await;
     match result {
-        Ok(rows) => outcome(&rows, cancel.is_cancelled()),
+        // --watch: Ctrl-C is how a watch ends; the last run's result is the exit code.
+        Ok(rows) => outcome(&rows, cancel.is_cancelled() && !args.watch),
         Err(e) => report_error(ctx, &e),
     }
 }
@@ -330,6 +336,7 @@ fn launch_options(ctx: &Context, args: &Args) -> Result<LaunchOptions, Vec<Diagn
             .cloned()
             .unwrap_or_else(|| "localci".into()),
         keep: args.keep,
+        watch: args.watch,
     })
 }
 

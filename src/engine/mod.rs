@@ -16,6 +16,7 @@ mod sequence;
 mod session;
 mod setup;
 mod signals;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use run_info::{LABEL_JOB, LABEL_KEEP, RunInfo, random_uuid};
 pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
 pub use session::{Go, Images, JobSettings, Session, Up};
 pub use signals::cancel_on_signals;
+pub use watch::{Change, Changes};
 
 use crate::backend::{Backend, BackendError};
 use crate::plan::JobPlan;
@@ -105,6 +107,7 @@ pub async fn run_job(
         agent_dir_files: Vec::new(),
         gate: None,
         up: None,
+        watch: None,
     };
     let run = RunInfo::new(options.keep);
     let session = Session::open(backend, run, options, sink, cancel).await?;

@@ -5,6 +5,7 @@
 //! that job's nodes; a workflow is a run of its DAG.
 
 mod env;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,8 @@ pub struct LaunchOptions {
     /// `CIRCLE_USERNAME`.
     pub username: String,
     pub keep: bool,
+    /// `--watch`: rerun the job's steps in its containers when a file of the checkout changes.
+    pub watch: bool,
 }
 
 /// A run decided down to every node, ready for the engine.
@@ -64,10 +67,20 @@ pub struct Prepared {
     pub single: bool,
     /// A job that by definition does nothing (`type: no-op`): why.
     pub nothing: Option<String>,
+    /// `--watch`: the repository whose checkout files are watched.
+    pub watch: Option<PathBuf>,
 }
 
 /// Plans the run. Errors are usage or config problems (exit 2).
 pub fn prepare(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<Diagnostic>> {
+    let mut prepared = prepare_run(front, options)?;
+    if options.watch && prepared.nothing.is_none() {
+        prepared.watch = Some(watch::check(front, &prepared)?);
+    }
+    Ok(prepared)
+}
+
+fn prepare_run(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<Diagnostic>> {
     let root = front
         .repo
         .root
@@ -206,6 +219,7 @@ fn prepare_workflow(
         jobs,
         single: false,
         nothing: None,
+        watch: None,
     })
 }
 
@@ -342,6 +356,7 @@ fn plan_nodes(
                 agent_dir_files: agent_files.clone(),
                 gate: None,
                 up: None,
+                watch: None,
             },
         ));
     }
@@ -390,6 +405,7 @@ fn prepare_job(
                 jobs: Vec::new(),
                 single: true,
                 nothing: Some(why),
+                watch: None,
             });
         }
     };
@@ -449,6 +465,7 @@ fn prepare_job(
         }],
         single: true,
         nothing: None,
+        watch: None,
     })
 }
 
@@ -538,10 +555,16 @@ pub async fn run(
         run,
         store,
         mut record,
-        jobs,
+        mut jobs,
         single,
+        watch,
         ..
     } = prepared;
+    // Started before anything else, so that no change after the first checkout is missed.
+    let _watcher = match watch {
+        Some(root) => Some(start_watching(root, &mut jobs, &engine_options, &sink)?),
+        None => None,
+    };
     let session = Session::open(backend, run, engine_options, sink.clone(), cancel.clone()).await?;
     let plans: Vec<&JobPlan> = jobs
         .iter()
@@ -603,6 +626,29 @@ pub async fn run(
         let _ = store.save(&record);
     }
     rows
+}
+
+/// Starts the `--watch` watcher of `root` and gives every node of the job its changes.
+fn start_watching(
+    root: PathBuf,
+    jobs: &mut [ScheduledJob],
+    engine_options: &EngineOptions,
+    sink: &Sink,
+) -> Result<watch::Watcher, EngineError> {
+    // What the run writes itself is never a change (artifacts and caches may be in the tree).
+    let mut own = vec![engine_options.cache_dir.clone()];
+    own.extend(
+        jobs.iter()
+            .flat_map(|j| &j.nodes)
+            .map(|(_, s)| s.artifacts_dir.clone()),
+    );
+    let name = jobs.first().map_or("localci", |j| j.planned.name.as_str());
+    let events = crate::report::Events::new(sink.clone(), crate::report::JobRef::new(name, None));
+    let (watcher, changes) = watch::start(watch::Watched { root, own }, events)?;
+    for (_, settings) in jobs.iter_mut().flat_map(|j| &mut j.nodes) {
+        settings.watch = Some(changes.clone());
+    }
+    Ok(watcher)
 }
 
 /// The newest earlier run of `workflow`.

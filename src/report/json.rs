@@ -76,6 +76,8 @@ pub(crate) fn kind(event: &Event) -> &'static str {
         Event::PullEnded { .. } => "pull_ended",
         Event::ServiceLog { .. } => "service_log",
         Event::JobFinished { .. } => "job_finished",
+        Event::WatchRerun { .. } => "watch_rerun",
+        Event::WatchResult { .. } => "watch_result",
     }
 }
 
@@ -149,6 +151,23 @@ fn data(event: &Event) -> Value {
             duration,
             ..
         } => json!({ "passed": passed, "failure": failure, "duration_ms": millis(*duration) }),
+        Event::WatchRerun {
+            run, paths, count, ..
+        } => json!({ "run": run, "paths": paths, "count": count }),
+        Event::WatchResult {
+            run,
+            passed,
+            failure,
+            duration,
+            synced,
+            ..
+        } => json!({
+            "run": run,
+            "passed": passed,
+            "failure": failure,
+            "duration_ms": millis(*duration),
+            "synced": synced,
+        }),
     }
 }
 

@@ -72,6 +72,8 @@ pub struct Settings {
     /// The workflow workspace this job persists to and attaches from; `None` when there is
     /// none (a single job run without an earlier workflow run).
     pub workspace: Option<Workspace>,
+    /// `--watch`: the checkout sends only what changed since its last sync.
+    pub sync: Option<Arc<super::sync::SyncState>>,
 }
 
 /// A job's view of its workflow's workspace (CircleCI: an additive stack of immutable layers,

@@ -14,5 +14,6 @@ mod pull;
 mod report;
 mod samples;
 mod validate;
+mod watch;
 mod workflow;
 mod workspace;

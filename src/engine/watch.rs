@@ -1,0 +1,131 @@
+//! `--watch`: after a run of the job's steps, the job waits in its containers (primary and
+//! services stay up) for the next change of the checkout's files, then runs all its steps
+//! again there; the checkout of a rerun sends only what changed (`steps::sync`). Each run ends
+//! with a [`Event::WatchResult`]; a failed run does not end the watch, Ctrl-C does (the job
+//! then ends as its last run did). What the host watches is not decided here: changes come as
+//! [`Change`]s on a channel (`launch::watch` feeds it from the file system).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::sequence::{self, Sequence};
+use crate::backend::{ExecSpec, Result};
+use crate::report::Event;
+use crate::steps::StepContext;
+use crate::steps::process::collect;
+use crate::steps::sync::SyncState;
+
+/// Files of the checkout changed (debounced): the latest change, numbered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// Counts up from 1; 0 is "nothing changed yet".
+    pub seq: u64,
+    /// The first changed paths, relative to the repository.
+    pub paths: Vec<String>,
+    /// How many paths changed in all.
+    pub count: usize,
+}
+
+/// The receiving end a watched job waits on (cloned per node: each reruns on every change).
+pub type Changes = watch::Receiver<Change>;
+
+/// Before a rerun, as root in the primary: kills what steps left running (background steps,
+/// daemons they started: each step's process group, by the pid files its wrapper wrote),
+/// removes the halt marker, and empties `BASH_ENV` as the setup left it, so that the rerun
+/// starts as the first run did.
+const RESET: &str = r#"d=$1
+for f in "$d"/step-*.pid; do
+  [ -f "$f" ] || continue
+  p=$(cat "$f" 2>/dev/null)
+  [ -n "$p" ] && { kill -KILL -"$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null; }
+  rm -f "$f"
+done
+rm -f "$d/$2"
+[ -z "$3" ] || [ ! -f "$3" ] || : >"$3"
+true"#;
+
+/// Reruns the job's steps on every change until Ctrl-C; returns how the last run ended (an
+/// interrupted run, or an infrastructure error, ends the watch at once).
+pub(super) async fn rerun_on_changes(
+    ctx: &StepContext,
+    first: Result<Sequence>,
+    started: Instant,
+    mut changes: Changes,
+    sync: &SyncState,
+) -> Result<Sequence> {
+    let initial_env = ctx
+        .extra_env
+        .lock()
+        .expect("no step panics while holding it")
+        .clone();
+    let mut result = first;
+    let mut run = 1u32;
+    let mut began = started;
+    loop {
+        let sequence = match result {
+            Ok(sequence @ (Sequence::Passed | Sequence::Failed(_))) => sequence,
+            other => return other,
+        };
+        ctx.events.send(Event::WatchResult {
+            job: ctx.events.job(),
+            run,
+            passed: sequence == Sequence::Passed,
+            failure: match &sequence {
+                Sequence::Failed(why) => Some(why.clone()),
+                _ => None,
+            },
+            duration: began.elapsed(),
+            synced: sync.take_counts(),
+        });
+        let changed = tokio::select! {
+            () = ctx.cancel.cancelled() => return Ok(sequence),
+            changed = changes.changed() => changed,
+        };
+        if changed.is_err() {
+            // The watcher is gone (it said why): the watch ends as its last run did.
+            return Ok(sequence);
+        }
+        let change = changes.borrow_and_update().clone();
+        run += 1;
+        began = Instant::now();
+        ctx.events.send(Event::WatchRerun {
+            job: ctx.events.job(),
+            run,
+            paths: change.paths,
+            count: change.count,
+        });
+        reset(ctx).await?;
+        let rerun = StepContext {
+            extra_env: Arc::new(Mutex::new(initial_env.clone())),
+            ..ctx.clone()
+        };
+        result = sequence::run_steps(&rerun).await;
+    }
+}
+
+/// Runs [`RESET`] in the primary container.
+async fn reset(ctx: &StepContext) -> Result<()> {
+    let bash_env = ctx
+        .plan
+        .environment
+        .get("BASH_ENV")
+        .unwrap_or_default()
+        .to_string();
+    let spec = ExecSpec {
+        cmd: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            RESET.into(),
+            "localci-rerun".into(),
+            ctx.run_dir.clone(),
+            crate::agent::dir::HALT.into(),
+            bash_env,
+        ],
+        user: Some("0".into()),
+        ..ExecSpec::default()
+    };
+    collect(ctx.backend.as_ref(), &ctx.primary, spec).await?;
+    Ok(())
+}
