@@ -80,7 +80,12 @@ pub(super) async fn rerun_on_changes(
             synced: sync.take_counts(),
         });
         let changed = tokio::select! {
-            () = ctx.cancel.cancelled() => return Ok(sequence),
+            () = ctx.cancel.cancelled() => {
+                ctx.events.info(format!(
+                    "Ctrl-C: the watch ends; the job ends as run {run} did"
+                ));
+                return Ok(sequence);
+            }
             changed = changes.changed() => changed,
         };
         if changed.is_err() {

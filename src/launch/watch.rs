@@ -44,8 +44,10 @@ pub(super) fn check(front: &Front, prepared: &Prepared) -> Result<PathBuf, Vec<D
     }
     front.repo.root.clone().ok_or_else(|| {
         vec![
-            Diagnostic::bare("--watch needs a git repository: it watches the files the checkout sends")
-                .with_hint("run `git init` in the project, then localci execute <job> --watch"),
+            Diagnostic::bare(
+                "--watch needs a git repository: it watches the files the checkout sends",
+            )
+            .with_hint("run `git init` in the project, then localci execute <job> --watch"),
         ]
     })
 }
@@ -223,9 +225,7 @@ fn is_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
-        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => {
-            true
-        }
+        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
         EventKind::Other => false,
     }
 }
@@ -249,12 +249,22 @@ fn relevant(path: &Path, watched: &Watched) -> Option<PathBuf> {
 fn checkout_folders(root: &Path) -> std::io::Result<BTreeSet<PathBuf>> {
     let out = git(
         root,
-        &["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        &[
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ],
         None,
     )?;
     let mut folders = BTreeSet::from([root.to_path_buf()]);
     for file in out.split(|&b| b == 0).filter(|p| !p.is_empty()) {
         let rel = PathBuf::from(String::from_utf8_lossy(file).into_owned());
+        // localci's own output is not part of the checkout (as `checkout` leaves it out).
+        if rel.starts_with(".localci") {
+            continue;
+        }
         for parent in rel.ancestors().skip(1) {
             if parent.as_os_str().is_empty() || !folders.insert(root.join(parent)) {
                 break;

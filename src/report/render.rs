@@ -99,7 +99,13 @@ impl Render {
                 failure,
                 duration,
                 ..
-            } => vec![watch_result(p, *run, *passed, failure.as_deref(), *duration)],
+            } => vec![watch_result(
+                p,
+                *run,
+                *passed,
+                failure.as_deref(),
+                *duration,
+            )],
             Event::RunStarted { .. }
             | Event::RunFinished { .. }
             | Event::JobStarted { .. }
@@ -278,7 +284,13 @@ mod tests {
             "Watch: run 2 passed in 1.5s; waiting for changes to the checkout (Ctrl-C to stop)"
         );
         assert_eq!(
-            watch_result(p, 3, false, Some("step \"t\" exited with code 1"), Duration::from_secs(2)),
+            watch_result(
+                p,
+                3,
+                false,
+                Some("step \"t\" exited with code 1"),
+                Duration::from_secs(2)
+            ),
             "Watch: run 3 failed in 2s: step \"t\" exited with code 1; waiting for changes to the checkout (Ctrl-C to stop)"
         );
         let paths: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();

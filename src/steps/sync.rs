@@ -276,8 +276,18 @@ fn write_delta(
         let name = names.prefix.join(&f.name);
         let meta = match fs::symlink_metadata(&f.source) {
             Ok(meta) => meta,
-            // Gone since it was listed: the next sync removes it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Gone since it was listed: recorded as unknown, so that the next sync
+                // removes what the container still has of it (or sends it again).
+                // (`Other` matches no path's kind.)
+                let unknown = Record {
+                    kind: Kind::Other,
+                    stamp: Stamp::default(),
+                    hash: None,
+                };
+                records.push((f.name.clone(), unknown));
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let hash = if meta.is_file() {

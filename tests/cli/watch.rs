@@ -8,7 +8,7 @@ use std::process::Child;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::execute::{BUSYBOX, Project, Proc, containers_of, docker_lines, docker_ready};
+use super::execute::{BUSYBOX, Proc, Project, containers_of, docker_lines, docker_ready};
 
 macro_rules! require_docker {
     () => {
@@ -97,7 +97,10 @@ fn wait_exit(child: &mut Child) -> i32 {
         if let Some(status) = child.try_wait().unwrap() {
             return status.code().unwrap_or(-1);
         }
-        assert!(Instant::now() < deadline, "localci did not stop after Ctrl-C");
+        assert!(
+            Instant::now() < deadline,
+            "localci did not stop after Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -124,10 +127,7 @@ fn watch_reruns_in_the_same_containers_sending_only_what_changed() {
     let mut out = Lines::of(&mut child);
 
     let first = out.until("ending run 1", |l| l.starts_with("Watch: run 1 "));
-    assert!(
-        first.iter().any(|l| l == "message: hello"),
-        "{first:#?}"
-    );
+    assert!(first.iter().any(|l| l == "message: hello"), "{first:#?}");
     assert!(
         first.last().unwrap().starts_with("Watch: run 1 passed in "),
         "{first:#?}"
@@ -139,7 +139,9 @@ fn watch_reruns_in_the_same_containers_sending_only_what_changed() {
     p.write("message.txt", "changed\n");
     let second = out.until("ending run 2", |l| l.starts_with("Watch: run 2 "));
     assert!(
-        second.iter().any(|l| l == "====>> Rerun 2: message.txt changed"),
+        second
+            .iter()
+            .any(|l| l == "====>> Rerun 2: message.txt changed"),
         "{second:#?}"
     );
     let synced: Vec<&String> = second
@@ -152,9 +154,15 @@ fn watch_reruns_in_the_same_containers_sending_only_what_changed() {
         "{}",
         synced[0]
     );
-    assert!(second.iter().any(|l| l == "message: changed"), "{second:#?}");
     assert!(
-        second.last().unwrap().starts_with("Watch: run 2 passed in "),
+        second.iter().any(|l| l == "message: changed"),
+        "{second:#?}"
+    );
+    assert!(
+        second
+            .last()
+            .unwrap()
+            .starts_with("Watch: run 2 passed in "),
         "{second:#?}"
     );
     assert_eq!(containers_of(owner), containers, "the same containers");
@@ -192,7 +200,11 @@ fn watch_reruns_in_the_same_containers_sending_only_what_changed() {
             .starts_with("Watch: run 4 failed in "),
         "{fourth:#?}"
     );
-    assert_eq!(containers_of(owner), containers, "still the same containers");
+    assert_eq!(
+        containers_of(owner),
+        containers,
+        "still the same containers"
+    );
 
     // Ctrl-C ends the watch with the last run's result (failed: 1) and removes everything.
     sigint(owner);

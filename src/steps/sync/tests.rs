@@ -227,3 +227,22 @@ fn the_figures_line_reads_well() {
         "checkout: synced 1 file (12 B), 0 removed, 9999 unchanged"
     );
 }
+
+#[test]
+fn a_path_of_unknown_state_is_sent_again_or_removed() {
+    let before = tree();
+    let mut manifest = synced(&before);
+    for name in ["latest", "src/app.py"] {
+        let record = manifest.entries.get_mut(Path::new(name)).unwrap();
+        record.kind = Kind::Other;
+        record.stamp = Stamp::default();
+        record.hash = None;
+    }
+    let after: Vec<Found> = tree()
+        .into_iter()
+        .filter(|f| f.name != Path::new("src/app.py"))
+        .collect();
+    let delta = diff(&manifest, &after, &mut |f| Ok(by_size(f))).unwrap();
+    assert_eq!(names(&after, &delta), ["latest"]);
+    assert_eq!(delta.remove, [PathBuf::from("src/app.py")]);
+}
