@@ -134,3 +134,139 @@ async fn reset(ctx: &StepContext) -> Result<()> {
     collect(ctx.backend.as_ref(), &ctx.primary, spec).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::backend::Backend;
+    use crate::backend::fake::{FakeBackend, Reply};
+    use crate::engine::{EngineOptions, JobSettings, NodeOutcome, RunInfo, Session};
+    use crate::plan::{JobPlan, Plan, PlanOptions};
+    use crate::source::{Source, Sources};
+
+    fn plan() -> JobPlan {
+        let yaml = "version: 2\njobs:\n  build:\n    docker: [{image: img}]\n    steps:\n      - run: echo hi\n";
+        let mut sources = Sources::new();
+        let id = sources.add(Source::new("t.yml", yaml.to_string()));
+        let node = crate::yaml::parse(sources.get(id), id).expect("valid YAML");
+        let config = crate::config::parse(&node).expect("valid config");
+        let options = PlanOptions {
+            node_total: 1,
+            bash_env: crate::engine::bash_env_path(1),
+            ..PlanOptions::default()
+        };
+        match crate::plan::plan(&config, "build", &options).expect("plans") {
+            Plan::Run(p) => *p,
+            Plan::Nothing(why) => panic!("{why}"),
+        }
+    }
+
+    /// The next `watch_result`, with the events before it.
+    async fn until_result(rx: &mut crate::report::Receiver, seen: &mut Vec<Event>) -> Event {
+        loop {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                .await
+                .expect("an event in time")
+                .expect("the sink is open");
+            seen.push(event.clone());
+            if let Event::WatchResult { .. } = event {
+                return event;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_waits_for_a_change_and_the_rerun_resets_the_container_first() {
+        // The first run of the step fails, the rerun passes.
+        let steps = Arc::new(AtomicU32::new(0));
+        let counted = steps.clone();
+        let backend = Arc::new(FakeBackend::with_handler(&["img"], move |call, _| {
+            (call.helper() == Some("localci-step")).then(|| Reply {
+                exit_code: i64::from(counted.fetch_add(1, Ordering::SeqCst) == 0),
+                ..Reply::default()
+            })
+        }));
+        let dyn_backend: Arc<dyn Backend> = backend.clone();
+        let (sink, mut rx) = crate::report::channel();
+        let cancel = CancellationToken::new();
+        let session = Session::open(
+            dyn_backend,
+            RunInfo::new(false),
+            EngineOptions::default(),
+            sink,
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
+        let plan = plan();
+        let images = session.images(&[&plan]).await.unwrap().unwrap();
+        let (tx, changes) = watch::channel(Change::default());
+        let settings = JobSettings {
+            watch: Some(changes),
+            ..JobSettings::default()
+        };
+        let session = Arc::new(session);
+        let running = {
+            let session = session.clone();
+            tokio::spawn(async move { session.run_job(plan, &images, settings).await })
+        };
+        let mut seen = Vec::new();
+        let first = until_result(&mut rx, &mut seen).await;
+        assert!(
+            matches!(&first, Event::WatchResult { run: 1, passed: false, failure: Some(why), synced: None, .. } if why.contains("exited with code 1")),
+            "{first:?}"
+        );
+        assert!(
+            !running.is_finished(),
+            "a failed run does not end the watch"
+        );
+        tx.send(Change {
+            seq: 1,
+            paths: vec!["src/app.py".into()],
+            count: 1,
+        })
+        .unwrap();
+        let second = until_result(&mut rx, &mut seen).await;
+        assert!(
+            matches!(
+                second,
+                Event::WatchResult {
+                    run: 2,
+                    passed: true,
+                    ..
+                }
+            ),
+            "{second:?}"
+        );
+        assert!(seen.iter().any(|e| matches!(e,
+            Event::WatchRerun { run: 2, paths, count: 1, .. } if paths == &["src/app.py"])));
+        let helpers: Vec<String> = backend
+            .state()
+            .execs
+            .iter()
+            .filter_map(|c| c.helper().map(str::to_string))
+            .filter(|h| h == "localci-step" || h == "localci-rerun")
+            .collect();
+        assert_eq!(helpers, ["localci-step", "localci-rerun", "localci-step"]);
+        let reset = backend
+            .state()
+            .execs
+            .iter()
+            .find(|c| c.helper() == Some("localci-rerun"))
+            .cloned()
+            .unwrap();
+        assert_eq!(reset.spec.user.as_deref(), Some("0"));
+        assert_eq!(reset.spec.cmd[6], crate::engine::bash_env_path(1));
+
+        // Ctrl-C while waiting: the job ends as its last run did, and its container goes.
+        cancel.cancel();
+        let outcome = running.await.unwrap().unwrap();
+        assert_eq!(outcome, NodeOutcome::Passed);
+        session.close().await;
+        assert_eq!(backend.state().removed.len(), 1);
+    }
+}
