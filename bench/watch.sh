@@ -85,7 +85,7 @@ for i in range(files - 1):
         f.write(f"file {i}\n" * 10)
 with open(os.path.join(repo, "one.txt"), "w") as f:
     f.write("0\n")
-git = ["git", "-C", repo, "-c", "user.name=bench", "-c", "user.email=bench@localci.invalid",
+git = ["git", "-C", repo, "-c", "user.name=bench", "-c", "user.email=bench@localci.invalid", "-c", "gc.auto=0",
        "-c", "commit.gpgsign=false"]
 subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
 subprocess.run(git + ["add", "-A"], check=True)
