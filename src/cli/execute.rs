@@ -78,6 +78,10 @@ pub struct Args {
     /// Needs a terminal.
     #[arg(long = "shell-on-fail", conflicts_with = "json")]
     pub shell_on_fail: bool,
+    /// After the job, keep its containers and run its steps again whenever a file of the
+    /// checkout changes, sending only what changed. Ctrl-C ends it (exit code of the last run).
+    #[arg(long, conflicts_with_all = ["workflow", "rerun_failed"])]
+    pub watch: bool,
 
     /// Run image TO wherever the config names image FROM (exact match). Repeatable.
     #[arg(long = "image-map", value_name = "FROM=TO")]
@@ -276,7 +280,8 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
     .await;
     let _ = reporter.await;
     match result {
-        Ok(rows) => outcome(&rows, cancel.is_cancelled()),
+        // --watch: Ctrl-C is how a watch ends; the last run's result is the exit code.
+        Ok(rows) => outcome(&rows, cancel.is_cancelled() && !args.watch),
         Err(e) => report_error(ctx, &e),
     }
 }
@@ -363,6 +368,7 @@ fn launch_options(ctx: &Context, args: &Args) -> Result<LaunchOptions, Vec<Diagn
         keep: args.keep,
         machine_images: launch::machine_images(&args.machine_image, &launch::config_file(&ctx.env))
             .map_err(|d| vec![d])?,
+        watch: args.watch,
     })
 }
 

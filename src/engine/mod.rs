@@ -19,6 +19,7 @@ mod session;
 mod setup;
 mod shell;
 mod signals;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use scheduler::{Approvals, Schedule, ScheduledJob, run_workflow};
 pub use session::{Go, Images, JobSettings, Session, Up};
 pub use shell::{ShellOnFail, usable as shell_on_fail_usable};
 pub use signals::{cancel_on_signals, interrupted};
+pub use watch::{Change, Changes};
 
 use crate::backend::{Backend, BackendError};
 use crate::plan::JobPlan;
@@ -115,6 +117,7 @@ pub async fn run_job(
         agent_dir_files: Vec::new(),
         gate: None,
         up: None,
+        watch: None,
     };
     let run = RunInfo::new(options.keep);
     let session = Session::open(backend, run, options, sink, cancel).await?;

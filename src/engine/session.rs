@@ -21,6 +21,7 @@ use super::{
 use crate::backend::{Backend, ImageInfo};
 use crate::plan::JobPlan;
 use crate::report::{Event, Events, JobRef, Sink};
+use crate::steps::sync::SyncState;
 use crate::steps::{Settings, StepContext, Workspace};
 
 /// What differs between the jobs of one run on the host side.
@@ -37,6 +38,8 @@ pub struct JobSettings {
     /// Told when the job's containers are up and its steps begin, so that the scheduler warms
     /// the jobs after it only then (their start-up must not slow this one's).
     pub up: Option<Up>,
+    /// `--watch`: after its steps, the job waits here for changes and runs them again.
+    pub watch: Option<super::watch::Changes>,
 }
 
 /// A job's "containers up, steps begin" signal.
@@ -212,6 +215,7 @@ impl Session {
             run: &self.run,
             events: &events,
             cancel: &self.cancel,
+            started,
         };
         let result = runner.run(images, &mut created, settings).await;
         let failed = matches!(result, Ok(Sequence::Failed(_)));
@@ -313,6 +317,7 @@ struct Runner<'a> {
     run: &'a RunInfo,
     events: &'a Events,
     cancel: &'a CancellationToken,
+    started: Instant,
 }
 
 impl Runner<'_> {
@@ -381,6 +386,8 @@ impl Runner<'_> {
         if let Some(up) = &settings.up {
             up.raise();
         }
+        let watch = settings.watch.clone();
+        let sync = watch.as_ref().map(|_| Arc::new(SyncState::default()));
         let ctx = StepContext {
             backend: self.backend.clone(),
             plan: self.plan.clone(),
@@ -394,6 +401,7 @@ impl Runner<'_> {
                 docker_socket: socket.map(|s| s.container_path),
                 workspace: settings.workspace,
                 shell_on_fail: self.options.shell_on_fail.clone(),
+                sync: sync.clone(),
             }),
             extra_env: Arc::new(Mutex::new(vec![(
                 crate::agent::dir::ENV.to_string(),
@@ -401,7 +409,11 @@ impl Runner<'_> {
             )])),
             run_dir,
         };
-        match sequence::run_steps(&ctx).await {
+        let mut steps = sequence::run_steps(&ctx).await;
+        if let (Some(changes), Some(sync)) = (watch, &sync) {
+            steps = super::watch::rerun_on_changes(&ctx, steps, self.started, changes, sync).await;
+        }
+        match steps {
             Ok(sequence) => Ok(sequence),
             Err(e) => primary_gone(self.backend.as_ref(), &primary, e.into()).await,
         }

@@ -6,6 +6,7 @@
 
 mod env;
 mod machine;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,8 @@ pub struct LaunchOptions {
     pub keep: bool,
     /// `--machine-image` and the per-user file: the local images of `machine:` jobs.
     pub machine_images: plan::MachineImages,
+    /// `--watch`: rerun the job's steps in its containers when a file of the checkout changes.
+    pub watch: bool,
 }
 
 /// A run decided down to every node, ready for the engine.
@@ -68,10 +71,20 @@ pub struct Prepared {
     pub single: bool,
     /// A job that by definition does nothing (`type: no-op`): why.
     pub nothing: Option<String>,
+    /// `--watch`: the repository whose checkout files are watched.
+    pub watch: Option<PathBuf>,
 }
 
 /// Plans the run. Errors are usage or config problems (exit 2).
 pub fn prepare(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<Diagnostic>> {
+    let mut prepared = prepare_run(front, options)?;
+    if options.watch && prepared.nothing.is_none() {
+        prepared.watch = Some(watch::check(front, &prepared)?);
+    }
+    Ok(prepared)
+}
+
+fn prepare_run(front: &Front, options: &LaunchOptions) -> Result<Prepared, Vec<Diagnostic>> {
     let root = front
         .repo
         .root
@@ -210,6 +223,7 @@ fn prepare_workflow(
         jobs,
         single: false,
         nothing: None,
+        watch: None,
     })
 }
 
@@ -347,6 +361,7 @@ fn plan_nodes(
                 agent_dir_files: agent_files.clone(),
                 gate: None,
                 up: None,
+                watch: None,
             },
         ));
     }
@@ -396,6 +411,7 @@ fn prepare_job(
                 jobs: Vec::new(),
                 single: true,
                 nothing: Some(why),
+                watch: None,
             });
         }
     };
@@ -455,6 +471,7 @@ fn prepare_job(
         }],
         single: true,
         nothing: None,
+        watch: None,
     })
 }
 
@@ -544,10 +561,16 @@ pub async fn run(
         run,
         store,
         mut record,
-        jobs,
+        mut jobs,
         single,
+        watch,
         ..
     } = prepared;
+    // Started before anything else, so that no change after the first checkout is missed.
+    let _watcher = match watch {
+        Some(root) => Some(start_watching(root, &mut jobs, &engine_options, &sink)?),
+        None => None,
+    };
     let plans: Vec<&JobPlan> = jobs
         .iter()
         .flat_map(|j| j.nodes.iter().map(|(p, _)| p))
@@ -610,6 +633,29 @@ pub async fn run(
         let _ = store.save(&record);
     }
     rows
+}
+
+/// Starts the `--watch` watcher of `root` and gives every node of the job its changes.
+fn start_watching(
+    root: PathBuf,
+    jobs: &mut [ScheduledJob],
+    engine_options: &EngineOptions,
+    sink: &Sink,
+) -> Result<watch::Watcher, EngineError> {
+    // What the run writes itself is never a change (artifacts and caches may be in the tree).
+    let mut own = vec![engine_options.cache_dir.clone()];
+    own.extend(
+        jobs.iter()
+            .flat_map(|j| &j.nodes)
+            .map(|(_, s)| s.artifacts_dir.clone()),
+    );
+    let name = jobs.first().map_or("localci", |j| j.planned.name.as_str());
+    let events = crate::report::Events::new(sink.clone(), crate::report::JobRef::new(name, None));
+    let (watcher, changes) = watch::start(watch::Watched { root, own }, events)?;
+    for (_, settings) in jobs.iter_mut().flat_map(|j| &mut j.nodes) {
+        settings.watch = Some(changes.clone());
+    }
+    Ok(watcher)
 }
 
 /// The newest earlier run of `workflow`.

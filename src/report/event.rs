@@ -78,6 +78,19 @@ pub struct TestCounts {
     pub skipped: u64,
 }
 
+/// What the checkout of a `--watch` rerun sent: only what changed since the sync before.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncCounts {
+    /// Files (and links) sent.
+    pub files: u64,
+    /// Bytes of file content sent.
+    pub bytes: u64,
+    /// Paths removed in the container (gone from the working tree).
+    pub removed: u64,
+    /// Paths that were already there as they are (nothing sent).
+    pub unchanged: u64,
+}
+
 /// One row of the end-of-run table.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct JobRow {
@@ -228,6 +241,29 @@ pub enum Event {
         failure: Option<String>,
         duration: Duration,
     },
+    /// `--watch`: files of the checkout changed, and the job's steps run again (run `run`,
+    /// counting the first as 1) in the same containers.
+    WatchRerun {
+        job: JobRef,
+        run: u32,
+        /// The first changed paths, relative to the repository.
+        paths: Vec<String>,
+        /// How many paths changed in all.
+        count: usize,
+    },
+    /// `--watch`: a run of the job's steps ended (the first one and every rerun); the job then
+    /// waits for the next change.
+    WatchResult {
+        job: JobRef,
+        run: u32,
+        passed: bool,
+        /// The first failed step's name and why, when the run failed.
+        failure: Option<String>,
+        /// The first run from the job's start, a rerun from the change that started it.
+        duration: Duration,
+        /// What this run's checkout sent; `None` when no checkout step ran.
+        synced: Option<SyncCounts>,
+    },
 }
 
 impl Event {
@@ -250,7 +286,9 @@ impl Event {
             | Event::ServiceLog { job, .. }
             | Event::ShellOpened { job, .. }
             | Event::ShellClosed { job, .. }
-            | Event::JobFinished { job, .. } => Some(job),
+            | Event::JobFinished { job, .. }
+            | Event::WatchRerun { job, .. }
+            | Event::WatchResult { job, .. } => Some(job),
         }
     }
 }

@@ -83,6 +83,8 @@ pub(crate) fn kind(event: &Event) -> &'static str {
         Event::ShellOpened { .. } => "shell_opened",
         Event::ShellClosed { .. } => "shell_closed",
         Event::JobFinished { .. } => "job_finished",
+        Event::WatchRerun { .. } => "watch_rerun",
+        Event::WatchResult { .. } => "watch_result",
     }
 }
 
@@ -158,6 +160,23 @@ fn data(event: &Event) -> Value {
         } => json!({ "passed": passed, "failure": failure, "duration_ms": millis(*duration) }),
         Event::ShellOpened { step, name, .. } => json!({ "step": step, "name": name }),
         Event::ShellClosed { exit_code, .. } => json!({ "exit_code": exit_code }),
+        Event::WatchRerun {
+            run, paths, count, ..
+        } => json!({ "run": run, "paths": paths, "count": count }),
+        Event::WatchResult {
+            run,
+            passed,
+            failure,
+            duration,
+            synced,
+            ..
+        } => json!({
+            "run": run,
+            "passed": passed,
+            "failure": failure,
+            "duration_ms": millis(*duration),
+            "synced": synced,
+        }),
     }
 }
 

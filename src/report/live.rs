@@ -128,6 +128,9 @@ impl Live {
                 status: StepStatus::Failed { .. },
                 ..
             } => line.set("failing", &line.activity.clone()),
+            // --watch: between runs the job waits; a rerun starts afresh.
+            Event::WatchResult { .. } => line.set("waiting", "for changes (--watch)"),
+            Event::WatchRerun { run, .. } => line.set("running", &format!("rerun {run}")),
             _ => {}
         }
     }

@@ -159,11 +159,12 @@ pub fn mask_event(secrets: &Secrets, mut event: Event) -> Event {
             mask(image);
             mask(status);
         }
-        Event::JobFinished { failure, .. } => {
+        Event::JobFinished { failure, .. } | Event::WatchResult { failure, .. } => {
             if let Some(failure) = failure {
                 mask(failure);
             }
         }
+        Event::WatchRerun { paths, .. } => paths.iter_mut().for_each(mask),
         Event::ServiceLog { lines, .. } => lines.iter_mut().for_each(mask),
         Event::ShellOpened { name, .. } => mask(name),
         Event::ShellClosed { .. } => {}

@@ -23,8 +23,8 @@ use std::io::{BufWriter, Write};
 use tokio::task::JoinHandle;
 
 pub use event::{
-    Event, Events, JobRef, JobRow, JobStatus, Receiver, Sink, StepStatus, Stream, TestCounts,
-    channel,
+    Event, Events, JobRef, JobRow, JobStatus, Receiver, Sink, StepStatus, Stream, SyncCounts,
+    TestCounts, channel,
 };
 pub use handoff::{Handoff, Lender, handoff};
 pub use json::Json;

@@ -104,6 +104,22 @@ impl Render {
                     None => "Shell closed; the job ends as failed".to_string(),
                 },
             )],
+            Event::WatchRerun {
+                run, paths, count, ..
+            } => vec![p.paint(BOLD, &watch_rerun(*run, paths, *count))],
+            Event::WatchResult {
+                run,
+                passed,
+                failure,
+                duration,
+                ..
+            } => vec![watch_result(
+                p,
+                *run,
+                *passed,
+                failure.as_deref(),
+                *duration,
+            )],
             Event::RunStarted { .. }
             | Event::RunFinished { .. }
             | Event::JobStarted { .. }
@@ -210,6 +226,40 @@ fn job_finished(
     }
 }
 
+/// `====>> Rerun 2: src/app.py changed` (the first paths, then how many more).
+fn watch_rerun(run: u32, paths: &[String], count: usize) -> String {
+    let shown = paths.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    let more = count.saturating_sub(paths.len().min(3));
+    let what = match (shown.is_empty(), more) {
+        (true, _) => "files changed".to_string(),
+        (false, 0) => format!("{shown} changed"),
+        (false, n) => format!("{shown} and {n} more changed"),
+    };
+    format!("====>> Rerun {run}: {what}")
+}
+
+/// `Watch: run 2 passed in 1.2s; waiting for changes (Ctrl-C to stop)`.
+fn watch_result(
+    p: Paint,
+    run: u32,
+    passed: bool,
+    failure: Option<&str>,
+    duration: Duration,
+) -> String {
+    let took = format_go(duration);
+    let (color, how) = if passed {
+        (GREEN, format!("passed in {took}"))
+    } else {
+        let why = failure.map_or(String::new(), |f| format!(": {f}"));
+        (RED, format!("failed in {took}{why}"))
+    };
+    format!(
+        "{} {}",
+        p.paint(color, &format!("Watch: run {run} {how};")),
+        "waiting for changes to the checkout (Ctrl-C to stop)"
+    )
+}
+
 /// The `last lines of service <name>:` block shown when a service or its job failed.
 pub(crate) fn service_block(
     p: Paint,
@@ -237,6 +287,31 @@ mod tests {
         assert_eq!(
             short_name(&"x".repeat(70)),
             format!("{}...", "x".repeat(60))
+        );
+    }
+
+    #[test]
+    fn watch_lines_say_the_run_its_result_and_what_changed() {
+        let p = Paint::new(false);
+        assert_eq!(
+            watch_result(p, 2, true, None, Duration::from_millis(1500)),
+            "Watch: run 2 passed in 1.5s; waiting for changes to the checkout (Ctrl-C to stop)"
+        );
+        assert_eq!(
+            watch_result(
+                p,
+                3,
+                false,
+                Some("step \"t\" exited with code 1"),
+                Duration::from_secs(2)
+            ),
+            "Watch: run 3 failed in 2s: step \"t\" exited with code 1; waiting for changes to the checkout (Ctrl-C to stop)"
+        );
+        let paths: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        assert_eq!(watch_rerun(2, &paths[..1], 1), "====>> Rerun 2: a changed");
+        assert_eq!(
+            watch_rerun(2, &paths, 10),
+            "====>> Rerun 2: a, b, c and 7 more changed"
         );
     }
 

@@ -30,7 +30,8 @@ if [ -d "$d" ] && [ ! -e "$d/.git" ] && [ -n "$(ls -A "$d" 2>/dev/null)" ]; then
   echo "Directory ($d) you are trying to checkout to is not empty and not a git repository"
   exit 1
 fi
-mkdir -p "$d""#;
+mkdir -p "$d" || exit 1
+[ -e "$d/.git" ] || echo fresh"#;
 
 pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
     let Some(root) = ctx.plan.git.root.clone() else {
@@ -81,6 +82,17 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
     // Sent to `/` with the target in every name: Docker refuses a link that climbs out of the
     // folder it extracts into, and a repository may hold `link -> ../file` (issue 9, finding 7).
     let prefix = PathBuf::from(target.trim_start_matches('/'));
+    if let Some(state) = ctx.settings.sync.clone() {
+        // --watch: send only what changed since the last sync into this target.
+        let fresh = prepared.stdout.lines().any(|l| l.trim() == "fresh");
+        let listed = super::sync::Listed {
+            root,
+            files,
+            git_dirs,
+        };
+        let names = Names { prefix, owner };
+        return super::sync::send(ctx, &state, &target, fresh, listed, names).await;
+    }
     let (tar, writer) = tarball::spawn_writer(move |b| {
         let names = Names { prefix, owner };
         write_checkout(b, &source, &files, &git_dirs, &names)
@@ -178,56 +190,84 @@ async fn git(root: &Path, args: &[&str]) -> io::Result<Vec<u8>> {
 }
 
 /// Where entries go in the archive (under `prefix`) and who owns them.
-struct Names {
-    prefix: PathBuf,
-    owner: (u64, u64),
+pub(super) struct Names {
+    pub(super) prefix: PathBuf,
+    pub(super) owner: (u64, u64),
+}
+
+/// One path the checkout sends: where it is on the host, its name under the target, and
+/// its metadata (not followed: a symlink is a link).
+pub(super) struct Entry {
+    pub(super) source: PathBuf,
+    pub(super) name: PathBuf,
+    pub(super) meta: std::fs::Metadata,
 }
 
 fn write_checkout(
     b: &mut Builder,
     root: &Path,
     files: &[PathBuf],
-    (git_dir, common_dir): &(PathBuf, PathBuf),
+    git_dirs: &(PathBuf, PathBuf),
     names: &Names,
 ) -> io::Result<Sent> {
     let mut sent = Sent::default();
+    for entry in entries(root, files, git_dirs)? {
+        let name = names.prefix.join(&entry.name);
+        sent.bytes += tarball::append_path(b, &entry.source, &name, &entry.meta, names.owner)?;
+        if !entry.meta.is_dir() {
+            sent.files += 1;
+        }
+    }
+    Ok(sent)
+}
+
+/// Everything the checkout sends, parents before children: the listed files (a submodule's
+/// files, recursively), the folders on their way, then `.git`. A path that vanishes while it
+/// is listed (a file deleted but still in the index, git's own lock files) is left out.
+pub(super) fn entries(
+    root: &Path,
+    files: &[PathBuf],
+    (git_dir, common_dir): &(PathBuf, PathBuf),
+) -> io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
     let mut dirs = HashSet::new();
     for rel in files {
         let source = root.join(rel);
         let Ok(meta) = std::fs::symlink_metadata(&source) else {
             continue; // deleted in the working tree but still in the index
         };
-        parents(b, root, rel, &mut dirs, names)?;
+        parents(&mut out, root, rel, &mut dirs)?;
         if meta.is_dir() {
             // A submodule or a nested repository: its files, recursively.
-            walk(b, &source, rel, names, &mut sent, &|_| false)?;
+            walk(&mut out, &source, rel, &|_| false)?;
         } else {
-            let name = names.prefix.join(rel);
-            sent.bytes += tarball::append_path(b, &source, &name, &meta, names.owner)?;
-            sent.files += 1;
+            out.push(Entry {
+                source,
+                name: rel.clone(),
+                meta,
+            });
         }
     }
     let dot_git = Path::new(".git");
     if git_dir == common_dir {
-        walk(b, git_dir, dot_git, names, &mut sent, &|_| false)?;
+        walk(&mut out, git_dir, dot_git, &|_| false)?;
     } else {
         // A worktree: the shared data, then the worktree's own HEAD, index and logs on top.
         let own = own_files(git_dir)?;
         let skip = |rel: &Path| rel == Path::new("worktrees") || own.contains(rel);
-        walk(b, common_dir, dot_git, names, &mut sent, &skip)?;
+        walk(&mut out, common_dir, dot_git, &skip)?;
         let skip_links = |rel: &Path| rel == Path::new("commondir") || rel == Path::new("gitdir");
-        walk(b, git_dir, dot_git, names, &mut sent, &skip_links)?;
+        walk(&mut out, git_dir, dot_git, &skip_links)?;
     }
-    Ok(sent)
+    Ok(out)
 }
 
-/// Directory entries for the parents of `rel` not sent yet, so they get the right owner.
+/// Entries for the parents of `rel` not listed yet, so they get the right owner.
 fn parents(
-    b: &mut Builder,
+    out: &mut Vec<Entry>,
     root: &Path,
     rel: &Path,
     done: &mut HashSet<PathBuf>,
-    names: &Names,
 ) -> io::Result<()> {
     let mut chain: Vec<&Path> = rel
         .ancestors()
@@ -237,9 +277,13 @@ fn parents(
     chain.reverse();
     for dir in chain {
         if done.insert(dir.to_path_buf()) {
-            let meta = std::fs::symlink_metadata(root.join(dir))?;
-            let name = names.prefix.join(dir);
-            tarball::append_path(b, &root.join(dir), &name, &meta, names.owner)?;
+            let source = root.join(dir);
+            let meta = std::fs::symlink_metadata(&source)?;
+            out.push(Entry {
+                source,
+                name: dir.to_path_buf(),
+                meta,
+            });
         }
     }
     Ok(())
@@ -263,32 +307,40 @@ fn own_files(dir: &Path) -> io::Result<HashSet<PathBuf>> {
     Ok(out)
 }
 
-/// Appends `source` as `name` and everything under it, skipping paths (relative to `source`)
-/// for which `skip` says so. Symlinks are stored as links, never followed.
+/// Lists `source` as `name` and everything under it, skipping paths (relative to `source`)
+/// for which `skip` says so. Symlinks are listed as links, never followed.
 fn walk(
-    b: &mut Builder,
+    out: &mut Vec<Entry>,
     source: &Path,
     name: &Path,
-    names: &Names,
-    sent: &mut Sent,
     skip: &dyn Fn(&Path) -> bool,
 ) -> io::Result<()> {
-    let name = names.prefix.join(name);
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let path = source.join(&rel);
-        let meta = std::fs::symlink_metadata(&path)?;
-        sent.bytes += tarball::append_path(b, &path, &name.join(&rel), &meta, names.owner)?;
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if meta.is_dir() {
-            let mut children: Vec<PathBuf> = std::fs::read_dir(&path)?
+            let children = match std::fs::read_dir(&path) {
+                Ok(children) => children,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let mut children: Vec<PathBuf> = children
                 .map(|e| e.map(|e| rel.join(e.file_name())))
                 .collect::<io::Result<_>>()?;
             children.retain(|c| !skip(c));
             children.sort();
             stack.extend(children.into_iter().rev());
-        } else {
-            sent.files += 1;
         }
+        out.push(Entry {
+            source: path,
+            name: name.join(&rel),
+            meta,
+        });
     }
     Ok(())
 }

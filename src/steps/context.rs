@@ -74,6 +74,8 @@ pub struct Settings {
     pub workspace: Option<Workspace>,
     /// `--shell-on-fail`: how a shell gets the host terminal after a failed step.
     pub shell_on_fail: Option<crate::engine::ShellOnFail>,
+    /// `--watch`: the checkout sends only what changed since its last sync.
+    pub sync: Option<Arc<super::sync::SyncState>>,
 }
 
 /// A job's view of its workflow's workspace (CircleCI: an additive stack of immutable layers,

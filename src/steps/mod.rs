@@ -9,6 +9,7 @@ pub mod context;
 pub mod notices;
 pub mod process;
 pub mod run;
+pub mod sync;
 pub mod tarball;
 pub mod workspace;
 

@@ -19,5 +19,6 @@ mod samples;
 mod shell;
 mod support;
 mod validate;
+mod watch;
 mod workflow;
 mod workspace;

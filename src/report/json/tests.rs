@@ -102,6 +102,33 @@ fn every_kind() -> Vec<Event> {
             exit_code: Some(1),
             lines: vec!["FATAL: no space left".into()],
         },
+        Event::WatchResult {
+            job: job.clone(),
+            run: 1,
+            passed: true,
+            failure: None,
+            duration: Duration::from_millis(2400),
+            synced: None,
+        },
+        Event::WatchRerun {
+            job: job.clone(),
+            run: 2,
+            paths: vec!["src/app.py".into()],
+            count: 1,
+        },
+        Event::WatchResult {
+            job: job.clone(),
+            run: 2,
+            passed: false,
+            failure: Some("step \"make\" exited with code 2".into()),
+            duration: Duration::from_millis(800),
+            synced: Some(crate::report::SyncCounts {
+                files: 1,
+                bytes: 12,
+                removed: 0,
+                unchanged: 9999,
+            }),
+        },
         Event::JobFinished {
             job: node.clone(),
             passed: false,
