@@ -133,7 +133,7 @@ impl Compiler<'_> {
     ) -> Res<(NsId, super::library::Element)> {
         match self.lib.find(ns, kind, name, at) {
             Lookup::Found(found) => Ok(found),
-            Lookup::MissingOrb => Err(super::context::Reported),
+            Lookup::MissingOrb(_) => Err(super::context::Reported),
             Lookup::NotFound | Lookup::NoSuchOrb => Err(self.not_found(ns, kind, name, at)),
         }
     }

@@ -5,7 +5,9 @@
 //!
 //! Definitions only: no diagnostics, no I/O.
 
-use crate::yaml::Node;
+use indexmap::IndexMap;
+
+use crate::yaml::{Kind, Node};
 
 /// A namespace: the config itself ([`ROOT`]) or one orb.
 pub(crate) type NsId = usize;
@@ -45,12 +47,142 @@ impl ElementKind {
 #[derive(Debug)]
 pub(crate) enum Lookup<T> {
     Found(T),
-    /// `alias/x` where `alias` is a registry orb with no source here: nothing to check or
-    /// compile (the use was recorded, for the orb's one diagnostic).
-    MissingOrb,
+    /// `alias/x` where `alias` is a registry orb with no source here (the index of that orb
+    /// among the missing ones): nothing to check or compile, only a use to record for the
+    /// orb's one diagnostic.
+    MissingOrb(usize),
     /// `alias/x` where no orb is called `alias`.
     NoSuchOrb,
     NotFound,
+}
+
+impl<T> Lookup<T> {
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
+        match self {
+            Lookup::Found(t) => Lookup::Found(f(t)),
+            Lookup::MissingOrb(i) => Lookup::MissingOrb(i),
+            Lookup::NoSuchOrb => Lookup::NoSuchOrb,
+            Lookup::NotFound => Lookup::NotFound,
+        }
+    }
+}
+
+/// What an orb alias of a namespace stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Import {
+    /// An orb whose source is here (inline, or a local file): its namespace.
+    Orb(NsId),
+    /// A registry orb with no source here: its index among the missing orbs.
+    Missing(usize),
+}
+
+/// The config itself or one orb: its elements by kind and name, and its orb imports. `E` is
+/// what a user of the index keeps per element (`validate` a borrowed definition with its JSON
+/// pointer, `process` a shared copy of the definition).
+#[derive(Debug)]
+pub(crate) struct Namespace<E> {
+    /// `None` for the config itself; the orb's name (alias or resolved reference) otherwise.
+    pub orb: Option<String>,
+    pub commands: IndexMap<String, E>,
+    pub jobs: IndexMap<String, E>,
+    pub executors: IndexMap<String, E>,
+    pub imports: IndexMap<String, Import>,
+}
+
+impl<E> Namespace<E> {
+    pub(crate) fn new(orb: Option<String>) -> Self {
+        Namespace {
+            orb,
+            commands: IndexMap::new(),
+            jobs: IndexMap::new(),
+            executors: IndexMap::new(),
+            imports: IndexMap::new(),
+        }
+    }
+
+    pub(crate) fn in_orb(&self) -> bool {
+        self.orb.is_some()
+    }
+
+    pub(crate) fn elements(&self, kind: ElementKind) -> &IndexMap<String, E> {
+        match kind {
+            ElementKind::Command => &self.commands,
+            ElementKind::Job => &self.jobs,
+            ElementKind::Executor => &self.executors,
+        }
+    }
+
+    pub(crate) fn elements_mut(&mut self, kind: ElementKind) -> &mut IndexMap<String, E> {
+        match kind {
+            ElementKind::Command => &mut self.commands,
+            ElementKind::Job => &mut self.jobs,
+            ElementKind::Executor => &mut self.executors,
+        }
+    }
+}
+
+/// Every namespace of a config, [`ROOT`] first, and the one name lookup of the language.
+#[derive(Debug)]
+pub(crate) struct Index<E> {
+    pub namespaces: Vec<Namespace<E>>,
+}
+
+impl<E> Default for Index<E> {
+    fn default() -> Self {
+        Index {
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+impl<E> Index<E> {
+    pub(crate) fn ns(&self, id: NsId) -> &Namespace<E> {
+        &self.namespaces[id]
+    }
+
+    /// Adds a namespace; its id.
+    pub(crate) fn push(&mut self, ns: Namespace<E>) -> NsId {
+        self.namespaces.push(ns);
+        self.namespaces.len() - 1
+    }
+
+    /// Looks `name` up as seen from namespace `from`: an element of that name first (a
+    /// processed 2.0 config names orb jobs `orb/job` literally), then `alias/x` as element `x`
+    /// of the orb that `alias` imports there.
+    pub(crate) fn lookup(&self, from: NsId, kind: ElementKind, name: &str) -> Lookup<(NsId, &E)> {
+        if let Some(e) = self.ns(from).elements(kind).get(name) {
+            return Lookup::Found((from, e));
+        }
+        let Some((alias, rest)) = name.split_once('/') else {
+            return Lookup::NotFound;
+        };
+        match self.ns(from).imports.get(alias) {
+            None => Lookup::NoSuchOrb,
+            Some(Import::Missing(i)) => Lookup::MissingOrb(*i),
+            Some(Import::Orb(child)) => self
+                .ns(*child)
+                .elements(kind)
+                .get(rest)
+                .map_or(Lookup::NotFound, |e| Lookup::Found((*child, e))),
+        }
+    }
+
+    /// Every name an element of `kind` can be called by from `from` (for suggestions).
+    pub(crate) fn visible_names(&self, from: NsId, kind: ElementKind) -> Vec<String> {
+        let here = self.ns(from);
+        let mut names: Vec<String> = here.elements(kind).keys().cloned().collect();
+        for (alias, import) in &here.imports {
+            if let Import::Orb(child) = import {
+                names.extend(
+                    self.ns(*child)
+                        .elements(kind)
+                        .keys()
+                        .map(|k| format!("{alias}/{k}")),
+                );
+            }
+        }
+        names
+    }
 }
 
 /// A declared parameter type (configuration reference, "parameters").
@@ -88,6 +220,48 @@ impl ParamType {
         })
     }
 
+    /// Whether `value` (already substituted) is a value of this type, as CircleCI's compiler
+    /// decides it: the one type rule of the language. A string takes any scalar but a boolean
+    /// (a float is kept as YAML reads it); an enum value is compared as the compiler prints
+    /// it (an unquoted `3.10` is the number 3.1).
+    pub(crate) fn accepts(&self, value: &Node) -> bool {
+        match (self, &value.kind) {
+            (ParamType::String, kind) => {
+                matches!(
+                    kind,
+                    Kind::Str(_) | Kind::Int(_) | Kind::Float(_) | Kind::Null
+                )
+            }
+            (ParamType::Boolean, kind) => matches!(kind, Kind::Bool(_)),
+            (ParamType::Integer, kind) => matches!(kind, Kind::Int(_)),
+            (ParamType::Enum(allowed), Kind::Str(_) | Kind::Int(_) | Kind::Float(_)) => {
+                super::value::text(value).is_some_and(|text| allowed.contains(&text))
+            }
+            (ParamType::Enum(_), _) => false,
+            (ParamType::EnvVarName, Kind::Str(s)) => is_env_var_name(s),
+            (ParamType::EnvVarName, _) => false,
+            (ParamType::Executor, Kind::Str(_)) => true,
+            (ParamType::Executor, Kind::Map(m)) => {
+                m.get("name").is_some_and(|n| n.as_str().is_some())
+            }
+            (ParamType::Executor, _) => false,
+            (ParamType::Steps, kind) => matches!(kind, Kind::Seq(_)),
+        }
+    }
+
+    /// `a boolean (true or false)` as a message reads it.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            ParamType::String => "a string".into(),
+            ParamType::Boolean => "a boolean (true or false)".into(),
+            ParamType::Integer => "an integer".into(),
+            ParamType::Enum(values) => format!("one of {}", crate::diagnostic::one_of(values)),
+            ParamType::Executor => "an executor (a name, or a map with `name`)".into(),
+            ParamType::Steps => "a list of steps".into(),
+            ParamType::EnvVarName => "an environment variable name".into(),
+        }
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             ParamType::String => "string",
@@ -99,6 +273,15 @@ impl ParamType {
             ParamType::EnvVarName => "env_var_name",
         }
     }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: what an `env_var_name` parameter takes.
+pub(crate) fn is_env_var_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Keys of a workflow job entry that are not job arguments (configuration reference,

@@ -5,7 +5,6 @@
 //! An orb that could not be found is kept as a placeholder that records every place using it,
 //! so the final error lists them all.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -15,10 +14,8 @@ use crate::yaml::{Kind, Node};
 
 use super::context::Ctx;
 
-pub(crate) use super::language::{ElementKind, NsId, ROOT};
-
-/// What [`Library::find`] finds: the element and the namespace it lives in.
-pub(crate) type Lookup = super::language::Lookup<(NsId, Element)>;
+pub(crate) use super::language::{ElementKind, Import, Lookup, NsId, ROOT};
+use super::language::{Index, Namespace};
 
 /// A definition as written (unsubstituted), and where its name was written. Shared, because
 /// every call of a command looks it up again.
@@ -26,32 +23,6 @@ pub(crate) type Lookup = super::language::Lookup<(NsId, Element)>;
 pub(crate) struct Element {
     pub key_span: Span,
     pub def: Rc<Node>,
-}
-
-#[derive(Default, Debug)]
-pub(crate) struct Namespace {
-    /// `None` for the config itself; the orb's display name otherwise.
-    pub orb: Option<String>,
-    pub commands: HashMap<String, Element>,
-    pub jobs: HashMap<String, Element>,
-    pub executors: HashMap<String, Element>,
-    pub imports: HashMap<String, Import>,
-}
-
-impl Namespace {
-    fn table(&self, kind: ElementKind) -> &HashMap<String, Element> {
-        match kind {
-            ElementKind::Command => &self.commands,
-            ElementKind::Job => &self.jobs,
-            ElementKind::Executor => &self.executors,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Import {
-    Orb(NsId),
-    Missing(usize),
 }
 
 /// A registry orb that no local source provides.
@@ -76,46 +47,48 @@ pub struct OrbResolution {
 
 #[derive(Default, Debug)]
 pub(crate) struct Library {
-    pub namespaces: Vec<Namespace>,
+    /// The config's namespace and one per orb (the language's one index).
+    pub index: Index<Element>,
+    /// The registry orbs without a source, in the order of [`Import::Missing`].
     pub missing: Vec<MissingOrb>,
     pub resolved: Vec<OrbResolution>,
 }
 
 impl Library {
-    pub fn ns(&self, id: NsId) -> &Namespace {
-        &self.namespaces[id]
+    pub fn ns(&self, id: NsId) -> &Namespace<Element> {
+        self.index.ns(id)
     }
 
     pub fn is_orb(&self, id: NsId) -> bool {
-        self.namespaces[id].orb.is_some()
+        self.ns(id).in_orb()
     }
 
-    /// Looks up `name` (`x` or `alias/x`) as seen from namespace `from`.
-    pub fn find(&mut self, from: NsId, kind: ElementKind, name: &str, at: Span) -> Lookup {
-        let (ns, local) = match name.split_once('/') {
-            None => (from, name),
-            Some((alias, rest)) => match self.namespaces[from].imports.get(alias) {
-                Some(Import::Orb(id)) => (*id, rest),
-                Some(Import::Missing(i)) => {
-                    let usages = &mut self.missing[*i].usages;
-                    if !usages.contains(&at) {
-                        usages.push(at);
-                    }
-                    return Lookup::MissingOrb;
-                }
-                None => return Lookup::NoSuchOrb,
-            },
-        };
-        match self.namespaces[ns].table(kind).get(local) {
-            Some(e) => Lookup::Found((ns, e.clone())),
-            None => Lookup::NotFound,
+    /// Looks up `name` (`x` or `alias/x`) as seen from namespace `from`; a use of a missing
+    /// orb (at `at`) is recorded.
+    pub fn find(
+        &mut self,
+        from: NsId,
+        kind: ElementKind,
+        name: &str,
+        at: Span,
+    ) -> Lookup<(NsId, Element)> {
+        let found = self
+            .index
+            .lookup(from, kind, name)
+            .map(|(ns, e)| (ns, e.clone()));
+        if let Lookup::MissingOrb(i) = found {
+            let usages = &mut self.missing[i].usages;
+            if !usages.contains(&at) {
+                usages.push(at);
+            }
         }
+        found
     }
 
     /// Whether `name` has an orb prefix that this namespace does not import.
     pub fn unknown_alias<'n>(&self, from: NsId, name: &'n str) -> Option<&'n str> {
         let (alias, _) = name.split_once('/')?;
-        (!self.namespaces[from].imports.contains_key(alias)).then_some(alias)
+        (!self.ns(from).imports.contains_key(alias)).then_some(alias)
     }
 
     /// How many uses each missing orb has so far (see [`Library::missing_used_since`]).
@@ -137,7 +110,8 @@ impl Library {
     /// (`alias/x` as a step, executor, job or `override-with`), so the error lists them all,
     /// including those the compile did not reach after an earlier error.
     pub fn scan_usages(&mut self, config: &Node) {
-        let aliases: Vec<(String, usize)> = self.namespaces[ROOT]
+        let aliases: Vec<(String, usize)> = self
+            .ns(ROOT)
             .imports
             .iter()
             .filter_map(|(alias, import)| match import {

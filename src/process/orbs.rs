@@ -12,13 +12,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
+
 use crate::diagnostic::Diagnostic;
 use crate::source::{Sources, Span};
 use crate::yaml::Node;
 
 use super::context::Ctx;
+use super::language::Namespace;
 use super::library::{
-    Element, Import, Library, MissingOrb, Namespace, NsId, OrbResolution, file_name,
+    Element, ElementKind, Import, Library, MissingOrb, NsId, OrbResolution, file_name,
 };
 use super::registry::Registry;
 
@@ -63,20 +66,20 @@ impl<'a> Loader<'a> {
     /// Adds a namespace for `body` (the config, or an orb) and everything it imports.
     /// `imports` is the already-substituted `orbs:` map.
     pub fn namespace(&mut self, orb: Option<String>, body: &Node, imports: Option<&Node>) -> NsId {
-        let id = self.lib.namespaces.len();
-        let mut ns = Namespace {
-            orb,
-            ..Namespace::default()
-        };
-        ns.commands = self.elements(body, "commands");
-        ns.jobs = self.elements(body, "jobs");
-        ns.executors = self.elements(body, "executors");
-        self.lib.namespaces.push(ns);
+        let mut ns = Namespace::new(orb);
+        for kind in [
+            ElementKind::Command,
+            ElementKind::Job,
+            ElementKind::Executor,
+        ] {
+            *ns.elements_mut(kind) = self.elements(body, kind.section());
+        }
+        let id = self.lib.index.push(ns);
         if let Some(map) = imports.and_then(Node::as_map) {
             for e in &map.entries {
                 let import = self.import(&e.key, e.key_span, &e.value);
                 if let Some(import) = import {
-                    self.lib.namespaces[id]
+                    self.lib.index.namespaces[id]
                         .imports
                         .insert(e.key.clone(), import);
                 }
@@ -90,8 +93,8 @@ impl<'a> Loader<'a> {
         id
     }
 
-    fn elements(&mut self, body: &Node, key: &str) -> HashMap<String, Element> {
-        let mut out = HashMap::new();
+    fn elements(&mut self, body: &Node, key: &str) -> IndexMap<String, Element> {
+        let mut out = IndexMap::new();
         let Some(node) = body.get(key).filter(|n| !n.is_null()) else {
             return out;
         };

@@ -244,17 +244,12 @@ pub(crate) fn check(decl: &ParamDecl, value: &Node) -> Result<Option<String>, St
             value.type_name()
         )
     };
-    match (&decl.ty, &value.kind) {
-        (ParamType::String, Kind::Str(_) | Kind::Int(_) | Kind::Null) => Ok(None),
-        (ParamType::String, Kind::Float(f)) => Ok(float_warning(name, value, *f)),
-        (ParamType::Boolean, Kind::Bool(_)) | (ParamType::Integer, Kind::Int(_)) => Ok(None),
-        (ParamType::Enum(allowed), Kind::Str(_) | Kind::Int(_) | Kind::Float(_)) => {
-            // As CircleCI reads it: an unquoted 3.10 is the number 3.1.
-            let text = super::value::text(value).unwrap_or_default();
-            if allowed.contains(&text) {
-                Ok(None)
-            } else {
-                Err(format!(
+    if !decl.ty.accepts(value) {
+        return Err(match &decl.ty {
+            ParamType::Enum(allowed)
+                if matches!(value.kind, Kind::Str(_) | Kind::Int(_) | Kind::Float(_)) =>
+            {
+                format!(
                     "Type error for argument {name}: expected one of [{}], actual value: {}",
                     allowed
                         .iter()
@@ -262,24 +257,20 @@ pub(crate) fn check(decl: &ParamDecl, value: &Node) -> Result<Option<String>, St
                         .collect::<Vec<_>>()
                         .join(", "),
                     repr(value)
-                ))
+                )
             }
-        }
-        (ParamType::EnvVarName, Kind::Str(s)) if is_env_var_name(s) => Ok(None),
-        (ParamType::EnvVarName, Kind::Str(_)) => Err(format!(
-            "Type error for argument {name}: expected an environment variable name \
-             ([A-Za-z_][A-Za-z0-9_]*), actual value: {}",
-            repr(value)
-        )),
-        (ParamType::Executor, Kind::Str(_)) => Ok(None),
-        (ParamType::Executor, Kind::Map(m))
-            if m.get("name").is_some_and(|n| n.as_str().is_some()) =>
-        {
-            Ok(None)
-        }
-        (ParamType::Steps, Kind::Seq(_)) => Ok(None),
-        _ => Err(mismatch()),
+            ParamType::EnvVarName if value.as_str().is_some() => format!(
+                "Type error for argument {name}: expected an environment variable name \
+                 ([A-Za-z_][A-Za-z0-9_]*), actual value: {}",
+                repr(value)
+            ),
+            _ => mismatch(),
+        });
     }
+    Ok(match (&decl.ty, &value.kind) {
+        (ParamType::String, Kind::Float(f)) => float_warning(name, value, *f),
+        _ => None,
+    })
 }
 
 fn float_warning(name: &str, value: &Node, f: f64) -> Option<String> {
@@ -291,14 +282,6 @@ fn float_warning(name: &str, value: &Node, f: f64) -> Option<String> {
              passes {read}; quote it (\"{raw}\") to keep the text"
         )
     })
-}
-
-fn is_env_var_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The key/value pairs of an invocation map, minus `skip` keys.

@@ -143,7 +143,7 @@ impl Compiler<'_> {
     ) -> Res<()> {
         match self.lib.find(ns, ElementKind::Command, name, at) {
             Lookup::Found((cns, element)) => self.invoke(name, at, args, element, cns, ns, out),
-            Lookup::MissingOrb => Err(Reported),
+            Lookup::MissingOrb(_) => Err(Reported),
             Lookup::NotFound if catalogue::is_built_in(name) => {
                 let produced = builtin(name, step, args);
                 self.spend(at, Some(&produced))?;

@@ -382,7 +382,7 @@ impl Compiler<'_> {
         match self.lib.find(ROOT, ElementKind::Job, name, target.span) {
             Lookup::Found(_) => Ok(Some(name.to_string())),
             Lookup::NotFound | Lookup::NoSuchOrb => Ok(None),
-            Lookup::MissingOrb => Err(Reported),
+            Lookup::MissingOrb(_) => Err(Reported),
         }
     }
 

@@ -2,13 +2,9 @@
 //! declarations: unknown arguments, missing required ones, and values of the wrong type or
 //! outside an `enum` (after substituting a `<< pipeline.parameters.x >>` value).
 
-use std::sync::LazyLock;
-
-use regex::Regex;
-
 use super::ctx::{Ctx, Scope};
 use super::model::Def;
-use super::params::{self as decls, ParamType};
+use super::params::ParamType;
 use super::suggest::{did_you_mean, one_of};
 use super::template::{self, RefKind};
 use crate::diagnostic::Diagnostic;
@@ -28,10 +24,6 @@ pub(crate) struct Invocation<'a> {
     /// `matrix.parameters` of a workflow job entry: each supplies an argument.
     pub matrix: Option<&'a Map>,
 }
-
-static ENV_VAR_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("the env var pattern compiles")
-});
 
 pub(crate) fn check<'a>(cx: &mut Ctx<'a>, call: &Invocation<'a>, caller: Scope<'a>) {
     let declared = call.target.params();
@@ -122,7 +114,7 @@ fn missing(cx: &mut Ctx<'_>, call: &Invocation<'_>) {
         if !required || given(&decl.key) {
             continue;
         }
-        let ty = decls::describe(ParamType::of(&decl.value).as_ref());
+        let ty = ParamType::of(&decl.value).map_or("a value".into(), |t| t.describe());
         cx.push(
             Diagnostic::error(
                 call.at,
@@ -166,7 +158,7 @@ pub(crate) fn check_value<'a>(
     let Some((effective, via)) = substitute(cx, value, caller) else {
         return;
     };
-    if fits(&ty, effective) {
+    if ty.accepts(effective) {
         return;
     }
     let found = match via {
@@ -176,7 +168,7 @@ pub(crate) fn check_value<'a>(
     let mut message = format!(
         "argument `{arg}` of {} must be {}, but {found}",
         target.label(),
-        decls::describe(Some(&ty))
+        ty.describe()
     );
     if let ParamType::Enum(values) = &ty {
         let text = effective.scalar_text().unwrap_or_default();
@@ -204,24 +196,12 @@ fn substitute<'a>(
         return Some((value, None));
     }
     let reference = template::whole(text)?;
-    if reference.kind != RefKind::PipelineParameter || cx.model.ns(caller.ns).in_orb {
+    if reference.kind != RefKind::PipelineParameter || cx.model.ns(caller.ns).in_orb() {
         return None;
     }
     let entry = cx.model.pipeline_param(&reference.name)?;
     let default = entry.value.get("default")?;
     Some((default, Some(entry.key.as_str())))
-}
-
-fn fits(ty: &ParamType, value: &Node) -> bool {
-    match (ty, &value.kind) {
-        (ParamType::String, kind) => !matches!(kind, Kind::Bool(_) | Kind::Seq(_) | Kind::Map(_)),
-        (ParamType::Boolean, kind) => matches!(kind, Kind::Bool(_)),
-        (ParamType::Integer, kind) => matches!(kind, Kind::Int(_)),
-        (ParamType::Enum(values), _) => value.scalar_text().is_some_and(|t| values.contains(&t)),
-        (ParamType::EnvVarName, Kind::Str(s)) => ENV_VAR_NAME.is_match(s),
-        (ParamType::EnvVarName, _) => false,
-        (ParamType::Executor | ParamType::Steps, _) => true,
-    }
 }
 
 fn hint_for(ty: &ParamType, value: &Node, substituted: bool) -> String {
@@ -235,7 +215,7 @@ fn hint_for(ty: &ParamType, value: &Node, substituted: bool) -> String {
         _ if substituted => {
             "declare the pipeline parameter with the same type as the job parameter, or pass another value".into()
         }
-        _ => format!("pass {}", decls::describe(Some(ty))),
+        _ => format!("pass {}", ty.describe()),
     }
 }
 

@@ -25,7 +25,7 @@ static ELEMENT_NAME: LazyLock<Regex> =
 /// Checks every definition of every namespace.
 pub(crate) fn check_all<'a>(cx: &mut Ctx<'a>) {
     let model = cx.model;
-    for ns in &model.namespaces {
+    for ns in &model.index.namespaces {
         unique_ignoring_case(cx, ns.jobs.values());
         for def in ns
             .executors

@@ -58,7 +58,7 @@ fn call<'a>(
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::MissingOrb => {}
+        Lookup::MissingOrb(_) => {}
         Lookup::NoSuchOrb => resolve::report(
             cx,
             Missing::orb(ElementKind::Executor, name, at.span, name_ptr),

@@ -13,7 +13,6 @@ mod cycles;
 mod definitions;
 mod entries;
 mod executors;
-mod expansion;
 mod logic;
 mod model;
 mod orbs;
@@ -78,6 +77,9 @@ pub fn validate_compiled(
         }
         d
     }));
+    // Once the checks here pass, what the compiler finds: its limits (expansion budget, matrix
+    // size, nesting depth), and any rule only it knows. Before that, its findings would repeat
+    // the errors above in other words.
     if out.iter().any(Diagnostic::is_error) || Version::of(node) != Version::V21 {
         return out;
     }
@@ -133,7 +135,6 @@ fn semantics(cx: &mut Ctx<'_>, version: Version, options: &Options) {
     definitions::check_all(cx);
     recursion::check(cx);
     workflows::check_all(cx);
-    expansion::check(cx);
     references::check_all(cx);
     // Last: only now is it known which registry orbs something refers into.
     orbs::offline_warnings(cx, options);

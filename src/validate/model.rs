@@ -11,7 +11,9 @@ use indexmap::IndexMap;
 
 use crate::yaml::{Entry, Map, Node, pointer_token};
 
+pub(crate) use crate::process::language::Lookup;
 pub(crate) use crate::process::language::{ElementKind, NsId, ROOT};
+use crate::process::language::{Import, Index, Namespace};
 
 /// One job, command or executor definition.
 #[derive(Debug)]
@@ -39,33 +41,6 @@ impl<'a> Def<'a> {
     }
 }
 
-/// What an orb alias stands for.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum OrbLink {
-    Inline(NsId),
-    Remote(usize),
-}
-
-/// The config itself or one inline orb.
-#[derive(Debug)]
-pub(crate) struct Namespace<'a> {
-    pub in_orb: bool,
-    pub jobs: IndexMap<&'a str, Def<'a>>,
-    pub commands: IndexMap<&'a str, Def<'a>>,
-    pub executors: IndexMap<&'a str, Def<'a>>,
-    pub orbs: IndexMap<&'a str, OrbLink>,
-}
-
-impl<'a> Namespace<'a> {
-    pub(crate) fn defs(&self, kind: ElementKind) -> &IndexMap<&'a str, Def<'a>> {
-        match kind {
-            ElementKind::Job => &self.jobs,
-            ElementKind::Command => &self.commands,
-            ElementKind::Executor => &self.executors,
-        }
-    }
-}
-
 /// An orb that lives in a registry (or at a URL): it cannot be read offline.
 #[derive(Debug)]
 pub(crate) struct RemoteOrb<'a> {
@@ -77,12 +52,14 @@ pub(crate) struct RemoteOrb<'a> {
 }
 
 /// What [`Model::lookup`] finds: the definition.
-pub(crate) type Lookup<'m, 'a> = crate::process::language::Lookup<&'m Def<'a>>;
+pub(crate) type Found<'m, 'a> = Lookup<&'m Def<'a>>;
 
 #[derive(Debug)]
 pub(crate) struct Model<'a> {
     pub root: &'a Node,
-    pub namespaces: Vec<Namespace<'a>>,
+    /// The config's namespace and one per inline orb (the language's one index).
+    pub index: Index<Def<'a>>,
+    /// The registry orbs, in the order of [`Import::Missing`].
     pub remote: Vec<RemoteOrb<'a>>,
     pub pipeline: Option<&'a Map>,
 }
@@ -91,33 +68,35 @@ impl<'a> Model<'a> {
     pub(crate) fn build(root: &'a Node) -> Self {
         let mut model = Model {
             root,
-            namespaces: Vec::new(),
+            index: Index::default(),
             remote: Vec::new(),
             pipeline: root.get("parameters").and_then(Node::as_map),
         };
         if let Some(map) = root.as_map() {
-            model.add_namespace(map, String::new(), false);
+            model.add_namespace(map, String::new(), None);
         }
         model
     }
 
-    fn add_namespace(&mut self, map: &'a Map, ptr: String, in_orb: bool) -> NsId {
-        let id = self.namespaces.len();
-        self.namespaces.push(Namespace {
-            in_orb,
-            jobs: defs(map, ElementKind::Job, id, &ptr),
-            commands: defs(map, ElementKind::Command, id, &ptr),
-            executors: defs(map, ElementKind::Executor, id, &ptr),
-            orbs: IndexMap::new(),
-        });
+    fn add_namespace(&mut self, map: &'a Map, ptr: String, orb: Option<String>) -> NsId {
+        let id = self.index.namespaces.len();
+        let mut ns = Namespace::new(orb);
+        for kind in [
+            ElementKind::Job,
+            ElementKind::Command,
+            ElementKind::Executor,
+        ] {
+            *ns.elements_mut(kind) = defs(map, kind, id, &ptr);
+        }
+        self.index.push(ns);
         let Some(orbs) = map.get("orbs").and_then(Node::as_map) else {
             return id;
         };
         for entry in &orbs.entries {
             let orb_ptr = format!("{ptr}/orbs/{}", pointer_token(&entry.key));
-            let link = match &entry.value.kind {
+            let import = match &entry.value.kind {
                 crate::yaml::Kind::Map(inline) => {
-                    OrbLink::Inline(self.add_namespace(inline, orb_ptr, true))
+                    Import::Orb(self.add_namespace(inline, orb_ptr, Some(entry.key.clone())))
                 }
                 _ => {
                     self.remote.push(RemoteOrb {
@@ -126,56 +105,32 @@ impl<'a> Model<'a> {
                         ptr: orb_ptr,
                         used: Cell::new(false),
                     });
-                    OrbLink::Remote(self.remote.len() - 1)
+                    Import::Missing(self.remote.len() - 1)
                 }
             };
-            self.namespaces[id].orbs.insert(&entry.key, link);
+            self.index.namespaces[id]
+                .imports
+                .insert(entry.key.clone(), import);
         }
         id
     }
 
-    pub(crate) fn ns(&self, id: NsId) -> &Namespace<'a> {
-        &self.namespaces[id]
+    pub(crate) fn ns(&self, id: NsId) -> &Namespace<Def<'a>> {
+        self.index.ns(id)
     }
 
     /// Looks `name` up from inside namespace `ns`; a use of a registry orb is counted.
-    pub(crate) fn lookup(&self, ns: NsId, kind: ElementKind, name: &str) -> Lookup<'_, 'a> {
-        // An exact name first: processed (2.0) configs name orb jobs `orb/job` literally.
-        if let Some(def) = self.ns(ns).defs(kind).get(name) {
-            return Lookup::Found(def);
+    pub(crate) fn lookup(&self, ns: NsId, kind: ElementKind, name: &str) -> Found<'_, 'a> {
+        let found = self.index.lookup(ns, kind, name);
+        if let Lookup::MissingOrb(i) = found {
+            self.remote[i].used.set(true);
         }
-        let Some((alias, rest)) = name.split_once('/') else {
-            return Lookup::NotFound;
-        };
-        match self.ns(ns).orbs.get(alias) {
-            None => Lookup::NoSuchOrb,
-            Some(OrbLink::Remote(i)) => {
-                self.remote[*i].used.set(true);
-                Lookup::MissingOrb
-            }
-            Some(OrbLink::Inline(child)) => self
-                .ns(*child)
-                .defs(kind)
-                .get(rest)
-                .map_or(Lookup::NotFound, Lookup::Found),
-        }
+        found.map(|(_, def)| def)
     }
 
     /// Every name `kind` can be called by from `ns` (for suggestions).
     pub(crate) fn visible_names(&self, ns: NsId, kind: ElementKind) -> Vec<String> {
-        let here = self.ns(ns);
-        let mut names: Vec<String> = here.defs(kind).keys().map(|k| (*k).to_string()).collect();
-        for (alias, link) in &here.orbs {
-            if let OrbLink::Inline(child) = link {
-                names.extend(
-                    self.ns(*child)
-                        .defs(kind)
-                        .keys()
-                        .map(|k| format!("{alias}/{k}")),
-                );
-            }
-        }
-        names
+        self.index.visible_names(ns, kind)
     }
 
     /// A declared pipeline parameter.
@@ -184,7 +139,7 @@ impl<'a> Model<'a> {
     }
 }
 
-fn defs<'a>(map: &'a Map, kind: ElementKind, ns: NsId, ptr: &str) -> IndexMap<&'a str, Def<'a>> {
+fn defs<'a>(map: &'a Map, kind: ElementKind, ns: NsId, ptr: &str) -> IndexMap<String, Def<'a>> {
     let Some(section) = map.get(kind.section()).and_then(Node::as_map) else {
         return IndexMap::new();
     };
@@ -199,7 +154,7 @@ fn defs<'a>(map: &'a Map, kind: ElementKind, ns: NsId, ptr: &str) -> IndexMap<&'
                 ns,
                 ptr: format!("{ptr}/{}/{}", kind.section(), pointer_token(&entry.key)),
             };
-            (entry.key.as_str(), def)
+            (entry.key.clone(), def)
         })
         .collect()
 }

@@ -14,20 +14,6 @@ use crate::yaml::{Entry, pointer_token};
 
 pub(crate) use crate::process::language::{JOB_ENTRY_KEYS, ParamType};
 
-/// `a boolean` as a message reads it; `a value` for a type that is not known.
-pub(crate) fn describe(ty: Option<&ParamType>) -> String {
-    match ty {
-        Some(ParamType::String) => "a string".into(),
-        Some(ParamType::Boolean) => "a boolean (true or false)".into(),
-        Some(ParamType::Integer) => "an integer".into(),
-        Some(ParamType::Enum(values)) => format!("one of {}", one_of(values)),
-        Some(ParamType::Executor) => "an executor (a name, or a map with `name`)".into(),
-        Some(ParamType::Steps) => "a list of steps".into(),
-        Some(ParamType::EnvVarName) => "an environment variable name".into(),
-        None => "a value".into(),
-    }
-}
-
 static NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_-]*$").expect("the name pattern compiles"));
 

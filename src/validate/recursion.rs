@@ -10,6 +10,7 @@ use crate::yaml::{Kind, Node};
 pub(crate) fn check(cx: &mut Ctx<'_>) {
     let model = cx.model;
     let commands: Vec<&Def<'_>> = model
+        .index
         .namespaces
         .iter()
         .flat_map(|ns| ns.commands.values())

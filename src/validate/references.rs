@@ -35,7 +35,7 @@ pub(crate) fn check_all<'a>(cx: &mut Ctx<'a>) {
         return;
     }
     let model = cx.model;
-    for ns in &model.namespaces {
+    for ns in &model.index.namespaces {
         for def in ns
             .executors
             .values()
@@ -335,7 +335,7 @@ fn pipeline_parameter(
     span: Span,
     scope: Scope<'_>,
 ) -> Option<Diagnostic> {
-    if cx.model.ns(scope.ns).in_orb {
+    if cx.model.ns(scope.ns).in_orb() {
         return Some(
             Diagnostic::error(span, format!("pipeline parameter `{name}` is used inside an orb"))
                 .with_hint("orbs cannot see pipeline parameters; pass the value in as an argument of the orb's job or command"),

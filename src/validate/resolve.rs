@@ -57,7 +57,7 @@ fn undefined(cx: &Ctx<'_>, missing: &Missing<'_>, scope: Scope<'_>) -> Diagnosti
         Some((alias, rest)) => {
             format!("the inline orb `{alias}` has no {noun} `{rest}` under `{section}:`")
         }
-        None if cx.model.ns(scope.ns).in_orb => {
+        None if cx.model.ns(scope.ns).in_orb() => {
             format!(
                 "define it under the orb's `{section}:`, or use `alias/name` for an orb's {noun}"
             )
@@ -75,7 +75,7 @@ fn no_orb(cx: &Ctx<'_>, missing: &Missing<'_>, scope: Scope<'_>) -> Diagnostic {
         .split_once('/')
         .map_or(missing.name, |(a, _)| a);
     let ns = cx.model.ns(scope.ns);
-    let aliases: Vec<&str> = ns.orbs.keys().copied().collect();
+    let aliases: Vec<&str> = ns.imports.keys().map(String::as_str).collect();
     let mut message = format!(
         "`{}` names the orb `{alias}`, but no orb `{alias}` is declared",
         missing.name
@@ -83,7 +83,7 @@ fn no_orb(cx: &Ctx<'_>, missing: &Missing<'_>, scope: Scope<'_>) -> Diagnostic {
     if let Some(best) = did_you_mean(alias, aliases.iter().copied()) {
         message.push_str(&format!("; did you mean `{best}`?"));
     }
-    let place = if ns.in_orb {
+    let place = if ns.in_orb() {
         "the orb's `orbs:`"
     } else {
         "`orbs:`"

@@ -138,7 +138,7 @@ fn invoke<'a>(
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::MissingOrb => {}
+        Lookup::MissingOrb(_) => {}
         Lookup::NoSuchOrb => {
             resolve::report(
                 cx,

@@ -55,15 +55,7 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len() * width + b.len()]
 }
 
-/// `` `a`, `b` or `c` `` for a message.
-pub(crate) fn one_of<S: AsRef<str>>(items: &[S]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| format!("`{}`", s.as_ref())).collect();
-    match quoted.split_last() {
-        None => String::new(),
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-    }
-}
+pub(crate) use crate::diagnostic::one_of;
 
 #[cfg(test)]
 mod tests {

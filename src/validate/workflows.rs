@@ -78,7 +78,7 @@ fn check_entry<'a>(cx: &mut Ctx<'a>, job: &JobEntry<'a>) {
             };
             arguments::check(cx, &invocation, scope);
         }
-        Lookup::MissingOrb => {}
+        Lookup::MissingOrb(_) => {}
         Lookup::NoSuchOrb => resolve::report(
             cx,
             Missing::orb(ElementKind::Job, job.job, job.job_span, &job.ptr),

@@ -459,20 +459,22 @@ fn every_config() -> Vec<PathBuf> {
         files.extend(found);
     };
     let file = |p: &Path| p.is_file().then(|| p.to_path_buf());
-    // A golden case with an `args` file needs flags that `validate` does not take.
-    let case = |p: &Path| {
-        let config = p.join("config.yml");
-        (config.is_file() && !p.join("args").exists()).then_some(config)
-    };
+    // Every compiler case, with and without an `args` file (both commands then read the
+    // config with its defaults), and its expected output: processed output re-validates.
+    let case = |p: &Path| Some(p.join("config.yml")).filter(|c| c.is_file());
     let input = |p: &Path| Some(p.join("input.yml")).filter(|i| i.is_file());
+    let output = |p: &Path| Some(p.join("expected.yml")).filter(|e| e.is_file());
     add_dir(&Path::new(ROOT).join("tests/fixtures/validate"), &file);
     add_dir(&Path::new(ROOT).join("tests/process"), &case);
+    add_dir(&Path::new(ROOT).join("tests/process"), &output);
+    // The shared suites are read in place when they are there (as the suites above do).
     if let Some(suite) = shared("conformance") {
         add_dir(&suite.join("valid"), &file);
         add_dir(&suite.join("invalid"), &file);
     }
     if let Some(oracle) = shared("process-oracle") {
         add_dir(&oracle, &input);
+        add_dir(&oracle, &output);
     }
     files
 }
@@ -495,7 +497,12 @@ fn validate_and_process_agree() {
     let home = tempfile::tempdir().expect("a temp dir");
     let mut disagreements = Vec::new();
     let configs = every_config();
-    assert!(configs.len() > 80, "the fixtures are missing");
+    let least = if shared("conformance").is_some() {
+        300
+    } else {
+        120
+    };
+    assert!(configs.len() > least, "the fixtures are missing");
     for config in &configs {
         let path = config.display().to_string();
         let run = |command: &str| {
