@@ -29,6 +29,7 @@ pub mod source;
 pub mod steps;
 pub mod store;
 pub mod template;
+pub(crate) mod trace;
 pub mod units;
 pub mod validate;
 pub mod yaml;

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod endpoint;
 #[cfg(test)]
 pub(crate) mod fake;
+pub(crate) mod traced;
 
 use std::collections::BTreeMap;
 use std::io;

@@ -78,6 +78,7 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
             status,
             duration: started.elapsed(),
         });
+        crate::trace::span("step", &format!("{index} {}", first_line(&name)), started);
         if let StepOutcome::Failed { exit_code, reason } = &outcome
             && failure.is_none()
         {
@@ -111,6 +112,10 @@ async fn halt_requested(ctx: &StepContext) -> Result<bool> {
         Err(crate::backend::BackendError::NotFound(_)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 fn skip_reason(when: When, failing: bool) -> Option<&'static str> {
