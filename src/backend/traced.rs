@@ -119,6 +119,10 @@ impl Backend for Traced {
         timed("remove", short(id).into(), self.inner.remove_container(id))
     }
 
+    fn kill_container(&self, id: &str) -> Fut<'_, ()> {
+        timed("kill", short(id).into(), self.inner.kill_container(id))
+    }
+
     fn exec(&self, container: &str, spec: ExecSpec) -> Fut<'_, Exec> {
         let name = exec_name(&spec);
         let call = self.inner.exec(container, spec);

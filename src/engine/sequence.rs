@@ -2,6 +2,7 @@
 //! steps are skipped while `on_fail` and `always` steps run; background steps start and the
 //! job moves on (their failure does not fail the job, and they stop with the job).
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::task::JoinHandle;
@@ -84,7 +85,7 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
         {
             failure = Some(describe(&name, *exit_code, reason.as_deref()));
         }
-        if matches!(step.kind, StepKind::Run(_)) && !halted && halt_requested(ctx).await? {
+        if matches!(step.kind, StepKind::Run(_)) && !halted && ctx.halted.load(Ordering::SeqCst) {
             halted = true;
             ctx.events.info(
                 "circleci-agent step halt: the job ends here, the remaining steps are skipped",
@@ -99,18 +100,6 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
     match (result, failure) {
         (Ok(Sequence::Passed), Some(why)) => Ok(Sequence::Failed(why)),
         (other, _) => other,
-    }
-}
-
-/// Whether a step ran `circleci-agent step halt` (the in-container program leaves a marker in
-/// the agent folder; semantics file 10.2): the job then ends after that step, keeping its
-/// status (a failing job stays failed).
-async fn halt_requested(ctx: &StepContext) -> Result<bool> {
-    let marker = format!("{}/{}", ctx.run_dir, crate::agent::dir::HALT);
-    match ctx.backend.download(&ctx.primary, &marker).await {
-        Ok(_) => Ok(true),
-        Err(crate::backend::BackendError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e),
     }
 }
 

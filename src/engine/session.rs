@@ -92,7 +92,8 @@ const SPIN_UP: &str = "Spin up environment";
 pub type Images = HashMap<String, ImageInfo>;
 
 impl Session {
-    /// Starts the run `run`: removes what earlier runs left behind (never a live run's).
+    /// Starts the run `run`: removes what earlier runs left behind (never a live run's) while
+    /// the jobs start.
     pub async fn open(
         backend: Arc<dyn Backend>,
         run: RunInfo,
@@ -102,12 +103,13 @@ impl Session {
     ) -> Result<Session, EngineError> {
         let forced_exit = super::signals::remove_on_forced_exit(backend.clone(), &run);
         let events = Events::new(sink.clone(), JobRef::new("localci", None));
-        match leftovers::remove_stale(backend.as_ref(), &run).await? {
-            0 => {}
-            n => events.info(format!(
-                "Removed {n} leftover container(s) of earlier runs that did not finish"
-            )),
-        }
+        // While the jobs start ([`Session::close`] waits for it): it touches only what runs
+        // that certainly ended left behind.
+        let sweep = tokio::spawn(leftovers::sweep(
+            backend.clone(),
+            run.clone(),
+            events.clone(),
+        ));
         Ok(Session {
             backend,
             run,
@@ -115,7 +117,7 @@ impl Session {
             sink,
             cancel,
             events,
-            cleanups: Mutex::new(Vec::new()),
+            cleanups: Mutex::new(vec![sweep]),
             spun_up: Mutex::new(Vec::new()),
             _forced_exit: forced_exit,
         })
@@ -239,8 +241,9 @@ impl Session {
             announce_kept(&events, &created);
         } else {
             let (backend, run, events) = (self.backend.clone(), self.run.clone(), events.clone());
+            let finished = matches!(status, Some(NodeOutcome::Passed | NodeOutcome::Failed));
             let removal = tokio::spawn(async move {
-                cleanup::cleanup(backend.as_ref(), &run, &created, &events).await;
+                cleanup::cleanup(backend.as_ref(), &run, &created, &events, finished).await;
             });
             self.cleanups
                 .lock()
@@ -390,6 +393,7 @@ impl Runner<'_> {
                 run_dir.clone(),
             )])),
             run_dir,
+            halted: Arc::default(),
         };
         match sequence::run_steps(&ctx).await {
             Ok(sequence) => Ok(sequence),

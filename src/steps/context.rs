@@ -3,6 +3,7 @@
 //! background step can own one.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -119,6 +120,9 @@ pub struct StepContext {
     /// Variables set by steps for later steps (`DOCKER_HOST` after `setup_remote_docker`),
     /// at the level of the built-in variables.
     pub extra_env: Arc<Mutex<Vec<(String, String)>>>,
+    /// Set when a `run` step ran `circleci-agent step halt` (its wrapper says so in-band):
+    /// the job ends after that step.
+    pub halted: Arc<AtomicBool>,
 }
 
 impl StepContext {
