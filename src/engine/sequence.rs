@@ -50,6 +50,9 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
             continue;
         }
         let is_background = matches!(&step.kind, StepKind::Run(r) if r.background);
+        if matches!(step.kind, StepKind::Run(_)) {
+            ctx.ensure_agent().await;
+        }
         ctx.events.send(Event::StepStarted {
             job: ctx.events.job(),
             step: index,

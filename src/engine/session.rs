@@ -351,7 +351,12 @@ impl Runner<'_> {
         }
         let primary = created.primary.clone().expect("set by containers::start");
         let run_dir = agent_dir(self.run);
-        let prepared = match self.prepare(&primary, &run_dir, &settings).await {
+        // A job that begins with `checkout` gets the `circleci` program with the repository.
+        let agent_later = matches!(
+            self.plan.steps.first().map(|s| &s.kind),
+            Some(crate::config::StepKind::Checkout { .. })
+        );
+        let prepared = match self.prepare(&primary, &run_dir, &settings, agent_later).await {
             Ok(prepared) => prepared,
             Err(e) => return primary_gone(self.backend.as_ref(), &primary, e).await,
         };
@@ -394,6 +399,7 @@ impl Runner<'_> {
             )])),
             run_dir,
             halted: Arc::default(),
+            agent_pending: Arc::new(agent_later.into()),
         };
         match sequence::run_steps(&ctx).await {
             Ok(sequence) => Ok(sequence),
@@ -426,6 +432,7 @@ impl Runner<'_> {
         primary: &str,
         run_dir: &str,
         settings: &JobSettings,
+        agent_later: bool,
     ) -> Result<setup::Prepared, EngineError> {
         let bash_env = self
             .plan
@@ -434,7 +441,7 @@ impl Runner<'_> {
             .unwrap_or_default()
             .to_string();
         // The in-container `circleci` program (tests glob/split, step halt ...) goes in while
-        // the setup runs: neither needs the other.
+        // the setup runs: neither needs the other (unless the checkout takes it).
         let (prepared, agent) = tokio::join!(
             setup::prepare(
                 self.backend.as_ref(),
@@ -443,7 +450,12 @@ impl Runner<'_> {
                 run_dir,
                 &bash_env,
             ),
-            crate::agent::install(self.backend.as_ref(), primary)
+            async {
+                if agent_later {
+                    return Ok(());
+                }
+                crate::agent::install(self.backend.as_ref(), primary).await
+            }
         );
         let prepared = prepared?;
         if let Err(e) = agent {

@@ -544,7 +544,7 @@ pub async fn run(
     } = prepared;
     let opening = std::time::Instant::now();
     let session = Session::open(backend, run, engine_options, sink.clone(), cancel.clone()).await?;
-    crate::trace::span("session-open", "the leftover sweep", opening);
+    crate::trace::span("session-open", "", opening);
     let plans: Vec<&JobPlan> = jobs
         .iter()
         .flat_map(|j| j.nodes.iter().map(|(p, _)| p))

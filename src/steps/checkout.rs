@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use super::StepOutcome;
 use super::context::StepContext;
@@ -80,7 +81,12 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
     // Sent to `/` with the target in every name: Docker refuses a link that climbs out of the
     // folder it extracts into, and a repository may hold `link -> ../file` (issue 9, finding 7).
     let prefix = PathBuf::from(target.trim_start_matches('/'));
+    // The `circleci` program goes along when it is not in the container yet.
+    let agent = ctx.agent_pending.load(Ordering::SeqCst);
     let (tar, writer) = tarball::spawn_writer(move |b| {
+        if agent {
+            crate::agent::append_to(b)?;
+        }
         let names = Names { prefix, owner };
         write_checkout(b, &source, &files, &git_dirs, &names)
     });
@@ -96,6 +102,9 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         .and_then(|r| r);
     match (uploaded, written) {
         (Ok(()), Ok(sent)) => {
+            if agent {
+                ctx.agent_pending.store(false, Ordering::SeqCst);
+            }
             ctx.events.info(format!(
                 "Copied {} files ({}) from {} to {target}",
                 sent.files,
