@@ -13,9 +13,9 @@ use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use futures_util::stream::{self, BoxStream};
@@ -434,7 +434,9 @@ impl Backend for DockerBackend {
     fn kill_container(&self, id: &str) -> Fut<'_, ()> {
         let id = id.to_string();
         async move {
-            let options = KillContainerOptionsBuilder::default().signal("KILL").build();
+            let options = KillContainerOptionsBuilder::default()
+                .signal("KILL")
+                .build();
             match self.docker.kill_container(&id, Some(options)).await {
                 Ok(()) => Ok(()),
                 // 409: not running (it stopped, or its removal is under way).

@@ -356,7 +356,10 @@ impl Runner<'_> {
             self.plan.steps.first().map(|s| &s.kind),
             Some(crate::config::StepKind::Checkout { .. })
         );
-        let prepared = match self.prepare(&primary, &run_dir, &settings, agent_later).await {
+        let prepared = match self
+            .prepare(&primary, &run_dir, &settings, agent_later)
+            .await
+        {
             Ok(prepared) => prepared,
             Err(e) => return primary_gone(self.backend.as_ref(), &primary, e).await,
         };

@@ -675,7 +675,13 @@ async fn only_a_keep_alive_primary_without_keep_is_removed_by_the_engine() {
         keep: true,
         ..EngineOptions::default()
     };
-    run_with(&backend, plan_for(yaml, "build"), kept, CancellationToken::new()).await;
+    run_with(
+        &backend,
+        plan_for(yaml, "build"),
+        kept,
+        CancellationToken::new(),
+    )
+    .await;
     {
         let state = backend.state();
         assert!(state.containers.values().all(|c| !c.spec.auto_remove));
@@ -697,10 +703,19 @@ async fn only_a_keep_alive_primary_without_keep_is_removed_by_the_engine() {
         drop(state);
         trigger.cancel();
     });
-    let ran = run_with(&watch, plan_for(yaml, "build"), EngineOptions::default(), cancel).await;
+    let ran = run_with(
+        &watch,
+        plan_for(yaml, "build"),
+        EngineOptions::default(),
+        cancel,
+    )
+    .await;
     assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Interrupted);
     let state = watch.state();
-    assert!(state.killed.is_empty(), "after Ctrl-C containers are removed, not killed");
+    assert!(
+        state.killed.is_empty(),
+        "after Ctrl-C containers are removed, not killed"
+    );
     assert!(state.containers.is_empty());
 }
 

@@ -110,7 +110,11 @@ async fn checkout_sends_what_git_would_with_the_container_users_ownership() {
         let entry = entry.unwrap();
         let name = entry.path().unwrap().to_string_lossy().into_owned();
         if name.starts_with("usr/local/bin/") {
-            assert_eq!(entry.header().uid().unwrap(), 0, "the agent belongs to root");
+            assert_eq!(
+                entry.header().uid().unwrap(),
+                0,
+                "the agent belongs to root"
+            );
             agent.push(name);
             continue;
         }
