@@ -51,8 +51,10 @@ if [ ! -x "$LOCALCI" ]; then
     (cd "$ROOT" && cargo build --release --quiet --bin localci) || die "cargo build failed"
 fi
 [ -x "$LOCALCI" ] || die "LOCALCI=$LOCALCI is not an executable"
+LOCALCI=$(cd "$(dirname "$LOCALCI")" && pwd)/$(basename "$LOCALCI")
 if [ -n "${BEFORE:-}" ]; then
     [ -x "$BEFORE" ] || die "BEFORE=$BEFORE is not an executable"
+    BEFORE=$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/localci-trivial.XXXXXX")
@@ -99,7 +101,7 @@ def run(name, argv, cwd, env=None):
     p = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - start
-    if p.returncode != 0 or not re.search(r"^.*step one in /\S*project\s*$", p.stdout, re.M):
+    if p.returncode != 0 or not re.search(r"^step one in /\S*project\s*$", p.stdout, re.M):
         sys.exit("trivial.sh: %s failed (exit %d):\n%s" % (name, p.returncode, p.stdout))
     return wall
 
@@ -177,7 +179,7 @@ for (what, detail, n), values in order:
 execute = median_of([d for _, d in spans.get(("execute", "", 1), [])])
 print("  %8s %8.1f  outside `execute` (process start-up, exit): wall %.1f - execute %.1f"
       % ("", median_of(walls) - execute, median_of(walls), execute))
-calls = ["create", "start", "exec", "upload", "download", "remove", "list", "inspect-image"]
+calls = ["create", "start", "exec", "upload", "download", "kill", "remove", "list", "inspect-image"]
 print("  per kind of request (median of the per-run sums, ms): " +
       ", ".join("%s %.1f" % (w, median_of(sums[w])) for w in calls if w in sums))
 sys.exit(1 if check and not ok else 0)
