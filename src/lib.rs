@@ -31,6 +31,7 @@ pub mod store;
 pub mod template;
 #[cfg(test)]
 mod test_support;
+pub(crate) mod trace;
 pub mod units;
 pub mod validate;
 pub mod yaml;

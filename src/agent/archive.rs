@@ -13,17 +13,21 @@ pub(crate) const AGENT_PATH: &str = "usr/local/bin/circleci-agent";
 /// The archive of `binary`, built in memory.
 pub(crate) fn of(binary: &[u8]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::with_capacity(binary.len() + 4096));
-    let mut file = header(tar::EntryType::Regular, binary.len() as u64);
-    builder
-        .append_data(&mut file, INSTALL_PATH, binary)
-        .expect("appending to an in-memory tar cannot fail");
-    let mut link = header(tar::EntryType::Link, 0);
-    builder
-        .append_link(&mut link, AGENT_PATH, INSTALL_PATH)
-        .expect("appending to an in-memory tar cannot fail");
+    append(&mut builder, binary).expect("appending to an in-memory tar cannot fail");
     builder
         .into_inner()
         .expect("finishing an in-memory tar cannot fail")
+}
+
+/// The entries of [`of`], appended to another archive extracted at `/` (the checkout's).
+pub(crate) fn append<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    binary: &[u8],
+) -> std::io::Result<()> {
+    let mut file = header(tar::EntryType::Regular, binary.len() as u64);
+    builder.append_data(&mut file, INSTALL_PATH, binary)?;
+    let mut link = header(tar::EntryType::Link, 0);
+    builder.append_link(&mut link, AGENT_PATH, INSTALL_PATH)
 }
 
 fn header(kind: tar::EntryType, size: u64) -> tar::Header {

@@ -49,6 +49,11 @@ pub(crate) fn agent_archive() -> Vec<u8> {
     archive::of(AGENT_BINARY)
 }
 
+/// Appends the agent's entries (those of [`agent_archive`]) to an archive extracted at `/`.
+pub(crate) fn append_to<W: std::io::Write>(builder: &mut tar::Builder<W>) -> io::Result<()> {
+    archive::append(builder, AGENT_BINARY)
+}
+
 /// Installs the agent in a (created or running) container through the backend's archive
 /// upload: `/usr/local/bin/circleci` and `/usr/local/bin/circleci-agent`.
 pub(crate) async fn install(backend: &dyn Backend, container: &str) -> backend::Result<()> {

@@ -13,9 +13,9 @@ use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, Star
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use futures_util::stream::{self, BoxStream};
@@ -343,6 +343,7 @@ impl Backend for DockerBackend {
                 labels: Some(spec.labels.into_iter().collect()),
                 host_config: Some(HostConfig {
                     init: spec.init.then_some(true),
+                    auto_remove: spec.auto_remove.then_some(true),
                     network_mode: spec.network_mode,
                     extra_hosts: non_empty(spec.extra_hosts),
                     binds: non_empty(spec.binds),
@@ -461,6 +462,27 @@ impl Backend for DockerBackend {
                 .build();
             match self.docker.remove_container(&id, Some(options)).await {
                 Ok(()) => Ok(()),
+                Err(e) => match self.fail(e) {
+                    BackendError::NotFound(_) => Ok(()),
+                    other => Err(other),
+                },
+            }
+        }
+        .boxed()
+    }
+
+    fn kill_container(&self, id: &str) -> Fut<'_, ()> {
+        let id = id.to_string();
+        async move {
+            let options = KillContainerOptionsBuilder::default()
+                .signal("KILL")
+                .build();
+            match self.docker.kill_container(&id, Some(options)).await {
+                Ok(()) => Ok(()),
+                // 409: not running (it stopped, or its removal is under way).
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => Ok(()),
                 Err(e) => match self.fail(e) {
                     BackendError::NotFound(_) => Ok(()),
                     other => Err(other),
@@ -660,34 +682,28 @@ impl Backend for DockerBackend {
     fn list_labelled(&self, label: &str) -> Fut<'_, Vec<Labelled>> {
         let filters = label_filter(label);
         async move {
-            let containers = self
-                .docker
-                .list_containers(Some(
+            // Three requests at once.
+            let (containers, networks, volumes) = tokio::join!(
+                self.docker.list_containers(Some(
                     ListContainersOptionsBuilder::default()
                         .all(true)
                         .filters(&filters)
                         .build(),
-                ))
-                .await
-                .map_err(|e| self.fail(e))?;
-            let networks = self
-                .docker
-                .list_networks(Some(
+                )),
+                self.docker.list_networks(Some(
                     ListNetworksOptionsBuilder::default()
                         .filters(&filters)
                         .build(),
-                ))
-                .await
-                .map_err(|e| self.fail(e))?;
-            let volumes = self
-                .docker
-                .list_volumes(Some(
+                )),
+                self.docker.list_volumes(Some(
                     ListVolumesOptionsBuilder::default()
                         .filters(&filters)
                         .build(),
-                ))
-                .await
-                .map_err(|e| self.fail(e))?;
+                )),
+            );
+            let containers = containers.map_err(|e| self.fail(e))?;
+            let networks = networks.map_err(|e| self.fail(e))?;
+            let volumes = volumes.map_err(|e| self.fail(e))?;
             let mut found: Vec<Labelled> = containers
                 .into_iter()
                 .filter_map(|c| {

@@ -71,6 +71,8 @@ pub struct State {
     pub pulled: Vec<String>,
     pub containers: BTreeMap<String, FakeContainer>,
     pub removed: Vec<String>,
+    /// Containers killed (`kill_container`), in order.
+    pub killed: Vec<String>,
     pub execs: Vec<ExecCall>,
     pub uploads: Vec<(String, String, Vec<u8>)>,
     /// The shared file system: absolute path -> content (directories are implied).
@@ -168,7 +170,23 @@ fn default_reply(call: &ExecCall, state: &State) -> Reply {
     }
 }
 
+/// A step script, then what localci's step wrapper does when the script ran
+/// `circleci-agent step halt`: it writes its token (argument 7 of the wrapper) on stderr.
 fn run_script(script: &str, call: &ExecCall) -> Reply {
+    let mut reply = run_lines(script, call);
+    let halts = script
+        .lines()
+        .any(|l| l.trim() == "circleci-agent step halt");
+    if halts
+        && !reply.hang
+        && let Some(token) = call.spec.cmd.get(10)
+    {
+        reply.output.push((Stream::Stderr, format!("{token}\n")));
+    }
+    reply
+}
+
+fn run_lines(script: &str, call: &ExecCall) -> Reply {
     let mut reply = Reply::default();
     for line in script.lines().map(str::trim) {
         if let Some(text) = line.strip_prefix("echo ") {
@@ -305,6 +323,21 @@ impl Backend for FakeBackend {
             state.removed.push(id.to_string());
         }
         state.others.retain(|o| o.id != id);
+        self.kill.notify_waiters();
+        async { Ok(()) }.boxed()
+    }
+
+    fn kill_container(&self, id: &str) -> Fut<'_, ()> {
+        let mut state = self.state();
+        state.killed.push(id.to_string());
+        let auto_remove = state.containers.get(id).is_some_and(|c| c.spec.auto_remove);
+        if auto_remove {
+            // The engine removes it once it has stopped.
+            state.containers.remove(id);
+            state.removed.push(id.to_string());
+        } else if let Some(c) = state.containers.get_mut(id) {
+            c.running = false;
+        }
         self.kill.notify_waiters();
         async { Ok(()) }.boxed()
     }

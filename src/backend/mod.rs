@@ -9,6 +9,7 @@ pub mod endpoint;
 #[cfg(test)]
 pub(crate) mod fake;
 mod reply;
+pub(crate) mod traced;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -166,6 +167,8 @@ pub struct ContainerSpec {
     pub group_add: Vec<String>,
     /// Run a tiny init as PID 1 so signals and zombies are handled.
     pub init: bool,
+    /// The engine removes the container itself once it has stopped (`docker run --rm`).
+    pub auto_remove: bool,
     pub limits: crate::engine::Limits,
 }
 
@@ -248,6 +251,10 @@ pub trait Backend: Send + Sync {
     fn oom_killed(&self, id: &str) -> Fut<'_, bool>;
     /// Kills and removes a container with its anonymous volumes.
     fn remove_container(&self, id: &str) -> Fut<'_, ()>;
+    /// Kills a container (SIGKILL) and returns once it has stopped; one created with
+    /// `auto_remove` is then removed by the engine, without waiting for it. A container that
+    /// is gone or not running counts as killed.
+    fn kill_container(&self, id: &str) -> Fut<'_, ()>;
     /// Starts a process and attaches to its output.
     fn exec(&self, container: &str, spec: ExecSpec) -> Fut<'_, Exec>;
     /// Starts a process on a terminal of `size` with its input attached (an interactive shell).

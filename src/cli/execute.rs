@@ -179,8 +179,16 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         errln!("error: {e}");
         return Outcome::Invalid;
     }
+    crate::trace::init(ctx.env.get(crate::trace::ENV).map(String::as_str));
+    let began = std::time::Instant::now();
     // Connecting (and negotiating the API version) overlaps with loading and planning.
-    let connecting = tokio::spawn(DockerBackend::connect(ctx.env.clone()));
+    let env = ctx.env.clone();
+    let connecting = tokio::spawn(async move {
+        let start = std::time::Instant::now();
+        let connected = DockerBackend::connect(env).await;
+        crate::trace::span("connect", "", start);
+        connected
+    });
     let front = match frontend::compile(&front_options(ctx, args)) {
         Ok(front) => front,
         Err(failure) => return invalid(ctx, &failure.sources, failure.diagnostics),
@@ -196,6 +204,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         Ok(prepared) => prepared,
         Err(diags) => return invalid(ctx, &front.sources, diags),
     };
+    crate::trace::span("front-end", "load, compile, plan", began);
     if let Some(why) = &prepared.nothing {
         // With --json, stdout carries only events.
         if args.json {
@@ -234,7 +243,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         connected = connecting => connected,
     };
     let backend = match connected {
-        Ok(Ok(backend)) => Arc::new(backend),
+        Ok(Ok(backend)) => crate::backend::traced::wrap(Arc::new(backend)),
         Ok(Err(e)) => return report_error(ctx, &EngineError::Backend(e)),
         Err(e) => {
             errln!("error: connecting to Docker failed: {e}");
@@ -269,6 +278,7 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         .flat_map(|(plan, _)| plan.environment.project.iter().map(|(_, v)| v.clone()))
         .collect();
     let tx = tx.masking(secrets.iter().map(String::as_str));
+    let running = std::time::Instant::now();
     let result = launch::run(
         prepared,
         backend,
@@ -278,7 +288,11 @@ async fn execute(ctx: &Context, args: &Args) -> Outcome {
         cancel.clone(),
     )
     .await;
+    crate::trace::span("run", "", running);
+    let reporting = std::time::Instant::now();
     let _ = reporter.await;
+    crate::trace::span("report", "the reporter's last lines", reporting);
+    crate::trace::span("execute", "", began);
     match result {
         // --watch: Ctrl-C is how a watch ends; the last run's result is the exit code.
         Ok(rows) => outcome(&rows, cancel.is_cancelled() && !args.watch),

@@ -205,6 +205,8 @@ pub struct Created {
     pub shell: Option<String>,
     /// The job's working directory, expanded (known after setup).
     pub working_directory: Option<String>,
+    /// The engine removes the primary itself once it has stopped (`auto_remove`).
+    pub primary_auto_removes: bool,
 }
 
 impl Created {
@@ -258,8 +260,10 @@ pub async fn start(
     }
     let mut spec = primary_spec(plan, primary_plan, run, preserve, socket);
     spec.limits = limits;
+    let auto_remove = spec.auto_remove;
     let primary = create(backend, spec, created).await?;
     created.primary = Some(primary.clone());
+    created.primary_auto_removes = auto_remove;
     if plan.machine.is_some() && !cancel.is_cancelled() {
         super::machine::provision(backend, &primary, &primary_plan.image, socket).await?;
     }
@@ -333,6 +337,10 @@ fn primary_spec(
         spec.entrypoint = Some(vec!["/bin/sh".into()]);
         spec.cmd = Some(vec!["-c".into(), KEEP_ALIVE.into()]);
         spec.init = true;
+        // It stops only when the job ends (cleanup kills it): the engine then removes it
+        // while localci exits. Not with --keep, nor for an entrypoint of the image's or the
+        // config's, which may exit during the job (its state and logs are then needed).
+        spec.auto_remove = !run.keep;
     }
     spec.extra_hosts = plan
         .images
@@ -380,13 +388,34 @@ fn container_name(job: &str, short: &str, suffix: &str) -> String {
 }
 
 /// Removes everything in `created` (the unconfirmed ones by name); returns the ids or names
-/// that could not be removed. A container that does not exist counts as removed.
-pub async fn remove(backend: &dyn Backend, created: &Created) -> Vec<(String, String)> {
+/// that could not be removed. A container that does not exist counts as removed. With
+/// `kill_primary`, a primary the engine removes itself is only killed: its removal goes on
+/// in the engine without holding up the caller.
+pub async fn remove(
+    backend: &dyn Backend,
+    created: &Created,
+    kill_primary: bool,
+) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     let targets = created.unconfirmed.iter().cloned().chain(created.all());
-    let removals = targets.map(|id| async move {
-        let result = backend.remove_container(&id).await;
-        (id, result)
+    let killed = created
+        .primary
+        .clone()
+        .filter(|_| kill_primary && created.primary_auto_removes);
+    let removals = targets.map(|id| {
+        let kill = killed.as_ref() == Some(&id);
+        async move {
+            let result = if kill {
+                match backend.kill_container(&id).await {
+                    Ok(()) => Ok(()),
+                    // Remove it then, to be sure it goes.
+                    Err(_) => backend.remove_container(&id).await,
+                }
+            } else {
+                backend.remove_container(&id).await
+            };
+            (id, result)
+        }
     });
     for (id, result) in futures_util::future::join_all(removals).await {
         if let Err(e) = result {

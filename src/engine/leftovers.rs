@@ -4,9 +4,12 @@
 //! namespace, labels it cannot read), a resource stays. Containers kept with `--keep` are
 //! never touched.
 
+use std::sync::Arc;
+
 use super::owner::{self, Owner};
 use super::run_info::{LABEL_KEEP, RunInfo};
 use crate::backend::{Backend, LABEL, Labelled, ResourceKind, Result};
+use crate::report::Events;
 
 /// Removes stale resources; returns how many were removed.
 pub async fn remove_stale(backend: &dyn Backend, me: &RunInfo) -> Result<usize> {
@@ -25,6 +28,19 @@ pub async fn remove_stale(backend: &dyn Backend, me: &RunInfo) -> Result<usize> 
         }
     }
     Ok(removed)
+}
+
+/// [`remove_stale`], telling how many were removed, or why the sweep could not be done.
+pub async fn sweep(backend: Arc<dyn Backend>, me: RunInfo, events: Events) {
+    match remove_stale(backend.as_ref(), &me).await {
+        Ok(0) => {}
+        Ok(n) => events.info(format!(
+            "Removed {n} leftover container(s) of earlier runs that did not finish"
+        )),
+        Err(e) => events.warning(format!(
+            "could not look for the leftovers of earlier runs: {e}"
+        )),
+    }
 }
 
 fn is_stale(resource: &Labelled, me: &Owner) -> bool {

@@ -138,7 +138,8 @@ async fn primary_gone(
     error: EngineError,
 ) -> Result<Sequence, EngineError> {
     match backend.container_running(primary).await {
-        Ok(false) => Ok(Sequence::Failed(
+        // Gone: the engine removes a stopped primary made with `auto_remove`.
+        Ok(false) | Err(BackendError::NotFound(_)) => Ok(Sequence::Failed(
             "the primary container stopped (did its entrypoint exit?)".into(),
         )),
         _ => Err(error),

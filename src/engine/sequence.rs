@@ -2,6 +2,7 @@
 //! steps are skipped while `on_fail` and `always` steps run; background steps start and the
 //! job moves on (their failure does not fail the job, and they stop with the job).
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::task::JoinHandle;
@@ -49,6 +50,9 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
             continue;
         }
         let is_background = matches!(&step.kind, StepKind::Run(r) if r.background);
+        if matches!(step.kind, StepKind::Run(_)) {
+            ctx.ensure_agent().await;
+        }
         ctx.events.send(Event::StepStarted {
             job: ctx.events.job(),
             step: index,
@@ -78,6 +82,7 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
             status,
             duration: started.elapsed(),
         });
+        crate::trace::span("step", &format!("{index} {}", first_line(&name)), started);
         if let StepOutcome::Failed { exit_code, reason } = &outcome
             && failure.is_none()
         {
@@ -89,7 +94,7 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
                 break;
             }
         }
-        if matches!(step.kind, StepKind::Run(_)) && !halted && halt_requested(ctx).await? {
+        if matches!(step.kind, StepKind::Run(_)) && !halted && ctx.halted.load(Ordering::SeqCst) {
             halted = true;
             ctx.events.info(
                 "circleci-agent step halt: the job ends here, the remaining steps are skipped",
@@ -107,16 +112,8 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
     }
 }
 
-/// Whether a step ran `circleci-agent step halt` (the in-container program leaves a marker in
-/// the agent folder; semantics file 10.2): the job then ends after that step, keeping its
-/// status (a failing job stays failed).
-async fn halt_requested(ctx: &StepContext) -> Result<bool> {
-    let marker = format!("{}/{}", ctx.run_dir, crate::agent::dir::HALT);
-    match ctx.backend.download(&ctx.primary, &marker).await {
-        Ok(_) => Ok(true),
-        Err(crate::backend::BackendError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 fn skip_reason(when: When, failing: bool) -> Option<&'static str> {

@@ -95,7 +95,8 @@ const SPIN_UP: &str = "Spin up environment";
 pub type Images = HashMap<String, ImageInfo>;
 
 impl Session {
-    /// Starts the run `run`: removes what earlier runs left behind (never a live run's).
+    /// Starts the run `run`: removes what earlier runs left behind (never a live run's) while
+    /// the jobs start.
     pub async fn open(
         backend: Arc<dyn Backend>,
         run: RunInfo,
@@ -105,12 +106,13 @@ impl Session {
     ) -> Result<Session, EngineError> {
         let forced_exit = super::signals::remove_on_forced_exit(backend.clone(), &run);
         let events = Events::new(sink.clone(), JobRef::new("localci", None));
-        match leftovers::remove_stale(backend.as_ref(), &run).await? {
-            0 => {}
-            n => events.info(format!(
-                "Removed {n} leftover container(s) of earlier runs that did not finish"
-            )),
-        }
+        // While the jobs start ([`Session::close`] waits for it): it touches only what runs
+        // that certainly ended left behind.
+        let sweep = tokio::spawn(leftovers::sweep(
+            backend.clone(),
+            run.clone(),
+            events.clone(),
+        ));
         Ok(Session {
             backend,
             run,
@@ -118,7 +120,7 @@ impl Session {
             sink,
             cancel,
             events,
-            cleanups: Mutex::new(Vec::new()),
+            cleanups: Mutex::new(vec![sweep]),
             spun_up: Mutex::new(Vec::new()),
             _forced_exit: forced_exit,
         })
@@ -243,8 +245,9 @@ impl Session {
             announce_kept(&events, &created);
         } else {
             let (backend, run, events) = (self.backend.clone(), self.run.clone(), events.clone());
+            let finished = matches!(status, Some(NodeOutcome::Passed | NodeOutcome::Failed));
             let removal = tokio::spawn(async move {
-                cleanup::cleanup(backend.as_ref(), &run, &created, &events).await;
+                cleanup::cleanup(backend.as_ref(), &run, &created, &events, finished).await;
             });
             self.cleanups
                 .lock()
@@ -356,7 +359,15 @@ impl Runner<'_> {
         }
         let primary = created.primary.clone().expect("set by containers::start");
         let run_dir = agent_dir(self.run);
-        let prepared = match self.prepare(&primary, &run_dir, &settings).await {
+        // A job that begins with `checkout` gets the `circleci` program with the repository.
+        let agent_later = matches!(
+            self.plan.steps.first().map(|s| &s.kind),
+            Some(crate::config::StepKind::Checkout { .. })
+        );
+        let prepared = match self
+            .prepare(&primary, &run_dir, &settings, agent_later)
+            .await
+        {
             Ok(prepared) => prepared,
             Err(e) => return primary_gone(self.backend.as_ref(), &primary, e).await,
         };
@@ -408,6 +419,8 @@ impl Runner<'_> {
                 run_dir.clone(),
             )])),
             run_dir,
+            halted: Arc::default(),
+            agent_pending: Arc::new(agent_later.into()),
         };
         let mut steps = sequence::run_steps(&ctx).await;
         if let (Some(changes), Some(sync)) = (watch, &sync) {
@@ -444,6 +457,7 @@ impl Runner<'_> {
         primary: &str,
         run_dir: &str,
         settings: &JobSettings,
+        agent_later: bool,
     ) -> Result<setup::Prepared, EngineError> {
         let bash_env = self
             .plan
@@ -452,7 +466,7 @@ impl Runner<'_> {
             .unwrap_or_default()
             .to_string();
         // The in-container `circleci` program (tests glob/split, step halt ...) goes in while
-        // the setup runs: neither needs the other.
+        // the setup runs: neither needs the other (unless the checkout takes it).
         let (prepared, agent) = tokio::join!(
             setup::prepare(
                 self.backend.as_ref(),
@@ -461,7 +475,12 @@ impl Runner<'_> {
                 run_dir,
                 &bash_env,
             ),
-            crate::agent::install(self.backend.as_ref(), primary)
+            async {
+                if agent_later {
+                    return Ok(());
+                }
+                crate::agent::install(self.backend.as_ref(), primary).await
+            }
         );
         let prepared = prepared?;
         if let Err(e) = agent {

@@ -648,3 +648,119 @@ async fn a_container_made_despite_a_failed_create_request_is_removed() {
     assert!(backend.state().containers.is_empty());
     assert_eq!(backend.state().removed.len(), 1);
 }
+
+// Issue 10 (speed): the primary is killed at the end of a finished job, and the engine removes
+// it (auto-remove) without localci waiting; after Ctrl-C every container is removed outright.
+#[tokio::test]
+async fn a_finished_job_kills_its_primary_and_the_engine_removes_it() {
+    for (steps, outcome) in [
+        ("      - run: echo hi\n", NodeOutcome::Passed),
+        ("      - run: exit 2\n", NodeOutcome::Failed),
+    ] {
+        let backend = Arc::new(FakeBackend::new(&["img"]));
+        let ran = run(&backend, plan_for(&job(steps), "build")).await;
+        assert_eq!(*ran.status.as_ref().unwrap(), outcome);
+        let state = backend.state();
+        assert_eq!(state.killed.len(), 1, "the primary is killed once");
+        assert_eq!(state.removed, state.killed, "and the engine removed it");
+        assert!(state.containers.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn only_a_keep_alive_primary_without_keep_is_removed_by_the_engine() {
+    let backend = Arc::new(FakeBackend::new(&["img", "svc"]));
+    let yaml = "version: 2\njobs:\n  build:\n    docker: [{image: img}, {image: svc}]\n    steps:\n      - run: echo hi\n";
+    let kept = EngineOptions {
+        keep: true,
+        ..EngineOptions::default()
+    };
+    run_with(
+        &backend,
+        plan_for(yaml, "build"),
+        kept,
+        CancellationToken::new(),
+    )
+    .await;
+    {
+        let state = backend.state();
+        assert!(state.containers.values().all(|c| !c.spec.auto_remove));
+        assert!(state.killed.is_empty(), "kept containers are not killed");
+    }
+    // A service keeps its state after it stops (its logs are shown), and so does a primary
+    // running the config's own command: neither is removed by the engine.
+    let watch = Arc::new(FakeBackend::new(&["img", "svc"]));
+    let handler_state = watch.clone();
+    let yaml = "version: 2\njobs:\n  build:\n    docker: [{image: img, command: [serve]}, {image: svc}]\n    steps:\n      - run: hang\n";
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        // Look at the specs while the step runs, then stop the job.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let state = handler_state.state();
+        assert_eq!(state.containers.len(), 2);
+        assert!(state.containers.values().all(|c| !c.spec.auto_remove));
+        drop(state);
+        trigger.cancel();
+    });
+    let ran = run_with(
+        &watch,
+        plan_for(yaml, "build"),
+        EngineOptions::default(),
+        cancel,
+    )
+    .await;
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Interrupted);
+    let state = watch.state();
+    assert!(
+        state.killed.is_empty(),
+        "after Ctrl-C containers are removed, not killed"
+    );
+    assert!(state.containers.is_empty());
+}
+
+#[tokio::test]
+async fn ctrl_c_removes_an_auto_removed_primary_outright() {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trigger.cancel();
+    });
+    let plan = plan_for(&job("      - run: hang\n"), "build");
+    let ran = run_with(&backend, plan, EngineOptions::default(), cancel).await;
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Interrupted);
+    let state = backend.state();
+    assert!(state.killed.is_empty());
+    assert_eq!(state.removed.len(), 1);
+    assert!(state.containers.is_empty());
+}
+
+// `circleci-agent step halt` is learnt from the step's own exec (its wrapper's token on
+// stderr), not from a request after every step; the token is not shown.
+#[tokio::test]
+async fn a_halt_is_learnt_in_band_and_ends_the_job_after_its_step() {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let steps = "      - run: echo one\n      - run: |\n          echo two >&2\n          circleci-agent step halt\n          echo still-this-step\n      - run: echo never\n      - run: {command: echo never-either, when: always}\n";
+    let ran = run(&backend, plan_for(&job(steps), "build")).await;
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
+    assert_eq!(ran.output(), vec!["one", "two", "still-this-step"]);
+    assert_eq!(ran.skipped(), vec![2, 3]);
+    assert!(ran.infos().contains("circleci-agent step halt"));
+    // A halt in a failing step keeps the job failed.
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let steps = "      - run: |\n          circleci-agent step halt\n          exit 3\n      - run: echo never\n";
+    let ran = run(&backend, plan_for(&job(steps), "build")).await;
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Failed);
+    assert_eq!(ran.skipped(), vec![1]);
+    // Without a halt, the token is never written: every step runs.
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let ran = run(
+        &backend,
+        plan_for(&job("      - run: echo a\n      - run: echo b\n"), "build"),
+    )
+    .await;
+    assert_eq!(ran.output(), vec!["a", "b"]);
+    assert!(ran.skipped().is_empty());
+}

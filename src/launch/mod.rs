@@ -576,7 +576,9 @@ pub async fn run(
         .flat_map(|j| j.nodes.iter().map(|(p, _)| p))
         .collect();
     engine::check_machine_endpoint(&backend.host(), &plans)?;
+    let opening = std::time::Instant::now();
     let session = Session::open(backend, run, engine_options, sink.clone(), cancel.clone()).await?;
+    crate::trace::span("session-open", "", opening);
     if !single {
         sink.send(crate::report::Event::RunStarted {
             run: session.id().to_string(),
@@ -584,7 +586,10 @@ pub async fn run(
             jobs: jobs.iter().map(|j| j.planned.name.clone()).collect(),
         });
     }
-    let Some(images) = session.images(&plans).await? else {
+    let checking = std::time::Instant::now();
+    let images = session.images(&plans).await?;
+    crate::trace::span("images", "", checking);
+    let Some(images) = images else {
         return Ok(jobs
             .iter()
             .map(|j| JobRow {
@@ -607,8 +612,12 @@ pub async fn run(
         })
         .collect();
     let session = Arc::new(session);
+    let running = std::time::Instant::now();
     let rows = engine::run_workflow(session.clone(), jobs, Arc::new(images), schedule).await;
+    crate::trace::span("jobs", "", running);
+    let closing = std::time::Instant::now();
     session.close().await;
+    crate::trace::span("close", "waiting for the removals", closing);
     if let Ok(rows) = &rows {
         for row in rows {
             if record.jobs.contains_key(&row.job) {

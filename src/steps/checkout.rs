@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use super::StepOutcome;
 use super::context::StepContext;
@@ -93,7 +94,12 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         let names = Names { prefix, owner };
         return super::sync::send(ctx, &state, &target, fresh, listed, names).await;
     }
+    // The `circleci` program goes along when it is not in the container yet.
+    let agent = ctx.agent_pending.load(Ordering::SeqCst);
     let (tar, writer) = tarball::spawn_writer(move |b| {
+        if agent {
+            crate::agent::append_to(b)?;
+        }
         let names = Names { prefix, owner };
         write_checkout(b, &source, &files, &git_dirs, &names)
     });
@@ -110,6 +116,9 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         .and_then(|r| r);
     match (uploaded, written) {
         (Ok(()), Ok(sent)) => {
+            if agent {
+                ctx.agent_pending.store(false, Ordering::SeqCst);
+            }
             ctx.events.info(format!(
                 "Copied {} files ({}) from {} to {target}",
                 sent.files,

@@ -3,6 +3,7 @@
 //! background step can own one.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -123,9 +124,28 @@ pub struct StepContext {
     /// Variables set by steps for later steps (`DOCKER_HOST` after `setup_remote_docker`),
     /// at the level of the built-in variables.
     pub extra_env: Arc<Mutex<Vec<(String, String)>>>,
+    /// Set when a `run` step ran `circleci-agent step halt` (its wrapper says so in-band):
+    /// the job ends after that step.
+    pub halted: Arc<AtomicBool>,
+    /// The `circleci` program is not in the container yet: a job that begins with `checkout`
+    /// sends it with the repository (one upload instead of two, and uploads into one
+    /// container do not overlap in Docker); see [`StepContext::ensure_agent`].
+    pub agent_pending: Arc<AtomicBool>,
 }
 
 impl StepContext {
+    /// Installs the `circleci` program if no checkout sent it yet (before a `run` step).
+    pub async fn ensure_agent(&self) {
+        if !self.agent_pending.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = crate::agent::install(self.backend.as_ref(), &self.primary).await {
+            self.events.warning(format!(
+                "cannot put the `circleci` program into the primary container: {e}"
+            ));
+        }
+    }
+
     /// The environment a step's processes get, as `KEY=VALUE`.
     pub fn step_env(&self, step_env: &[(String, String)]) -> Vec<String> {
         let mut layers = self.plan.environment.clone();

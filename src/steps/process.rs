@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::context::StepContext;
-use crate::backend::{Backend, ExecSpec, Result};
+use crate::backend::{Backend, ExecSpec, Result, Stream};
 
 /// How a step's process ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,13 +28,24 @@ pub struct Process {
     pub no_output_timeout: Option<Duration>,
     /// The file the process writes its pid to, for killing it.
     pub pid_file: Option<String>,
+    /// A line the process writes on stderr (after its own output) to say something in-band
+    /// (that the job is to halt); taken out of the output, and reported in [`Ended::said`].
+    pub token: Option<String>,
+}
+
+/// How a process ended, and whether it wrote its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub end: ProcessEnd,
+    pub said: bool,
 }
 
 /// Runs `process`, streaming its output as events of its step.
-pub async fn run(ctx: &StepContext, process: Process) -> Result<ProcessEnd> {
+pub async fn run(ctx: &StepContext, process: Process) -> Result<Ended> {
     let exec = ctx.backend.exec(&ctx.primary, process.spec).await?;
     let mut output = exec.output;
     let mut lines = ctx.events.line_splitter();
+    let mut said = false;
     let end = loop {
         let next = tokio::select! {
             biased;
@@ -44,7 +56,14 @@ pub async fn run(ctx: &StepContext, process: Process) -> Result<ProcessEnd> {
             None => break process.no_output_timeout.map(ProcessEnd::TimedOut),
             Some(None) => break None,
             Some(Some(chunk)) => {
-                let (stream, bytes) = chunk?;
+                let (stream, mut bytes) = chunk?;
+                if stream == Stream::Stderr
+                    && let Some(token) = &process.token
+                    && let Some(rest) = without_token(&bytes, token)
+                {
+                    said = true;
+                    bytes = rest;
+                }
                 for line in lines.push(stream, &bytes) {
                     ctx.events.output(process.step, stream, line).await;
                 }
@@ -71,7 +90,19 @@ pub async fn run(ctx: &StepContext, process: Process) -> Result<ProcessEnd> {
     {
         kill_group(ctx.backend.as_ref(), &ctx.primary, pid_file).await;
     }
-    Ok(end)
+    Ok(Ended { end, said })
+}
+
+/// `chunk` without the line `token` (the token and the newline after it), when it holds it.
+/// The token is written with one small write after the process's own output, so it arrives
+/// whole within one chunk (possibly with other output around it).
+fn without_token(chunk: &Bytes, token: &str) -> Option<Bytes> {
+    let line = format!("{token}\n");
+    let at = memchr::memmem::find(chunk, line.as_bytes())?;
+    let mut rest = Vec::with_capacity(chunk.len() - line.len());
+    rest.extend_from_slice(&chunk[..at]);
+    rest.extend_from_slice(&chunk[at + line.len()..]);
+    Some(Bytes::from(rest))
 }
 
 async fn sleep_or_forever(limit: Option<Duration>) {
@@ -125,8 +156,8 @@ pub async fn collect(backend: &dyn Backend, container: &str, spec: ExecSpec) -> 
     while let Some(chunk) = output.next().await {
         let (stream, bytes) = chunk?;
         match stream {
-            crate::backend::Stream::Stdout => stdout.extend_from_slice(&bytes),
-            crate::backend::Stream::Stderr => stderr.extend_from_slice(&bytes),
+            Stream::Stdout => stdout.extend_from_slice(&bytes),
+            Stream::Stderr => stderr.extend_from_slice(&bytes),
         }
     }
     Ok(Collected {
@@ -134,4 +165,30 @@ pub async fn collect(backend: &dyn Backend, container: &str, spec: ExecSpec) -> 
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         exit_code: backend.exec_exit_code(&exec.id).await?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_line_is_taken_out_of_the_output() {
+        let token = "::localci-halt::/tmp/.localci-1";
+        let chunk = Bytes::from(format!("last words\n{token}\nlater\n"));
+        assert_eq!(
+            without_token(&chunk, token).as_deref(),
+            Some(&b"last words\nlater\n"[..])
+        );
+        let alone = Bytes::from(format!("{token}\n"));
+        assert_eq!(without_token(&alone, token).as_deref(), Some(&b""[..]));
+        // After a last line without its newline, the rest of that line stays.
+        let glued = Bytes::from(format!("no newline{token}\n"));
+        assert_eq!(
+            without_token(&glued, token).as_deref(),
+            Some(&b"no newline"[..])
+        );
+        // Without its newline it is output like any other.
+        let cut = Bytes::from(format!("echo {token}"));
+        assert_eq!(without_token(&cut, token), None);
+    }
 }

@@ -23,12 +23,25 @@ pub const DEFAULT_NO_OUTPUT_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_INLINE_SCRIPT: usize = 100 * 1024;
 
 /// Writes the pid (for killing the group), the script (unless uploaded), enters the working
-/// directory (created when missing, as CircleCI does for the job's), then becomes the shell.
+/// directory (created when missing, as CircleCI does for the job's), then runs the shell.
+/// When it ends, says on stderr (the token `$7`) whether `circleci-agent step halt` left its
+/// marker (`$6`), so that no request after the step is needed to learn it; the step's exit
+/// code is the shell's.
 const WRAPPER: &str = r#"echo $$ >"$1" || exit 1
 if [ "$2" = inline ]; then printf '%s\n' "$3" >"$4" || exit 1; fi
 mkdir -p "$5" 2>/dev/null; cd "$5" || exit 1
-shift 5
-exec "$@""#;
+h=$6 t=$7
+shift 7
+"$@"
+s=$?
+if [ -e "$h" ]; then printf '%s\n' "$t" >&2; fi
+exit $s"#;
+
+/// What the step's wrapper writes on stderr when the job is to halt: unique to the run (its
+/// agent folder's name is random), so that a step's own output does not say it by chance.
+fn halt_token(ctx: &StepContext) -> String {
+    format!("::localci-halt::{}", ctx.run_dir)
+}
 
 /// The shell command line a step runs with.
 pub fn shell(ctx: &StepContext, run: &Run) -> String {
@@ -112,11 +125,13 @@ async fn attempt_once(
         },
         script.clone(),
         wd,
+        format!("{}/{}", ctx.run_dir, crate::agent::dir::HALT),
+        halt_token(ctx),
     ];
     cmd.extend(shell.iter().cloned());
     cmd.push(script);
     let timeout = run.no_output_timeout.unwrap_or(DEFAULT_NO_OUTPUT_TIMEOUT);
-    let end = process::run(
+    let ended = process::run(
         ctx,
         Process {
             step,
@@ -127,10 +142,14 @@ async fn attempt_once(
             },
             no_output_timeout: Some(timeout),
             pid_file: Some(pid_file),
+            token: Some(halt_token(ctx)),
         },
     )
     .await?;
-    Ok(match end {
+    if ended.said {
+        ctx.halted.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    Ok(match ended.end {
         ProcessEnd::Exited(0) => StepOutcome::Passed { exit_code: Some(0) },
         // SIGKILL; Docker marks the container when the kernel's OOM killer sent it (issue 9).
         ProcessEnd::Exited(137) if ctx.backend.oom_killed(&ctx.primary).await? => {

@@ -86,14 +86,27 @@ async fn checkout_sends_what_git_would_with_the_container_users_ownership() {
     .await;
     assert_eq!(status, NodeOutcome::Passed);
     let state = backend.state();
+    // One upload: a job that begins with `checkout` gets the `circleci` program in it.
+    assert_eq!(state.uploads.len(), 1, "the agent goes with the checkout");
     let (_, dir, data) = state.uploads.last().expect("checkout uploads");
     // Sent to `/` with the target in each name (Docker refuses links that climb out of the
     // folder it extracts into).
     assert_eq!(dir, "/");
     let mut archive = tar::Archive::new(&data[..]);
     let mut names = Vec::new();
+    let mut agent = Vec::new();
     for entry in archive.entries().unwrap() {
         let entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("usr/local/bin/") {
+            assert_eq!(
+                entry.header().uid().unwrap(),
+                0,
+                "the agent belongs to root"
+            );
+            agent.push(name);
+            continue;
+        }
         assert_eq!(
             (entry.header().uid().unwrap(), entry.header().gid().unwrap()),
             (3434, 3434)
@@ -115,6 +128,10 @@ async fn checkout_sends_what_git_would_with_the_container_users_ownership() {
             "{expected} missing from {names:?}"
         );
     }
+    assert_eq!(
+        agent,
+        ["usr/local/bin/circleci", "usr/local/bin/circleci-agent"]
+    );
     assert!(
         !names.iter().any(|n| n.ends_with(".log")),
         "ignored files are not sent"
@@ -131,12 +148,22 @@ async fn checkout_outside_a_repository_fails_the_step() {
     let dirs = tempfile::tempdir().unwrap();
     let (status, text) = run(
         &backend,
-        plan("      - checkout\n", RepoInfo::default()),
+        plan(
+            "      - checkout\n      - run: {command: echo hi, when: always}\n",
+            RepoInfo::default(),
+        ),
         dirs.path(),
     )
     .await;
     assert_eq!(status, NodeOutcome::Failed);
     assert!(text.contains("checkout needs a git repository"), "{text}");
+    // The checkout did not send the `circleci` program: it is installed before the next
+    // `run` step.
+    let state = backend.state();
+    assert_eq!(state.uploads.len(), 1);
+    let (_, dir, data) = &state.uploads[0];
+    assert_eq!(dir, "/");
+    assert_eq!(&data[..], &crate::agent::agent_archive()[..]);
 }
 
 #[tokio::test]

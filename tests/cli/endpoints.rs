@@ -184,14 +184,22 @@ impl SecondDaemon {
         cmd
     }
 
-    /// Labelled containers left on the second daemon.
+    /// Labelled containers left on the second daemon, once there are none or after 10 s (the
+    /// daemon removes a finished job's primary itself, a moment after localci exits).
     fn leftovers(&self) -> String {
         let socket = format!("unix://{}", self.dir.path().join("docker.sock").display());
-        let out = Command::new("docker")
-            .args(["-H", &socket, "ps", "-aq", "--filter", "label=localci"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let out = Command::new("docker")
+                .args(["-H", &socket, "ps", "-aq", "--filter", "label=localci"])
+                .output()
+                .unwrap();
+            let left = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if left.is_empty() || std::time::Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command};
 use std::time::{Duration, Instant};
 
-use super::execute::{BUSYBOX, Proc, Project, config, containers_of, docker_ready, job};
+use super::execute::{
+    BUSYBOX, Proc, Project, config, containers_left, containers_of, docker_ready, job,
+};
 
 /// Every path under `dir` with the content of its files (link targets for symlinks), to show
 /// that nothing there changed.
@@ -543,6 +545,6 @@ fn concurrent_runs_never_remove_each_others_containers() {
         let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
         assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
         assert!(rest.iter().any(|l| l == "finished"), "{rest:?}");
-        assert_eq!(containers_of(owner), Vec::<String>::new());
+        assert_eq!(containers_left(owner), Vec::<String>::new());
     }
 }

@@ -264,7 +264,21 @@ impl Drop for Registry {
             }
         }
         for name in &self.pushed {
-            let _ = Command::new("docker").args(["rmi", name]).output();
+            // A finished job's container may still be on its way out (the daemon removes it
+            // after localci exits); the image goes once it is gone.
+            for _ in 0..50 {
+                let done = Command::new("docker")
+                    .args(["rmi", name])
+                    .output()
+                    .map_or(true, |o| {
+                        o.status.success()
+                            || String::from_utf8_lossy(&o.stderr).contains("No such image")
+                    });
+                if done {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
         self.stop();
     }

@@ -97,6 +97,8 @@ fn context(
         }),
         run_dir: "/tmp".into(),
         extra_env: Arc::new(Mutex::new(Vec::new())),
+        halted: Arc::default(),
+        agent_pending: Arc::default(),
     }
 }
 

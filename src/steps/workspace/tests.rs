@@ -72,6 +72,8 @@ impl Harness {
             }),
             run_dir: "/tmp/.localci-test".into(),
             extra_env: Arc::new(Mutex::new(Vec::new())),
+            halted: Arc::default(),
+            agent_pending: Arc::default(),
         };
         Harness {
             backend,
