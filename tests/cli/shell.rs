@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 use rustix::termios::{LocalModes, Winsize, tcgetattr, tcsetwinsize};
 
-use crate::execute::{BUSYBOX, DEBIAN, Proc, Project, containers_of, docker_ready};
+use crate::execute::{
+    BUSYBOX, DEBIAN, Proc, Project, containers_left, containers_of, docker_ready,
+};
 
 /// How long an answer may take (a job's start-up included).
 const WAIT: Duration = Duration::from_secs(60);
@@ -245,7 +247,7 @@ fn exit_and_check(mut pty: OnPty) {
     assert!(screen.contains("Task failed"), "{screen}");
     assert!(!screen.contains("\r\nnever runs"), "{screen}");
     assert_eq!(
-        containers_of(pty.owner),
+        containers_left(pty.owner),
         Vec::<String>::new(),
         "containers left"
     );
@@ -318,7 +320,7 @@ fn sigterm_during_the_shell_restores_the_terminal_and_removes_everything() {
     assert!(cooked(&pty.master), "the terminal is restored");
     pty.shows("Shell closed; the job ends as failed");
     assert_eq!(
-        containers_of(pty.owner),
+        containers_left(pty.owner),
         Vec::<String>::new(),
         "containers left"
     );
@@ -352,7 +354,7 @@ fn in_a_workflow_the_other_jobs_lines_wait_until_the_shell_ends() {
     assert_eq!(pty.exit_code(), 1, "{}", pty.text());
     assert!(cooked(&pty.master));
     assert_eq!(
-        containers_of(pty.owner),
+        containers_left(pty.owner),
         Vec::<String>::new(),
         "containers left"
     );

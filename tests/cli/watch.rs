@@ -8,7 +8,9 @@ use std::process::Child;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::execute::{BUSYBOX, Proc, Project, containers_of, docker_lines, docker_ready};
+use super::execute::{
+    BUSYBOX, Proc, Project, containers_left, containers_of, docker_lines, docker_ready,
+};
 
 macro_rules! require_docker {
     () => {
@@ -210,7 +212,7 @@ fn watch_reruns_in_the_same_containers_sending_only_what_changed() {
     sigint(owner);
     let code = wait_exit(&mut child);
     assert_eq!(code, 1, "output:\n{}", out.seen.join("\n"));
-    assert_eq!(containers_of(owner), Vec::<String>::new());
+    assert_eq!(containers_left(owner), Vec::<String>::new());
     assert_eq!(other_resources_of(owner), Vec::<String>::new());
 }
 
@@ -252,7 +254,7 @@ fn watch_json_reports_each_run_and_ctrl_c_after_a_pass_exits_0() {
 
     sigint(owner);
     assert_eq!(wait_exit(&mut child), 0);
-    assert_eq!(containers_of(owner), Vec::<String>::new());
+    assert_eq!(containers_left(owner), Vec::<String>::new());
 }
 
 #[test]
