@@ -104,16 +104,13 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         write_checkout(b, &source, &files, &git_dirs, &names)
     });
     let tar = hold::stream(Moment::Checkout, &ctx.events, tar);
-    let upload = ctx.backend.upload(&ctx.primary, "/", tar);
-    // Dropping the upload stops the writer at its next chunk (issue 9, finding 5).
-    let uploaded = tokio::select! {
-        () = ctx.cancel.cancelled() => return Ok(StepOutcome::Cancelled),
-        uploaded = upload => uploaded,
+    // Ctrl-C stops the writer at its next chunk (issue 9, finding 5).
+    let Some((uploaded, written)) =
+        tarball::upload_while_written(ctx.backend.as_ref(), &ctx.primary, tar, writer, &ctx.cancel)
+            .await
+    else {
+        return Ok(StepOutcome::Cancelled);
     };
-    let written = writer
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))
-        .and_then(|r| r);
     match (uploaded, written) {
         (Ok(()), Ok(sent)) => {
             if agent {

@@ -371,15 +371,17 @@ pub(super) async fn send(
     };
     if !to_send.is_empty() {
         let (tar, writer) = tarball::spawn_writer(move |b| write_delta(b, &to_send, &names));
-        let upload = ctx.backend.upload(&ctx.primary, "/", tar);
-        let uploaded = tokio::select! {
-            () = ctx.cancel.cancelled() => return Ok(StepOutcome::Cancelled),
-            uploaded = upload => uploaded,
+        let Some((uploaded, written)) = tarball::upload_while_written(
+            ctx.backend.as_ref(),
+            &ctx.primary,
+            tar,
+            writer,
+            &ctx.cancel,
+        )
+        .await
+        else {
+            return Ok(StepOutcome::Cancelled);
         };
-        let written = writer
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))
-            .and_then(|r| r);
         let (records, sent) = match (uploaded, written) {
             (Ok(()), Ok(done)) => done,
             (_, Err(e)) if !tarball::is_engine_stopped(&e) => {

@@ -24,6 +24,27 @@ const CHUNKS_AHEAD: usize = 4;
 
 pub type Builder = tar::Builder<ChunkWriter>;
 
+/// Uploads `tar` into `container` at `/` while `writer` produces it: both results, or `None`
+/// when `cancel` fired first (dropping the upload stops the writer at its next chunk).
+pub(crate) async fn upload_while_written<T>(
+    backend: &dyn crate::backend::Backend,
+    container: &str,
+    tar: ByteStream,
+    writer: JoinHandle<io::Result<T>>,
+    cancel: &CancellationToken,
+) -> Option<(crate::backend::Result<()>, io::Result<T>)> {
+    let upload = backend.upload(container, "/", tar);
+    let uploaded = tokio::select! {
+        () = cancel.cancelled() => return None,
+        uploaded = upload => uploaded,
+    };
+    let written = writer
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    Some((uploaded, written))
+}
+
 /// Runs `write` on a blocking thread with a tar builder; returns the archive as a stream and
 /// the writer's result (await it after the stream was consumed). A writer that fails ends the
 /// stream with that error, so the engine never takes a truncated archive for a whole one.
