@@ -12,19 +12,20 @@ use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
+use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 
 use super::endpoint::{self, Endpoint};
 use super::{
-    Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo,
-    Labelled, PullProgress, ResourceKind, Result, Stream, TtyExec, TtySize,
+    Attached, Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut,
+    ImageInfo, Labelled, PullProgress, ResourceKind, Result, Stream, TtyExec, TtySize,
 };
 
 /// bollard's default request timeout (seconds); uploads raise it per call.
@@ -234,6 +235,23 @@ impl DockerBackend {
 /// The cgroup v1 file that counts OOM kills (`oom_kill N`, Linux 4.13 and later).
 const OOM_CONTROL_V1: &str = "/sys/fs/cgroup/memory/memory.oom_control";
 
+/// A process's output frames as `(stream, bytes)` (stdin echoes count as stdout).
+fn demux(
+    host: Host,
+    output: impl futures_util::Stream<Item = std::result::Result<LogOutput, DockerError>>
+    + Send
+    + 'static,
+) -> BoxStream<'static, Result<(Stream, Bytes)>> {
+    output
+        .map(move |chunk| match chunk.map_err(|e| fail(&host, e))? {
+            LogOutput::StdErr { message } => Ok((Stream::Stderr, message)),
+            LogOutput::StdOut { message }
+            | LogOutput::Console { message }
+            | LogOutput::StdIn { message } => Ok((Stream::Stdout, message)),
+        })
+        .boxed()
+}
+
 /// The `oom_kill N` count in cgroup memory files (0 when absent).
 fn oom_kills(text: &str) -> u64 {
     text.lines()
@@ -341,6 +359,9 @@ impl Backend for DockerBackend {
                 env: non_empty(spec.env),
                 user: spec.user,
                 labels: Some(spec.labels.into_iter().collect()),
+                open_stdin: spec.stdin_once.then_some(true),
+                stdin_once: spec.stdin_once.then_some(true),
+                attach_stdin: spec.stdin_once.then_some(true),
                 host_config: Some(HostConfig {
                     init: spec.init.then_some(true),
                     auto_remove: spec.auto_remove.then_some(true),
@@ -375,6 +396,28 @@ impl Backend for DockerBackend {
                 .start_container(&id, None)
                 .await
                 .map_err(|e| self.fail(e))
+        }
+        .boxed()
+    }
+
+    fn attach(&self, id: &str) -> Fut<'_, Attached> {
+        let id = id.to_string();
+        async move {
+            let options = AttachContainerOptionsBuilder::default()
+                .stdin(true)
+                .stdout(true)
+                .stderr(true)
+                .stream(true)
+                .build();
+            let attached = self
+                .docker
+                .attach_container(&id, Some(options))
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(Attached {
+                output: demux(self.host.clone(), attached.output),
+                input: attached.input,
+            })
         }
         .boxed()
     }
@@ -520,18 +563,9 @@ impl Backend for DockerBackend {
             let StartExecResults::Attached { output, .. } = started else {
                 return Err(BackendError::Api("the exec started detached".into()));
             };
-            let host = self.host.clone();
-            let output = output
-                .map(move |chunk| match chunk.map_err(|e| fail(&host, e))? {
-                    LogOutput::StdErr { message } => Ok((Stream::Stderr, message)),
-                    LogOutput::StdOut { message }
-                    | LogOutput::Console { message }
-                    | LogOutput::StdIn { message } => Ok((Stream::Stdout, message)),
-                })
-                .boxed();
             Ok(Exec {
                 id: created.id,
-                output,
+                output: demux(self.host.clone(), output),
             })
         }
         .boxed()

@@ -15,8 +15,8 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 
 use super::{
-    Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo,
-    LABEL, Labelled, PullProgress, ResourceKind, Result, Stream, TtyExec, TtySize,
+    Attached, Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut,
+    ImageInfo, LABEL, Labelled, PullProgress, ResourceKind, Result, Stream, TtyExec, TtySize,
 };
 
 /// A container the fake created.
@@ -73,6 +73,8 @@ pub struct State {
     pub removed: Vec<String>,
     /// Containers killed (`kill_container`), in order.
     pub killed: Vec<String>,
+    /// Containers whose attached stdin localci closed (or dropped), in order.
+    pub stdin_closed: Vec<String>,
     pub execs: Vec<ExecCall>,
     pub uploads: Vec<(String, String, Vec<u8>)>,
     /// The shared file system: absolute path -> content (directories are implied).
@@ -160,10 +162,24 @@ fn default_reply(call: &ExecCall, state: &State) -> Reply {
     match call.helper() {
         Some("localci-setup") => {
             let wd = call.spec.cmd[4].replacen('~', &state.home, 1);
-            out(&format!(
+            let mut report = format!(
                 "uid={}\ngid={}\nhome={}\nwd={wd}\nshell=/bin/sh\n",
                 state.uid, state.uid, state.home
-            ))
+            );
+            // The check of a first checkout's target (relative paths only).
+            match call.spec.cmd.get(7).map(String::as_str) {
+                None | Some("") => {}
+                Some(path) => {
+                    let dir = match path {
+                        "." => wd.clone(),
+                        path => format!("{wd}/{path}"),
+                    };
+                    report.push_str(&format!(
+                        "checkout_exit=0\ncheckout_dir={dir}\ncheckout_out=fresh\n"
+                    ));
+                }
+            }
+            out(&report)
         }
         Some("localci-step") => run_script(call.step_script().unwrap_or_default(), call),
         _ => Reply::default(),
@@ -289,6 +305,110 @@ impl Backend for FakeBackend {
             None => Err(BackendError::NotFound(format!("no container {id}"))),
         };
         async move { result }.boxed()
+    }
+
+    /// The container's command is answered as an exec of it would be (the setup's report), once
+    /// the container has started, followed by the setup's end marker; then the output stays
+    /// open until the container is removed. Closing the input of a `stdin_once` container
+    /// stops it, and the "engine" removes it when it was made with `auto_remove`.
+    fn attach(&self, id: &str) -> Fut<'_, Attached> {
+        let Some(spec) = self.state().containers.get(id).map(|c| c.spec.clone()) else {
+            let e = BackendError::NotFound(format!("no container {id}"));
+            return async { Err(e) }.boxed();
+        };
+        let cmd = spec
+            .entrypoint
+            .iter()
+            .flatten()
+            .chain(spec.cmd.iter().flatten())
+            .cloned()
+            .collect();
+        let call = ExecCall {
+            container: id.to_string(),
+            spec: ExecSpec {
+                cmd,
+                ..ExecSpec::default()
+            },
+        };
+        let stops = self
+            .state()
+            .stop_on
+            .as_deref()
+            .is_some_and(|h| Some(h) == call.helper());
+        let reply = self.reply(&call);
+        let (shared, id) = (self.state.clone(), id.to_string());
+        let (input, mut closed) = tokio::io::duplex(64);
+        let (watcher, watched) = (shared.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut closed, &mut sink).await;
+            let mut state = watcher.lock().expect("tests do not panic while holding it");
+            let Some(container) = state.containers.get_mut(&watched) else {
+                return;
+            };
+            if !container.spec.stdin_once {
+                return;
+            }
+            container.running = false;
+            state.stdin_closed.push(watched.clone());
+            if state.containers[&watched].spec.auto_remove {
+                state.containers.remove(&watched);
+                state.removed.push(watched);
+            }
+        });
+        let kill = self.kill.clone();
+        let output = stream::once(async move {
+            // The command runs once the container has started.
+            loop {
+                let running = {
+                    let state = shared.lock().expect("tests do not panic while holding it");
+                    match state.containers.get(&id) {
+                        Some(c) => c.running,
+                        None => return (Vec::new(), false),
+                    }
+                };
+                if running {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if stops {
+                let mut state = shared.lock().expect("tests do not panic while holding it");
+                if let Some(c) = state.containers.get_mut(&id) {
+                    c.running = false;
+                }
+                return (Vec::new(), false);
+            }
+            let mut output: Vec<_> = reply
+                .output
+                .into_iter()
+                .map(|(s, text)| Ok((s, Bytes::from(text))))
+                .collect();
+            output.push(Ok((
+                Stream::Stdout,
+                Bytes::from(format!("localci-setup-exit={}\n", reply.exit_code)),
+            )));
+            (output, true)
+        })
+        .flat_map(move |(output, alive)| {
+            let kill = kill.clone();
+            // Open while the container lives (a kill or removal wakes this up).
+            let open = stream::once(async move {
+                if alive {
+                    kill.notified().await;
+                }
+            })
+            .filter_map(|()| async { None });
+            stream::iter(output).chain(open)
+        })
+        .boxed();
+        async move {
+            Ok(Attached {
+                output,
+                input: Box::pin(input),
+            })
+        }
+        .boxed()
     }
 
     fn container_running(&self, id: &str) -> Fut<'_, bool> {

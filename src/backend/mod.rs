@@ -169,6 +169,9 @@ pub struct ContainerSpec {
     pub init: bool,
     /// The engine removes the container itself once it has stopped (`docker run --rm`).
     pub auto_remove: bool,
+    /// Its stdin is open for one attached client and closed when that client goes (`docker
+    /// run -i`, with the engine's `StdinOnce`): see [`Backend::attach`].
+    pub stdin_once: bool,
     pub limits: crate::engine::Limits,
 }
 
@@ -211,6 +214,13 @@ pub struct TtyExec {
     pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 
+/// The attached streams of a container ([`Backend::attach`]): what its main process writes,
+/// and its stdin when the container was created with [`ContainerSpec::stdin_once`].
+pub struct Attached {
+    pub output: BoxStream<'static, Result<(Stream, Bytes)>>,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
 /// Kinds of resources localci labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResourceKind {
@@ -242,6 +252,10 @@ pub trait Backend: Send + Sync {
     /// Creates a container and returns its id.
     fn create_container(&self, spec: ContainerSpec) -> Fut<'_, String>;
     fn start_container(&self, id: &str) -> Fut<'_, ()>;
+    /// Attaches to a created (not yet started) container's main process: its output from the
+    /// start on, and its stdin. Closing the input closes a [`ContainerSpec::stdin_once`]
+    /// container's stdin, as does the end of the connection (localci's exit, even a crash).
+    fn attach(&self, id: &str) -> Fut<'_, Attached>;
     fn container_running(&self, id: &str) -> Fut<'_, bool>;
     /// The exit code of a container that has stopped; `None` while it runs.
     fn container_exit_code(&self, id: &str) -> Fut<'_, Option<i64>>;

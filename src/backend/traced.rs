@@ -11,8 +11,8 @@ use futures_util::FutureExt;
 use futures_util::stream::BoxStream;
 
 use super::{
-    Backend, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo, Labelled,
-    PullProgress, Result, TtyExec, TtySize,
+    Attached, Backend, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut, ImageInfo,
+    Labelled, PullProgress, Result, TtyExec, TtySize,
 };
 use crate::trace;
 
@@ -89,6 +89,10 @@ impl Backend for Traced {
 
     fn start_container(&self, id: &str) -> Fut<'_, ()> {
         timed("start", short(id).into(), self.inner.start_container(id))
+    }
+
+    fn attach(&self, id: &str) -> Fut<'_, Attached> {
+        timed("attach", short(id).into(), self.inner.attach(id))
     }
 
     fn container_running(&self, id: &str) -> Fut<'_, bool> {

@@ -1,6 +1,7 @@
-//! The job's containers, as CircleCI lays them out: the primary (kept alive by a tiny loop
-//! unless its image opts out with `com.circleci.preserve-entrypoint=true` or the config sets
-//! `entrypoint`/`command`), and one container per service joining the primary's network
+//! The job's containers, as CircleCI lays them out: the primary (running localci's setup,
+//! then kept alive by a tiny loop, unless its image opts out with
+//! `com.circleci.preserve-entrypoint=true` or the config sets `entrypoint`/`command`), and
+//! one container per service joining the primary's network
 //! namespace so services answer on `localhost`. `name:` aliases go into the primary's
 //! `/etc/hosts`, which the services share (Docker refuses extra hosts with a shared network).
 //!
@@ -13,12 +14,17 @@
 //! not know about.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
+use futures_util::stream::BoxStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::hold::{self, Moment};
 use super::run_info::RunInfo;
-use crate::backend::{Backend, ContainerSpec, ImageInfo, Result};
+use super::setup::{self, SetupArgs};
+use crate::backend::{Backend, BackendError, ContainerSpec, ImageInfo, Result, Stream};
 use crate::engine::EngineError;
 
 use crate::plan::{ImagePlan, JobPlan};
@@ -27,8 +33,11 @@ use crate::report::Events;
 /// The image label that keeps the image's own entrypoint on the primary container.
 pub const PRESERVE_ENTRYPOINT: &str = "com.circleci.preserve-entrypoint";
 
-/// Keeps the primary container running until it is removed; exits on TERM/INT.
-const KEEP_ALIVE: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
+/// Keeps the primary running until localci lets go of its stdin ([`StdinHold::release`], or
+/// localci's exit, whatever way it ends): the container then stops and the engine removes it.
+const KEEP_ALIVE: &str = "while read -r _; do :; done";
+/// With `--keep`: keeps the primary running until it is removed.
+const KEEP_ALIVE_KEPT: &str = "while :; do sleep 3600 & wait $!; done";
 
 /// Resource limits for each of the job's containers; `None` leaves Docker's default (none).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -207,7 +216,58 @@ pub struct Created {
     pub working_directory: Option<String>,
     /// The engine removes the primary itself once it has stopped (`auto_remove`).
     pub primary_auto_removes: bool,
+    /// The primary's stdin, when its keep-alive loop ends with it.
+    pub stdin: StdinHold,
 }
+
+/// The attached stdin of a primary created with `stdin_once`: the primary runs while it is
+/// open. Releasing it (or localci's exit) ends the keep-alive loop, and the engine removes
+/// the container (`auto_remove`) without localci waiting for either.
+#[derive(Clone, Default)]
+pub struct StdinHold(Arc<Mutex<Option<Input>>>);
+
+/// The writing end of an attached stdin.
+type Input = Pin<Box<dyn AsyncWrite + Send>>;
+
+impl StdinHold {
+    fn hold(&self, input: Input) {
+        *self.0.lock().expect("no task panics holding it") = Some(input);
+    }
+
+    fn held(&self) -> bool {
+        self.0.lock().expect("no task panics holding it").is_some()
+    }
+
+    /// Closes the stdin; false when there was none to close.
+    async fn release(&self) -> bool {
+        let input = self.0.lock().expect("no task panics holding it").take();
+        let Some(mut input) = input else {
+            return false;
+        };
+        // A half-close: the engine closes the container's stdin at once. Dropping the
+        // connection would do too, a moment later.
+        let _ = input.shutdown().await;
+        true
+    }
+}
+
+impl std::fmt::Debug for StdinHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.held() {
+            "StdinHold(held)"
+        } else {
+            "StdinHold"
+        })
+    }
+}
+
+impl PartialEq for StdinHold {
+    fn eq(&self, other: &StdinHold) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StdinHold {}
 
 impl Created {
     /// Services first: they live in the primary's network namespace.
@@ -225,10 +285,13 @@ pub struct SocketMount {
     pub gid: Option<u32>,
 }
 
+/// The primary's output while it runs the setup ([`setup::container_command`]).
+pub type SetupOutput = BoxStream<'static, Result<(Stream, bytes::Bytes)>>;
+
 /// How [`start`] ended when the daemon did not fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Startup {
-    Started,
+    /// With the primary's output when the primary runs the setup as its command.
+    Started(Option<SetupOutput>),
     /// Ctrl-C arrived; some containers may exist (they are in `created`).
     Interrupted,
 }
@@ -243,6 +306,7 @@ pub async fn start(
     images: &HashMap<String, ImageInfo>,
     socket: Option<&SocketMount>,
     limits: Limits,
+    setup: &SetupArgs,
     cancel: &CancellationToken,
     created: &mut Created,
     events: &Events,
@@ -258,9 +322,13 @@ pub async fn start(
     if cancel.is_cancelled() {
         return Ok(Startup::Interrupted);
     }
-    let mut spec = primary_spec(plan, primary_plan, run, preserve, socket);
+    let mut spec = primary_spec(plan, primary_plan, run, preserve, socket, setup);
     spec.limits = limits;
-    let auto_remove = spec.auto_remove;
+    let (auto_remove, runs_setup, stdin_once) = (
+        spec.auto_remove,
+        spec.cmd.as_ref().is_some_and(|cmd| cmd.len() > 2),
+        spec.stdin_once,
+    );
     let primary = create(backend, spec, created).await?;
     created.primary = Some(primary.clone());
     created.primary_auto_removes = auto_remove;
@@ -271,7 +339,19 @@ pub async fn start(
     if cancel.is_cancelled() {
         return Ok(Startup::Interrupted);
     }
-    backend.start_container(&primary).await?;
+    // Attached before the start, so that no line of the setup is missed.
+    let output = if runs_setup {
+        let attached = backend.attach(&primary).await?;
+        if stdin_once {
+            created.stdin.hold(attached.input);
+        }
+        Some(attached.output)
+    } else {
+        None
+    };
+    if let Err(e) = backend.start_container(&primary).await {
+        return Err(no_shell(e));
+    }
     for (i, service) in services.iter().enumerate() {
         if cancel.is_cancelled() {
             return Ok(Startup::Interrupted);
@@ -286,7 +366,20 @@ pub async fn start(
         backend.start_container(&id).await?;
         hold::at(Moment::Service, events).await;
     }
-    Ok(Startup::Started)
+    Ok(Startup::Started(output))
+}
+
+/// A primary whose `/bin/sh` does not exist fails to start (it runs the setup with it): said
+/// as the setup says it when it runs as an exec.
+fn no_shell(e: BackendError) -> EngineError {
+    match &e {
+        BackendError::Daemon { message, .. }
+            if message.contains("/bin/sh") && message.contains("no such file") =>
+        {
+            EngineError::Setup(setup::NO_SHELL.to_string())
+        }
+        _ => e.into(),
+    }
 }
 
 /// One create request, awaited to the end; on failure its name goes to `unconfirmed`.
@@ -330,17 +423,25 @@ fn primary_spec(
     run: &RunInfo,
     preserve: bool,
     socket: Option<&SocketMount>,
+    setup: &SetupArgs,
 ) -> ContainerSpec {
     let mut spec = base_spec(plan, image, run, "");
     let configured = image.entrypoint.is_some() || image.command.is_some();
     if !configured && !preserve {
         spec.entrypoint = Some(vec!["/bin/sh".into()]);
-        spec.cmd = Some(vec!["-c".into(), KEEP_ALIVE.into()]);
+        let keep_alive = if run.keep {
+            KEEP_ALIVE_KEPT
+        } else {
+            KEEP_ALIVE
+        };
+        spec.cmd = Some(setup::container_command(setup, keep_alive));
         spec.init = true;
-        // It stops only when the job ends (cleanup kills it): the engine then removes it
-        // while localci exits. Not with --keep, nor for an entrypoint of the image's or the
-        // config's, which may exit during the job (its state and logs are then needed).
+        // It stops only when the job ends (its stdin closes, or cleanup kills it): the
+        // engine then removes it while localci exits. Not with --keep, nor for an entrypoint
+        // of the image's or the config's, which may exit during the job (its state and logs
+        // are then needed).
         spec.auto_remove = !run.keep;
+        spec.stdin_once = !run.keep;
     }
     spec.extra_hosts = plan
         .images
@@ -389,8 +490,8 @@ fn container_name(job: &str, short: &str, suffix: &str) -> String {
 
 /// Removes everything in `created` (the unconfirmed ones by name); returns the ids or names
 /// that could not be removed. A container that does not exist counts as removed. With
-/// `kill_primary`, a primary the engine removes itself is only killed: its removal goes on
-/// in the engine without holding up the caller.
+/// `kill_primary`, a primary the engine removes itself is only stopped (its stdin closed, or
+/// killed): its removal goes on in the engine without holding up the caller.
 pub async fn remove(
     backend: &dyn Backend,
     created: &Created,
@@ -405,7 +506,10 @@ pub async fn remove(
     let removals = targets.map(|id| {
         let kill = killed.as_ref() == Some(&id);
         async move {
-            let result = if kill {
+            let result = if kill && created.stdin.release().await {
+                // Its keep-alive loop ends with its stdin; nothing to wait for.
+                Ok(())
+            } else if kill {
                 match backend.kill_container(&id).await {
                     Ok(()) => Ok(()),
                     // Remove it then, to be sure it goes.

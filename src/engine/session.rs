@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::containers::{self, Created, Startup};
 use super::run_info::RunInfo;
 use super::sequence::{self, Sequence};
+use super::setup::SetupArgs;
 use super::{
     EngineError, EngineOptions, NodeOutcome, announce_kept, cleanup, images, leftovers,
     primary_gone, setup, short_id, socket_mount,
@@ -342,6 +343,27 @@ impl Runner<'_> {
             machine,
         )
         .unwrap_or(self.options.limits);
+        let run_dir = agent_dir(self.run);
+        // A job that begins with `checkout` gets the `circleci` program with the repository,
+        // and the setup checks that checkout's target.
+        let first_checkout = match self.plan.steps.first().map(|s| &s.kind) {
+            Some(crate::config::StepKind::Checkout { path, .. }) => {
+                Some(path.clone().unwrap_or_else(|| ".".into()))
+            }
+            _ => None,
+        };
+        let agent_later = first_checkout.is_some();
+        let setup_args = SetupArgs {
+            working_directory: self.plan.working_directory.clone(),
+            run_dir: run_dir.clone(),
+            bash_env: self
+                .plan
+                .environment
+                .get("BASH_ENV")
+                .unwrap_or_default()
+                .to_string(),
+            first_checkout,
+        };
         let startup = containers::start(
             self.backend.as_ref(),
             self.plan,
@@ -349,28 +371,24 @@ impl Runner<'_> {
             images,
             socket.as_ref(),
             limits,
+            &setup_args,
             self.cancel,
             created,
             self.events,
         )
         .await?;
-        if startup == Startup::Interrupted {
+        let Startup::Started(setup_output) = startup else {
             return Ok(Sequence::Interrupted);
-        }
+        };
         let primary = created.primary.clone().expect("set by containers::start");
-        let run_dir = agent_dir(self.run);
-        // A job that begins with `checkout` gets the `circleci` program with the repository.
-        let agent_later = matches!(
-            self.plan.steps.first().map(|s| &s.kind),
-            Some(crate::config::StepKind::Checkout { .. })
-        );
-        let prepared = match self
-            .prepare(&primary, &run_dir, &settings, agent_later)
+        let mut prepared = match self
+            .prepare(&primary, &setup_args, setup_output, &settings, agent_later)
             .await
         {
             Ok(prepared) => prepared,
             Err(e) => return primary_gone(self.backend.as_ref(), &primary, e).await,
         };
+        let checked_first = prepared.first_checkout.take();
         created.shell = Some(prepared.facts.default_shell.clone());
         created.working_directory = Some(prepared.facts.working_directory.clone());
         for warning in &prepared.warnings {
@@ -421,6 +439,7 @@ impl Runner<'_> {
             run_dir,
             halted: Arc::default(),
             agent_pending: Arc::new(agent_later.into()),
+            first_checkout: Arc::new(Mutex::new(checked_first)),
         };
         let mut steps = sequence::run_steps(&ctx).await;
         if let (Some(changes), Some(sync)) = (watch, &sync) {
@@ -455,26 +474,25 @@ impl Runner<'_> {
     async fn prepare(
         &self,
         primary: &str,
-        run_dir: &str,
+        args: &SetupArgs,
+        setup_output: Option<containers::SetupOutput>,
         settings: &JobSettings,
         agent_later: bool,
     ) -> Result<setup::Prepared, EngineError> {
-        let bash_env = self
-            .plan
-            .environment
-            .get("BASH_ENV")
-            .unwrap_or_default()
-            .to_string();
         // The in-container `circleci` program (tests glob/split, step halt ...) goes in while
         // the setup runs: neither needs the other (unless the checkout takes it).
         let (prepared, agent) = tokio::join!(
-            setup::prepare(
-                self.backend.as_ref(),
-                primary,
-                &self.plan.working_directory,
-                run_dir,
-                &bash_env,
-            ),
+            async {
+                match setup_output {
+                    // The primary runs the setup as its command: its report is its output.
+                    Some(mut output) => setup::read_attached(&mut output).await?.ok_or_else(|| {
+                        EngineError::Setup(
+                            "the primary container stopped during its setup".to_string(),
+                        )
+                    }),
+                    None => setup::prepare(self.backend.as_ref(), primary, args).await,
+                }
+            },
             async {
                 if agent_later {
                     return Ok(());
@@ -491,7 +509,7 @@ impl Runner<'_> {
         setup::install_agent(
             self.backend.as_ref(),
             primary,
-            run_dir,
+            &args.run_dir,
             &prepared.facts,
             &settings.agent_dir_files,
         )

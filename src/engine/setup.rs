@@ -1,11 +1,19 @@
-//! Prepares the primary container before the first step, in one exec as the container user:
-//! learns the user's uid, gid and home, whether bash exists (the default shell), expands and
-//! creates the working directory, creates the step folder and the `BASH_ENV` file.
+//! Prepares the primary container before the first step, as the container user: learns the
+//! user's uid, gid and home, whether bash exists (the default shell), expands and creates the
+//! working directory, creates the step folder and the `BASH_ENV` file, and checks the target
+//! of a first `checkout` step (so that step needs no round trip of its own).
+//!
+//! When localci chooses the primary's command (no entrypoint of the image's or the config's),
+//! the setup is that command, read through the container's attached output, before the
+//! keep-alive loop ([`container_command`]); otherwise it is one exec ([`prepare`]).
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use super::EngineError;
-use crate::backend::{Backend, ExecSpec};
+use crate::backend::{Backend, ExecSpec, Stream};
 use crate::steps::Facts;
-use crate::steps::process::collect;
+use crate::steps::process::{Collected, collect};
 
 const SETUP: &str = r#"home=${HOME:-}
 if [ -z "$home" ] || [ "$home" = / ]; then
@@ -27,38 +35,125 @@ echo "uid=$(id -u)"
 echo "gid=$(id -g)"
 echo "home=$home"
 echo "wd=$wd"
-if [ -x /bin/bash ]; then echo shell=/bin/bash; else echo shell=/bin/sh; fi"#;
+if [ -x /bin/bash ]; then echo shell=/bin/bash; else echo shell=/bin/sh; fi
+if [ -n "$4" ]; then
+  case $4 in
+    .) d=$wd ;;
+    "~") d=$home ;;
+    "~/"*) d="${home%/}/${4#"~/"}" ;;
+    /*) d=$4 ;;
+    *) d="${wd%/}/$4" ;;
+  esac
+  out=$(checkout_target "$d" 2>&1)
+  echo "checkout_exit=$?"
+  echo "checkout_dir=$d"
+  printf '%s
+' "$out" | while IFS= read -r line; do echo "checkout_out=$line"; done
+fi"#;
 
-/// What the setup found, and warnings to show.
-pub struct Prepared {
-    pub facts: Facts,
-    pub warnings: Vec<String>,
+/// The line that ends the setup's report in the container's output: `localci-setup-exit=N`.
+const END: &str = "localci-setup-exit=";
+
+/// What the setup script takes: the job's working directory (as written), the step folder,
+/// the `BASH_ENV` file, and the `path` of a `checkout` that is the first step (`.` for none
+/// given).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SetupArgs {
+    pub working_directory: String,
+    pub run_dir: String,
+    pub bash_env: String,
+    pub first_checkout: Option<String>,
 }
 
+impl SetupArgs {
+    /// `$0` and the arguments of the script.
+    fn argv(&self) -> [String; 5] {
+        [
+            "localci-setup".into(),
+            self.working_directory.clone(),
+            self.run_dir.clone(),
+            self.bash_env.clone(),
+            self.first_checkout.clone().unwrap_or_default(),
+        ]
+    }
+}
+
+/// The script with the checkout check it calls.
+fn script() -> String {
+    format!(
+        "{}
+{SETUP}",
+        crate::steps::checkout::CHECK_TARGET
+    )
+}
+
+/// The primary container's command (after `/bin/sh`) when localci chooses it: the setup in a
+/// subshell, its end marker, then `keep_alive` (which must not print).
+pub(crate) fn container_command(args: &SetupArgs, keep_alive: &str) -> Vec<String> {
+    let script = format!(
+        "trap 'exit 0' TERM INT
+(
+{}
+)
+echo \"{END}$?\"
+{keep_alive}",
+        script()
+    );
+    let mut cmd = vec!["-c".to_string(), script];
+    cmd.extend(args.argv());
+    cmd
+}
+
+/// The setup as one exec, for a primary that runs its own command.
 pub async fn prepare(
     backend: &dyn Backend,
     primary: &str,
-    working_directory: &str,
-    run_dir: &str,
-    bash_env: &str,
+    args: &SetupArgs,
 ) -> Result<Prepared, EngineError> {
+    let mut cmd = vec!["/bin/sh".to_string(), "-c".to_string(), script()];
+    cmd.extend(args.argv());
     let spec = ExecSpec {
-        cmd: vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            SETUP.into(),
-            "localci-setup".into(),
-            working_directory.into(),
-            run_dir.into(),
-            bash_env.into(),
-        ],
+        cmd,
         ..ExecSpec::default()
     };
-    let out = collect(backend, primary, spec).await?;
+    report(collect(backend, primary, spec).await?)
+}
+
+/// The setup's report from the primary's attached output ([`container_command`]), read up to
+/// its end marker. `None` when the output ended first: the container stopped.
+pub async fn read_attached(
+    output: &mut BoxStream<'static, crate::backend::Result<(Stream, bytes::Bytes)>>,
+) -> Result<Option<Prepared>, EngineError> {
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    while let Some(chunk) = output.next().await {
+        let (stream, bytes) = chunk?;
+        match stream {
+            Stream::Stdout => stdout.extend_from_slice(&bytes),
+            Stream::Stderr => stderr.extend_from_slice(&bytes),
+        }
+        let text = String::from_utf8_lossy(&stdout);
+        let Some(at) = text.find(END) else { continue };
+        let rest = &text[at + END.len()..];
+        let Some(line_end) = rest.find('\n') else {
+            continue;
+        };
+        let exit_code = rest[..line_end].trim().parse().unwrap_or(-1);
+        let out = Collected {
+            stdout: text[..at].to_string(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            exit_code,
+        };
+        return report(out).map(Some);
+    }
+    Ok(None)
+}
+
+/// What the setup found, from what it printed and its exit code.
+fn report(out: Collected) -> Result<Prepared, EngineError> {
     if out.exit_code != 0 {
         let text = format!("{}{}", out.stdout, out.stderr);
         let why = if out.exit_code == 126 || out.exit_code == 127 || text.contains("no such file") {
-            "the primary image has no /bin/sh; CircleCI's primary container needs a shell (bash or sh)".to_string()
+            NO_SHELL.to_string()
         } else {
             format!(
                 "preparing the primary container failed (exit code {}): {}",
@@ -76,9 +171,23 @@ pub async fn prepare(
     })
 }
 
+/// Why a primary image without a shell cannot run a job.
+pub(crate) const NO_SHELL: &str =
+    "the primary image has no /bin/sh; CircleCI's primary container needs a shell (bash or sh)";
+
+/// What the setup found, and warnings to show.
+pub struct Prepared {
+    pub facts: Facts,
+    pub warnings: Vec<String>,
+    /// The check of the first `checkout` step's target, when [`SetupArgs::first_checkout`]
+    /// asked for it.
+    pub first_checkout: Option<crate::steps::FirstCheckout>,
+}
+
 fn parse(stdout: &str) -> Option<Prepared> {
     let mut warnings = Vec::new();
     let (mut uid, mut gid, mut home, mut wd, mut shell) = (None, None, None, None, None);
+    let (mut checkout_exit, mut checkout_dir, mut checkout_out) = (None, None, String::new());
     for line in stdout.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -90,9 +199,26 @@ fn parse(stdout: &str) -> Option<Prepared> {
             "wd" => wd = Some(value.to_string()),
             "shell" => shell = Some(value.to_string()),
             "warning" => warnings.push(value.to_string()),
+            "checkout_exit" => checkout_exit = value.trim().parse().ok(),
+            "checkout_dir" => checkout_dir = Some(value.to_string()),
+            "checkout_out" => {
+                checkout_out.push_str(value);
+                checkout_out.push('\n');
+            }
             _ => {}
         }
     }
+    let first_checkout = match (checkout_exit, checkout_dir) {
+        (Some(exit_code), Some(dir)) => Some(crate::steps::FirstCheckout {
+            dir,
+            checked: Collected {
+                stdout: checkout_out,
+                stderr: String::new(),
+                exit_code,
+            },
+        }),
+        _ => None,
+    };
     Some(Prepared {
         facts: Facts {
             uid: uid?,
@@ -102,6 +228,7 @@ fn parse(stdout: &str) -> Option<Prepared> {
             working_directory: wd?,
         },
         warnings,
+        first_checkout,
     })
 }
 

@@ -649,10 +649,11 @@ async fn a_container_made_despite_a_failed_create_request_is_removed() {
     assert_eq!(backend.state().removed.len(), 1);
 }
 
-// Issue 10 (speed): the primary is killed at the end of a finished job, and the engine removes
-// it (auto-remove) without localci waiting; after Ctrl-C every container is removed outright.
+// Issue 10 (speed): at the end of a finished job localci closes the primary's stdin, which
+// ends its keep-alive loop, and the engine removes it (auto-remove) without localci waiting
+// for either; after Ctrl-C every container is removed outright.
 #[tokio::test]
-async fn a_finished_job_kills_its_primary_and_the_engine_removes_it() {
+async fn a_finished_job_closes_its_primarys_stdin_and_the_engine_removes_it() {
     for (steps, outcome) in [
         ("      - run: echo hi\n", NodeOutcome::Passed),
         ("      - run: exit 2\n", NodeOutcome::Failed),
@@ -660,10 +661,31 @@ async fn a_finished_job_kills_its_primary_and_the_engine_removes_it() {
         let backend = Arc::new(FakeBackend::new(&["img"]));
         let ran = run(&backend, plan_for(&job(steps), "build")).await;
         assert_eq!(*ran.status.as_ref().unwrap(), outcome);
+        // The fake "engine" sees the stdin close a moment later.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let state = backend.state();
-        assert_eq!(state.killed.len(), 1, "the primary is killed once");
-        assert_eq!(state.removed, state.killed, "and the engine removed it");
+        assert!(
+            state.killed.is_empty(),
+            "no kill request: {:?}",
+            state.killed
+        );
+        assert_eq!(
+            state.stdin_closed.len(),
+            1,
+            "the primary's stdin is closed once"
+        );
+        assert_eq!(
+            state.removed, state.stdin_closed,
+            "and the engine removed it"
+        );
         assert!(state.containers.is_empty());
+        // The setup ran as the primary's command, not as an exec.
+        assert!(
+            state
+                .execs
+                .iter()
+                .all(|e| e.helper() != Some("localci-setup"))
+        );
     }
 }
 

@@ -24,15 +24,17 @@ struct Sent {
     bytes: u64,
 }
 
-/// Refuses a target that exists, has content and is not a git repository (as CircleCI
-/// does), otherwise creates it.
-const PREPARE: &str = r#"d=$1
-if [ -d "$d" ] && [ ! -e "$d/.git" ] && [ -n "$(ls -A "$d" 2>/dev/null)" ]; then
-  echo "Directory ($d) you are trying to checkout to is not empty and not a git repository"
-  exit 1
-fi
-mkdir -p "$d" || exit 1
-[ -e "$d/.git" ] || echo fresh"#;
+/// A shell function that refuses a target that exists, has content and is not a git
+/// repository (as CircleCI does), otherwise creates it, and prints `fresh` when it holds no
+/// repository yet. The setup calls it for a first `checkout` (engine/setup.rs).
+pub(crate) const CHECK_TARGET: &str = r#"checkout_target() {
+  if [ -d "$1" ] && [ ! -e "$1/.git" ] && [ -n "$(ls -A "$1" 2>/dev/null)" ]; then
+    echo "Directory ($1) you are trying to checkout to is not empty and not a git repository"
+    return 1
+  fi
+  mkdir -p "$1" || return 1
+  [ -e "$1/.git" ] || echo fresh
+}"#;
 
 pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
     let Some(root) = ctx.plan.git.root.clone() else {
@@ -41,21 +43,27 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         ));
     };
     let target = ctx.facts.resolve(path.unwrap_or("."));
-    // The target is checked in the container while git lists the files on the host.
-    let prepare = collect(
-        ctx.backend.as_ref(),
-        &ctx.primary,
-        ExecSpec {
-            cmd: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                PREPARE.into(),
-                "localci-checkout".into(),
-                target.clone(),
-            ],
+    // The target is checked in the container (by the setup, for a first checkout) while git
+    // lists the files on the host.
+    let checked = ctx.take_first_checkout(&target);
+    let prepare = async {
+        if let Some(checked) = checked {
+            return Ok(checked);
+        }
+        let script = format!("{CHECK_TARGET}\ncheckout_target \"$1\"");
+        let cmd = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script,
+            "localci-checkout".into(),
+            target.clone(),
+        ];
+        let spec = ExecSpec {
+            cmd,
             ..ExecSpec::default()
-        },
-    );
+        };
+        collect(ctx.backend.as_ref(), &ctx.primary, spec).await
+    };
     let (prepared, files, git_dirs) = tokio::join!(prepare, list_files(&root), git_dirs(&root));
     let prepared = prepared?;
     if prepared.exit_code != 0 {

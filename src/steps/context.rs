@@ -131,9 +131,33 @@ pub struct StepContext {
     /// sends it with the repository (one upload instead of two, and uploads into one
     /// container do not overlap in Docker); see [`StepContext::ensure_agent`].
     pub agent_pending: Arc<AtomicBool>,
+    /// The setup's check of the target of a `checkout` that is the job's first step; taken
+    /// by that step (see [`StepContext::take_first_checkout`]).
+    pub first_checkout: Arc<Mutex<Option<FirstCheckout>>>,
+}
+
+/// What the setup found at the target of the job's first `checkout` (the check that step
+/// would otherwise make with an exec of its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirstCheckout {
+    /// The target the setup checked, resolved in the container.
+    pub dir: String,
+    /// What the check printed and its exit code, as [`super::checkout`]'s own check gives it.
+    pub checked: super::process::Collected,
 }
 
 impl StepContext {
+    /// The setup's check of `target`, once: the first checkout's (a later one, or a rerun
+    /// under `--watch`, checks again since steps may have changed the folder).
+    pub fn take_first_checkout(&self, target: &str) -> Option<super::process::Collected> {
+        let taken = self
+            .first_checkout
+            .lock()
+            .expect("no task panics holding it")
+            .take()?;
+        (taken.dir == target).then_some(taken.checked)
+    }
+
     /// Installs the `circleci` program if no checkout sent it yet (before a `run` step).
     pub async fn ensure_agent(&self) {
         if !self.agent_pending.swap(false, Ordering::SeqCst) {

@@ -142,6 +142,61 @@ async fn checkout_sends_what_git_would_with_the_container_users_ownership() {
     );
 }
 
+// Issue 10 (speed): the target of a first checkout is checked by the setup, so that step
+// needs no exec of its own; a later checkout (the folder may have changed) checks again, and
+// a refusal reported by the setup fails the step with the setup's words.
+#[tokio::test]
+async fn only_a_later_checkout_checks_its_target_with_an_exec() {
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    git(root, &["init", "-q", "-b", "main"]);
+    std::fs::write(root.join("a.txt"), "a").unwrap();
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "x"]);
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let dirs = tempfile::tempdir().unwrap();
+    let steps = "      - checkout\n      - checkout: {path: sub}\n";
+    let (status, _) = run(&backend, plan(steps, RepoInfo::discover(root)), dirs.path()).await;
+    assert_eq!(status, NodeOutcome::Passed);
+    let checks: Vec<_> = backend
+        .state()
+        .execs
+        .iter()
+        .filter(|e| e.helper() == Some("localci-checkout"))
+        .map(|e| e.spec.cmd[4].clone())
+        .collect();
+    assert_eq!(
+        checks,
+        ["/root/project/sub"],
+        "only the second checkout execs"
+    );
+
+    let refusing = Arc::new(FakeBackend::with_handler(&["img"], |call, _| {
+        (call.helper() == Some("localci-setup")).then(|| crate::backend::fake::Reply {
+            output: vec![(
+                crate::backend::Stream::Stdout,
+                "uid=0\ngid=0\nhome=/root\nwd=/root/project\nshell=/bin/sh\ncheckout_exit=1\n\
+                 checkout_dir=/root/project\ncheckout_out=Directory (/root/project) you are \
+                 trying to checkout to is not empty and not a git repository\n"
+                    .into(),
+            )],
+            ..Default::default()
+        })
+    }));
+    let (status, events) = run(
+        &refusing,
+        plan("      - checkout\n", RepoInfo::discover(root)),
+        dirs.path(),
+    )
+    .await;
+    assert_eq!(status, NodeOutcome::Failed);
+    assert!(
+        events.contains("is not empty and not a git repository"),
+        "{events}"
+    );
+    assert!(refusing.state().uploads.is_empty(), "nothing is sent");
+}
+
 #[tokio::test]
 async fn checkout_outside_a_repository_fails_the_step() {
     let backend = Arc::new(FakeBackend::new(&["img"]));

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::execute::{BUSYBOX, Proc, Project, docker_ready, labelled_of};
+use super::execute::{self, BUSYBOX, Proc, Project, docker_ready, job, labelled_of};
 use super::pull::{Registry, tools};
 
 /// How the test knows the run is at the moment.
@@ -386,4 +386,46 @@ fn sigint_and_sigterm_at_every_moment_of_a_job_leave_nothing_behind() {
     );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     assert_eq!(results.len(), total);
+}
+
+// Issue 9 ("nothing lost") and issue 10 (the primary's stdin keeps it alive): even when
+// localci is killed outright (SIGKILL: no handler, no cleanup), the primary container ends
+// with localci's connection and the engine removes it, instead of living on until the next
+// run's leftover sweep.
+#[test]
+fn a_killed_localci_leaves_no_primary_running() {
+    if !docker_ready() {
+        return;
+    }
+    let p = Project::new(&execute::config(&[job(
+        "build",
+        BUSYBOX,
+        "      - run: echo \"holding $((1+1))\"; sleep 60\n",
+    )]));
+    let (mut child, owner) = p.spawn(&["build"]);
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.trim() == "holding 2" {
+            break;
+        }
+    }
+    assert!(seen.contains("holding 2"), "the step never ran:\n{seen}");
+    assert_eq!(
+        labelled_of(owner, &["ps", "-q"]).len(),
+        1,
+        "the primary runs"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut left = labelled_of(owner, &["ps", "-aq"]);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = labelled_of(owner, &["ps", "-aq"]);
+    }
+    assert!(left.is_empty(), "containers left after SIGKILL: {left:?}");
 }
