@@ -62,7 +62,7 @@ impl DockerBackend {
             reason,
         };
         let tripped = super::bounded::Tripped::default();
-        let docker = open(&endpoint, &tripped).map_err(|e| unreachable(reason(&e)))?;
+        let docker = open(&endpoint, &tripped)?;
         let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
             .await
             .map_err(|_| unreachable("no answer within 15s".into()))?
@@ -79,62 +79,55 @@ impl DockerBackend {
 
 /// A client for the endpoint. Each transport is chosen here, not by bollard's
 /// `connect_with_host`, which would read `DOCKER_TLS_VERIFY` from the process environment.
-fn open(
-    endpoint: &Endpoint,
-    tripped: &super::bounded::Tripped,
-) -> std::result::Result<Docker, DockerError> {
+/// Unix sockets, plain TCP, TLS and ssh all go through [`bounded`](super::bounded), which caps
+/// every reply (see [`reply`](super::reply)).
+fn open(endpoint: &Endpoint, tripped: &super::bounded::Tripped) -> Result<Docker> {
+    use super::bounded::{Address, Ssh, Tls};
+    let unreachable = |reason: String| BackendError::Unreachable {
+        host: endpoint.to_string(),
+        reason,
+    };
     let host = endpoint.host.as_str();
-    if let Some(tls) = &endpoint.tls {
-        return Docker::connect_with_ssl(
-            host,
-            &tls.key,
-            &tls.cert,
-            &tls.ca,
-            CONNECT_TIMEOUT_SECS,
-            API_DEFAULT_VERSION,
-        );
-    }
-    match host.split_once("://").map_or("", |(scheme, _)| scheme) {
-        // Plain TCP goes through the bounded transport too.
-        "tcp" | "http" => {
-            let address = host.split_once("://").map_or(host, |(_, rest)| rest);
-            let address = address.trim_end_matches('/');
-            Docker::connect_with_custom_transport(
-                super::bounded::transport(
-                    super::bounded::Address::Tcp(address.to_string()),
-                    tripped.clone(),
-                ),
-                Some(&format!("http://{address}")),
-                CONNECT_TIMEOUT_SECS,
-                API_DEFAULT_VERSION,
+    let (scheme, rest) = host.split_once("://").unwrap_or(("", host));
+    let (address, client_addr) = match (scheme, &endpoint.tls) {
+        // `tcp://`, `http://` or `https://` with the endpoint's certificates.
+        (_, Some(files)) if scheme != "ssh" && scheme != "unix" => {
+            let address = rest.trim_end_matches('/');
+            let tls = Tls::new(address, files).map_err(|e| unreachable(e.to_string()))?;
+            (
+                Address::Tls(std::sync::Arc::new(tls)),
+                format!("https://{address}"),
             )
         }
-        // bollard runs `ssh <host> docker system dial-stdio`, as the docker CLI does.
-        "ssh" => Docker::connect_with_ssh(host, CONNECT_TIMEOUT_SECS, API_DEFAULT_VERSION, None),
-        // A unix socket goes through the bounded transport.
-        _ => connect_host(host, tripped),
-    }
+        ("tcp" | "http", _) => {
+            let address = rest.trim_end_matches('/');
+            (
+                Address::Tcp(address.to_string()),
+                format!("http://{address}"),
+            )
+        }
+        // `ssh [-l user] [-p port] -- host docker system dial-stdio`, as the docker CLI runs.
+        ("ssh", _) => {
+            let ssh = Ssh::new(rest).map_err(|e| unreachable(e.to_string()))?;
+            (
+                Address::Ssh(std::sync::Arc::new(ssh)),
+                "http://docker".to_string(),
+            )
+        }
+        ("unix", _) => (Address::Unix(rest.into()), "http://docker".to_string()),
+        // npipe:// (Windows) keeps bollard's own transport.
+        _ => {
+            return Docker::connect_with_host(host).map_err(|e| unreachable(reason(&e)));
+        }
+    };
+    Docker::connect_with_custom_transport(
+        super::bounded::transport(address, tripped.clone()),
+        Some(client_addr),
+        CONNECT_TIMEOUT_SECS,
+        API_DEFAULT_VERSION,
+    )
+    .map_err(|e| unreachable(reason(&e)))
 }
-
-/// A unix socket goes through [`bounded`](super::bounded), which caps every reply (see
-/// [`reply`](super::reply)); TLS and ssh hosts use bollard's own transports.
-fn connect_host(
-    host: &str,
-    tripped: &super::bounded::Tripped,
-) -> std::result::Result<Docker, DockerError> {
-    match host.strip_prefix("unix://") {
-        Some(path) => Docker::connect_with_custom_transport(
-            super::bounded::transport(super::bounded::Address::Unix(path.into()), tripped.clone()),
-            Some("http://docker"),
-            REQUEST_TIMEOUT_SECS,
-            bollard::API_DEFAULT_VERSION,
-        ),
-        None => Docker::connect_with_host(host),
-    }
-}
-
-/// bollard's default request timeout, for the transport set up here.
-const REQUEST_TIMEOUT_SECS: u64 = 120;
 
 /// A short reason for a connection failure, without Rust debug output: the innermost cause.
 fn reason(e: &DockerError) -> String {

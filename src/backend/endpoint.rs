@@ -94,10 +94,6 @@ pub enum EndpointError {
     )]
     SkipTlsVerify { name: String },
     #[error(
-        "the ssh transport takes no port in the URL; give it in ~/.ssh/config (Host <name> / HostName <host> / Port {port}) and use ssh://user@<name>"
-    )]
-    SshPort { host: String, port: String },
-    #[error(
         "DOCKER_TLS is set without DOCKER_TLS_VERIFY: localci only connects over TLS with verification; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH"
     )]
     TlsWithoutVerify { host: String },
@@ -124,8 +120,7 @@ impl EndpointError {
     pub fn subject(&self) -> String {
         match self {
             EndpointError::UnsupportedScheme { host }
-            | EndpointError::TlsWithoutVerify { host }
-            | EndpointError::SshPort { host, .. } => {
+            | EndpointError::TlsWithoutVerify { host } => {
                 format!("DOCKER_HOST={host}")
             }
             EndpointError::MissingCertificate { host, .. } => host.clone(),
@@ -232,10 +227,6 @@ fn with_default_port(host: &str, env: &BTreeMap<String, String>) -> Result<Strin
         return Err(unsupported());
     };
     match scheme {
-        "ssh" if ssh_port(rest).is_some() => Err(EndpointError::SshPort {
-            host: host.to_string(),
-            port: ssh_port(rest).unwrap_or_default().to_string(),
-        }),
         "unix" | "ssh" | "npipe" => Ok(host.to_string()),
         "tcp" | "http" | "https" => {
             let authority = rest.split('/').next().unwrap_or_default();
@@ -255,14 +246,6 @@ fn with_default_port(host: &str, env: &BTreeMap<String, String>) -> Result<Strin
         }
         _ => Err(unsupported()),
     }
-}
-
-/// The port of an `ssh://[user@]host:port` address, if it has one.
-fn ssh_port(rest: &str) -> Option<&str> {
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (_, port) = host.rsplit_once(':')?;
-    (!host.ends_with(']') && !port.is_empty()).then_some(port)
 }
 
 fn tls_files(host: &str, dir: &Path) -> Result<TlsFiles, EndpointError> {
@@ -523,9 +506,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("set DOCKER_TLS_VERIFY=1"), "{err}");
-        let err = resolve(&env(&[("DOCKER_HOST", "ssh://me@build-box:2222")])).unwrap_err();
-        assert_eq!(err.subject(), "DOCKER_HOST=ssh://me@build-box:2222");
-        assert!(err.to_string().contains("Port 2222"), "{err}");
+        // ssh takes a port in the URL (`ssh -p 2222`), as the docker CLI does.
+        let e = resolve(&env(&[("DOCKER_HOST", "ssh://me@build-box:2222")])).unwrap();
+        assert_eq!(e.host, "ssh://me@build-box:2222");
         assert!(resolve(&env(&[("DOCKER_HOST", "ssh://me@build-box")])).is_ok());
         let config = tempfile::tempdir().unwrap();
         std::fs::write(config.path().join("config.json"), "{not json").unwrap();

@@ -1,8 +1,9 @@
 //! `localci execute` against Docker endpoints other than the default socket: a second
 //! `dockerd` listening on tcp://127.0.0.1 (plain, and TLS with client certificates), reached
 //! through `DOCKER_HOST`, `DOCKER_CONTEXT` and the config's `currentContext`; `ssh://` through
-//! an sshd on 127.0.0.1:22 of a namespace of its own; and the errors for an endpoint that
-//! does not answer or a context that does not exist.
+//! an sshd on 127.0.0.1:2222 of a namespace of its own; the errors for an endpoint that does
+//! not answer or a context that does not exist; and replies without end over TLS (a rustls
+//! server in the test) and ssh (a fake `ssh` on PATH), cut off with bounded memory.
 //!
 //! The second daemon runs in a network namespace of its own (`unshare --net`), with its own
 //! socket, data root, exec root, pidfile, containerd namespace and cgroup parent: started in
@@ -402,7 +403,7 @@ fn an_endpoint_that_does_not_answer_is_named_in_the_error() {
     );
 }
 
-/// Starts sshd on 127.0.0.1:22 in the namespace (`$1` is the work folder), then waits.
+/// Starts sshd on 127.0.0.1:2222 in the namespace (`$1` is the work folder), then waits.
 const SSHD_SCRIPT: &str = r#"set -eu
 D=$1
 ip link set lo up
@@ -410,9 +411,9 @@ mkdir -p /run/sshd
 /usr/sbin/sshd -D -e -f "$D/sshd_config" >"$D/sshd.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; exit 0' TERM INT
-# Port 22 is 0016 in /proc/net/tcp, which shows this namespace's sockets.
+# Port 2222 is 08AE in /proc/net/tcp, which shows this namespace's sockets.
 for _ in $(seq 1 100); do
-    grep -q ':0016 00000000:0000 0A' /proc/net/tcp && break
+    grep -q ':08AE 00000000:0000 0A' /proc/net/tcp && break
     sleep 0.1
 done
 touch "$D/ready"
@@ -420,7 +421,7 @@ while :; do sleep 1; done
 "#;
 
 /// An sshd in its own network namespace that lets root in with a key of the test's own.
-/// bollard runs the `ssh` client (and, on the server, `docker system dial-stdio`); a wrapper
+/// localci runs the `ssh` client (and, on the server, `docker system dial-stdio`); a wrapper
 /// first on PATH gives it the key and a known-hosts file in the test's folder, so nothing in
 /// the user's `~/.ssh` is read or written.
 struct SshServer {
@@ -445,7 +446,7 @@ impl SshServer {
         std::fs::write(
             d.join("sshd_config"),
             format!(
-                "Port 22\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nPermitRootLogin prohibit-password\nAuthorizedKeysFile {0}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {0}/sshd.pid\n",
+                "Port 2222\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nPermitRootLogin prohibit-password\nAuthorizedKeysFile {0}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {0}/sshd.pid\n",
                 d.display()
             ),
         )
@@ -483,7 +484,7 @@ impl SshServer {
     }
 
     /// `command` inside the namespace, with the ssh wrapper first on PATH and a HOME of its own
-    /// (the ssh control socket goes under `$HOME/.local/state`).
+    /// (nothing of the user's `~/.ssh` is read).
     fn inside(&self, command: &Command) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/proc/{}/ns/net", self.script.id()))
@@ -532,7 +533,7 @@ fn a_daemon_over_ssh_is_reached_with_an_ssh_docker_host() {
     }
     let server = SshServer::start();
     // Over ssh, `docker system dial-stdio` reaches this machine's own daemon, which has the
-    // busybox image under its usual name. bollard takes no port in an ssh:// URL: port 22.
+    // busybox image under its usual name. The port in the URL is given to `ssh -p`.
     let p = Project::new(&config(&[job(
         "there",
         BUSYBOX,
@@ -540,7 +541,7 @@ fn a_daemon_over_ssh_is_reached_with_an_ssh_docker_host() {
     )]));
     let out = run(server.inside(&execute(
         &p,
-        &[("DOCKER_HOST", Path::new("ssh://root@127.0.0.1"))],
+        &[("DOCKER_HOST", Path::new("ssh://root@127.0.0.1:2222"))],
     )));
     out.assert_passed_there();
     assert!(
@@ -549,4 +550,277 @@ fn a_daemon_over_ssh_is_reached_with_an_ssh_docker_host() {
         "{}",
         out.stdout
     );
+}
+
+/// localci under `/usr/bin/time`: what it printed, and its peak memory in KB.
+fn run_timed(cmd: &Command) -> (Outcome, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("time.txt");
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => timed.env(key, value),
+            None => timed.env_remove(key),
+        };
+    }
+    let out = run(timed);
+    let rss_kb = std::fs::read_to_string(&report)
+        .expect("time wrote its report")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a peak memory figure");
+    (out, rss_kb)
+}
+
+/// What localci may hold while a reply is cut off (the cap is 16 MB).
+const MAX_RSS_KB: i64 = 256 * 1024;
+
+/// The `/version` reply of a daemon that speaks API 1.41.
+const VERSION_REPLY: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: 64\r\n\r\n{\"ApiVersion\":\"1.41\",\"Version\":\"20.10.0\",\"MinAPIVersion\":\"1.12\"}";
+
+/// What the fake TLS daemon answers without end.
+#[derive(Clone, Copy)]
+enum Endless {
+    /// Every request, `/version` too.
+    Everything,
+    /// Every request but `/version`, which answers as a daemon does.
+    AfterVersion,
+}
+
+/// A "daemon" on 127.0.0.1 behind TLS that wants a client certificate from the CA in `certs`
+/// and answers with a reply that never ends; its port.
+fn endless_tls_daemon(certs: &Path, endless: Endless) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read as _, Write as _};
+    let chain = vec![CertificateDer::from_pem_file(certs.join("server-cert.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(certs.join("server-key.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(certs.join("ca.pem")).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { return };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let tls = rustls::ServerConnection::new(config).unwrap();
+                let mut stream = rustls::StreamOwned::new(tls, tcp);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let first = head.lines().next().unwrap_or_default();
+                if matches!(endless, Endless::AfterVersion) && first.contains("/version ") {
+                    let _ = stream.write_all(VERSION_REPLY.as_bytes());
+                    let _ = stream.flush();
+                    return;
+                }
+                let start = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\n\r\n[\"";
+                if stream.write_all(start.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                while stream.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with `openssl`.
+fn test_certificates() -> tempfile::TempDir {
+    let certs = tempfile::tempdir().unwrap();
+    let ok = Command::new("bash")
+        .args(["-c", CERTS_SCRIPT, "certs"])
+        .arg(certs.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl could not make the test certificates");
+    certs
+}
+
+fn openssl_possible() -> bool {
+    if on_path("openssl") {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the TLS tests must run in CI: openssl not found"
+    );
+    eprintln!("skipping a TLS test: openssl not found");
+    false
+}
+
+// See: issue 9, finding 6 (TLS hosts used bollard's transport, whose replies were not capped).
+#[test]
+fn an_endless_reply_over_tls_is_cut_off() {
+    if !openssl_possible() {
+        return;
+    }
+    let certs = test_certificates();
+    let p = project();
+    let tls_env = |host: &str, certs: &Path| -> Command {
+        execute(
+            &p,
+            &[
+                ("DOCKER_HOST", Path::new(host)),
+                ("DOCKER_TLS_VERIFY", Path::new("1")),
+                ("DOCKER_CERT_PATH", certs),
+            ],
+        )
+    };
+
+    // The first request (`/version`) never ends.
+    let host = format!(
+        "tcp://127.0.0.1:{}",
+        endless_tls_daemon(certs.path(), Endless::Everything)
+    );
+    let (out, rss_kb) = run_timed(&tls_env(&host, certs.path()));
+    out.assert_environment_error(&format!(
+        "cannot reach the Docker daemon at {host} (from DOCKER_HOST, TLS): a reply from the daemon exceeded 16 MB; localci stopped reading it"
+    ));
+    assert!(rss_kb < MAX_RSS_KB, "peak memory {} MB", rss_kb / 1024);
+
+    // `/version` answers; the next request's reply never ends.
+    let host = format!(
+        "tcp://127.0.0.1:{}",
+        endless_tls_daemon(certs.path(), Endless::AfterVersion)
+    );
+    let (out, rss_kb) = run_timed(&tls_env(&host, certs.path()));
+    out.assert_environment_error(&format!(
+        "the Docker daemon at {host} sent a reply over 16 MB; localci stopped reading it"
+    ));
+    assert!(rss_kb < MAX_RSS_KB, "peak memory {} MB", rss_kb / 1024);
+
+    // A daemon whose certificate another CA signed (of the same name): the handshake fails,
+    // in one sentence.
+    let other = test_certificates();
+    let address = host.trim_start_matches("tcp://");
+    run(tls_env(&host, other.path())).assert_environment_error(&format!(
+        "cannot reach the Docker daemon at {host} (from DOCKER_HOST, TLS): the TLS handshake with {address} failed: invalid peer certificate: BadSignature"
+    ));
+
+    // A ca.pem that holds no certificate: said before anything is sent.
+    let broken = tempfile::tempdir().unwrap();
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(certs.path().join(file), broken.path().join(file)).unwrap();
+    }
+    std::fs::write(broken.path().join("ca.pem"), "not a certificate\n").unwrap();
+    run(tls_env(&host, broken.path())).assert_environment_error(&format!(
+        "cannot reach the Docker daemon at {host} (from DOCKER_HOST, TLS): TLS: {} holds no PEM certificate",
+        broken.path().join("ca.pem").display()
+    ));
+}
+
+/// A fake `ssh` first on PATH: it logs its pid and arguments, reads the request line, then
+/// answers `/version` as a daemon does and stays (as `docker system dial-stdio` does until its
+/// connection ends), and answers anything else with a reply that never ends. `FAIL` set, it
+/// says why on stderr and exits 255, as ssh does when it cannot log in.
+const FAKE_SSH: &str = r#"#!/bin/sh
+echo "$$ $*" >>"$SSH_LOG"
+IFS= read -r request
+if [ -n "${FAIL:-}" ]; then
+    echo "me@box: Permission denied (publickey)." >&2
+    exit 255
+fi
+case "$request" in
+*"/version "*)
+    printf '%s' "$VERSION_REPLY"
+    exec sleep 300
+    ;;
+esac
+printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\n\r\n["'
+exec yes x
+"#;
+
+/// Whether process `pid` still runs (a zombie waiting for its parent does not).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+// See: issue 9, finding 6 (ssh hosts used bollard's transport, whose replies were not capped).
+#[test]
+fn an_endless_reply_over_ssh_is_cut_off_and_every_ssh_ends() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("ssh"), FAKE_SSH).unwrap();
+    std::fs::set_permissions(bin.join("ssh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("ssh.log");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let p = project();
+    let host = "ssh://me@box:2222";
+    let mut cmd = execute(&p, &[("DOCKER_HOST", Path::new(host))]);
+    cmd.env("PATH", &path)
+        .env("SSH_LOG", &log)
+        .env("VERSION_REPLY", VERSION_REPLY);
+    let (out, rss_kb) = run_timed(&cmd);
+    out.assert_environment_error(&format!(
+        "the Docker daemon at {host} sent a reply over 16 MB; localci stopped reading it"
+    ));
+    assert!(rss_kb < MAX_RSS_KB, "peak memory {} MB", rss_kb / 1024);
+    let log = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<(&str, &str)> = log.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert!(calls.len() >= 2, "one ssh per request:\n{log}");
+    for (pid, args) in &calls {
+        assert_eq!(
+            *args,
+            "-o BatchMode=yes -o ConnectTimeout=30 -T -l me -p 2222 -- box docker system dial-stdio"
+        );
+        // The one that answered `/version` stays until its connection is dropped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!running(pid), "ssh {pid} still runs:\n{log}");
+    }
+
+    // ssh that cannot log in: its own words, in one sentence.
+    let mut cmd = execute(&p, &[("DOCKER_HOST", Path::new(host))]);
+    cmd.env("PATH", &path)
+        .env("SSH_LOG", dir.path().join("failed.log"))
+        .env("FAIL", "1");
+    run(cmd).assert_environment_error(&format!(
+        "cannot reach the Docker daemon at {host} (from DOCKER_HOST): ssh box docker system dial-stdio ended without a reply: me@box: Permission denied (publickey)."
+    ));
 }
