@@ -54,9 +54,8 @@ impl RepoInfo {
             let origin = s.spawn(|| git(&["remote", "get-url", "origin"]));
             let revision = s.spawn(|| git(&["rev-parse", "--verify", "-q", "HEAD"]));
             let log = git(&["log", "-1", "--format=%an%x00%ae%x00%s%x00%b"]);
-            let joined = |h: std::thread::ScopedJoinHandle<'_, Option<String>>| {
-                h.join().unwrap_or_default()
-            };
+            let joined =
+                |h: std::thread::ScopedJoinHandle<'_, Option<String>>| h.join().unwrap_or_default();
             (joined(branch), joined(origin), joined(revision), log)
         });
         let tag = if branch.is_none() {

@@ -352,6 +352,7 @@ pub async fn start(
     if let Err(e) = backend.start_container(&primary).await {
         return Err(no_shell(e));
     }
+    hold::at(Moment::Start, events).await;
     for (i, service) in services.iter().enumerate() {
         if cancel.is_cancelled() {
             return Ok(Startup::Interrupted);

@@ -20,10 +20,14 @@ pub(crate) const ENV: &str = "LOCALCI_HOLD_AT";
 /// The moments a run can be held at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Moment {
+    /// Before the job's images are looked for (nothing created yet).
+    Images,
     /// After the first progress line of a pull.
     Pull,
     /// The primary container created, not yet started.
     Create,
+    /// The primary started and running localci's setup, its report not read yet.
+    Start,
     /// A service container started, the job's steps not yet begun.
     Service,
     /// Part of the repository sent to the container.
@@ -40,11 +44,19 @@ pub(crate) enum Moment {
     Artifacts,
     /// Part of the test results staged on the host.
     TestResults,
+    /// A step ended, the next not begun (no process of localci's in the container).
+    BetweenSteps,
+    /// A job's containers up, the job waiting for the jobs it requires.
+    Waiting,
+    /// A job ended, its containers not yet removed.
+    Cleanup,
 }
 
-const MOMENTS: [(Moment, &str); 10] = [
+const MOMENTS: [(Moment, &str); 15] = [
+    (Moment::Images, "images"),
     (Moment::Pull, "pull"),
     (Moment::Create, "create"),
+    (Moment::Start, "start"),
     (Moment::Service, "service"),
     (Moment::Checkout, "checkout"),
     (Moment::SaveCache, "save_cache"),
@@ -53,6 +65,9 @@ const MOMENTS: [(Moment, &str); 10] = [
     (Moment::Attach, "attach_workspace"),
     (Moment::Artifacts, "store_artifacts"),
     (Moment::TestResults, "store_test_results"),
+    (Moment::BetweenSteps, "between_steps"),
+    (Moment::Waiting, "waiting"),
+    (Moment::Cleanup, "cleanup"),
 ];
 
 impl Moment {
@@ -149,7 +164,7 @@ mod tests {
             assert_eq!(moment.name(), name);
         }
         let e = hold_at(Some("bogus")).unwrap_err().to_string();
-        assert!(e.starts_with("LOCALCI_HOLD_AT=bogus: no such moment; use one of pull, create"));
+        assert!(e.starts_with("LOCALCI_HOLD_AT=bogus: no such moment; use one of images, pull"));
         assert!(hold_at(None).is_ok());
     }
 }

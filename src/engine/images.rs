@@ -28,6 +28,10 @@ pub async fn ensure(
     events: &Events,
     cancel: &CancellationToken,
 ) -> Result<Option<HashMap<String, ImageInfo>>, EngineError> {
+    super::hold::at(super::hold::Moment::Images, events).await;
+    if cancel.is_cancelled() {
+        return Ok(None);
+    }
     let vars: BTreeMap<String, String> = project.iter().cloned().collect();
     let mut found = HashMap::new();
     let mut missing: Vec<&ImagePlan> = Vec::new();

@@ -30,6 +30,9 @@ pub async fn run_steps(ctx: &StepContext) -> Result<Sequence> {
     let mut result = Ok(Sequence::Passed);
     let mut halted = false;
     for (index, step) in steps.iter().enumerate() {
+        if index == 1 {
+            super::hold::at(super::hold::Moment::BetweenSteps, &ctx.events).await;
+        }
         if ctx.cancel.is_cancelled() {
             result = Ok(Sequence::Interrupted);
             break;

@@ -247,7 +247,11 @@ impl Session {
         } else {
             let (backend, run, events) = (self.backend.clone(), self.run.clone(), events.clone());
             let finished = matches!(status, Some(NodeOutcome::Passed | NodeOutcome::Failed));
+            let cancel = self.cancel.clone();
             let removal = tokio::spawn(async move {
+                super::hold::at(super::hold::Moment::Cleanup, &events).await;
+                // After Ctrl-C everything goes before localci exits, also a finished job's.
+                let finished = finished && !cancel.is_cancelled();
                 cleanup::cleanup(backend.as_ref(), &run, &created, &events, finished).await;
             });
             self.cleanups
@@ -454,6 +458,9 @@ impl Runner<'_> {
     /// Waits until the gate opens; `Some` when the job must not run its steps (withdrawn, or
     /// Ctrl-C).
     async fn wait_at(&self, mut gate: tokio::sync::watch::Receiver<Go>) -> Option<Sequence> {
+        if *gate.borrow() == Go::Wait {
+            super::hold::at(super::hold::Moment::Waiting, self.events).await;
+        }
         loop {
             match *gate.borrow_and_update() {
                 Go::Run => return None,

@@ -1,13 +1,16 @@
 //! Issue 9: SIGINT and SIGTERM at every moment of a job leave nothing of the run behind. One
-//! two-job workflow exercises every moment (a pull from the local registry of the pull tests,
-//! the primary's create, a service's start, checkout, restore_cache, a run step, a background
-//! step, save_cache, store_artifacts, store_test_results, persist_to_workspace and, in the
-//! second job, attach_workspace). Each moment is hit exactly: the run holds there
-//! (`LOCALCI_HOLD_AT`, src/engine/hold.rs) and says so, or the step itself prints that it
-//! runs; only then does the test send the signal. After each: the exit code (130 for SIGINT,
-//! 143 for SIGTERM, src/exit.rs), no container, network or volume of the run, and no
-//! temporary file under the repository's `.localci/`, in the cache directory or in the
-//! run's `TMPDIR`. The moments run in parallel, each in its own repository and cache dir.
+//! two-job workflow exercises 20 moments: before the images are looked for, a pull from the
+//! local registry of the pull tests, the primary created, the primary started and running its
+//! setup, a service's start, checkout, between two steps, restore_cache, a run step, a
+//! background step, a step inside `when`, a step with `no_output_timeout`, an `on_fail` step,
+//! save_cache, store_artifacts, store_test_results, persist_to_workspace, the second job up
+//! and waiting for the first, the first job's cleanup, and attach_workspace in the second
+//! job. Each moment is hit exactly: the run holds there (`LOCALCI_HOLD_AT`,
+//! src/engine/hold.rs) and says so, or the step itself prints that it runs; only then does the
+//! test send the signal. After each: the exit code (130 for SIGINT, 143 for SIGTERM,
+//! src/exit.rs), no container, network or volume of the run, and no temporary file under the
+//! repository's `.localci/`, in the cache directory or in the run's `TMPDIR`. The moments run
+//! in parallel, each in its own repository and cache dir.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -44,30 +47,42 @@ const fn hold(name: &'static str) -> Moment {
     }
 }
 
-const MOMENTS: [Moment; 12] = [
+const fn step(name: &'static str, file: &'static str, line: &'static str) -> Moment {
+    Moment {
+        name,
+        reach: Reach::Step(file, line),
+        seed: false,
+    }
+}
+
+const MOMENTS: [Moment; 20] = [
+    hold("images"),
     hold("pull"),
     hold("create"),
+    hold("start"),
     hold("service"),
     hold("checkout"),
+    hold("between_steps"),
     Moment {
         name: "restore_cache",
         reach: Reach::Hold("restore_cache"),
         seed: true,
     },
-    Moment {
-        name: "run",
-        reach: Reach::Step("hold-run", "run step 2 holding"),
-        seed: false,
-    },
-    Moment {
-        name: "background run",
-        reach: Reach::Step("hold-background", "background step 2 up"),
-        seed: false,
-    },
+    step("run", "hold-run", "run step 2 holding"),
+    step("background run", "hold-background", "background step 2 up"),
+    step("when step", "hold-when", "when step 2 holding"),
+    step(
+        "no_output_timeout run",
+        "hold-timeout",
+        "timed step 2 holding",
+    ),
+    step("on_fail run", "hold-on_fail", "on_fail step 2 holding"),
     hold("save_cache"),
     hold("store_artifacts"),
     hold("store_test_results"),
     hold("persist_to_workspace"),
+    hold("waiting"),
+    hold("cleanup"),
     hold("attach_workspace"),
 ];
 
@@ -94,6 +109,17 @@ jobs:
           command: if [ -e hold-background ]; then touch /tmp/bg-up; sleep 600; fi
       - run: if [ -e hold-background ]; then while [ ! -e /tmp/bg-up ]; do sleep 0.05; done; echo "background step $((1+1)) up"; sleep 600; fi
       - run: if [ -e hold-run ]; then echo "run step $((1+1)) holding"; sleep 600; fi
+      - when:
+          condition: true
+          steps:
+            - run: if [ -e hold-when ]; then echo "when step $((1+1)) holding"; sleep 600; fi
+      - run:
+          no_output_timeout: 10m
+          command: if [ -e hold-timeout ]; then echo "timed step $((1+1)) holding"; sleep 600; fi
+      - run: if [ -e hold-on_fail ]; then exit 3; fi
+      - run:
+          when: on_fail
+          command: echo "on_fail step $((1+1)) holding"; sleep 600
       - save_cache:
           key: v1-deps-{{{{ .Revision }}}}
           paths: [deps]
