@@ -179,7 +179,7 @@ for (what, detail, n), values in order:
 execute = median_of([d for _, d in spans.get(("execute", "", 1), [])])
 print("  %8s %8.1f  outside `execute` (process start-up, exit): wall %.1f - execute %.1f"
       % ("", median_of(walls) - execute, median_of(walls), execute))
-calls = ["create", "start", "exec", "upload", "download", "kill", "remove", "list", "inspect-image"]
+calls = ["create", "attach", "start", "exec", "upload", "download", "kill", "remove", "list", "inspect-image"]
 print("  per kind of request (median of the per-run sums, ms): " +
       ", ".join("%s %.1f" % (w, median_of(sums[w])) for w in calls if w in sums))
 sys.exit(1 if check and not ok else 0)
