@@ -67,6 +67,17 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// What to do about an [`BackendError::Unreachable`] daemon, by the kind of endpoint.
+    pub fn unreachable_hint(host: &str) -> &'static str {
+        if host.starts_with("ssh://") {
+            "check that `ssh` logs in to that host without a prompt (a key in the agent or ~/.ssh, the host in known_hosts) and that `docker system dial-stdio` runs there"
+        } else if host.contains(", TLS)") {
+            "check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem): the daemon's certificate must be signed by ca.pem and name the host, and the daemon must accept cert.pem"
+        } else {
+            "start Docker, or point DOCKER_HOST (or `docker context use`) at a running engine (unix:///path/to/docker.sock or tcp://host:2375)"
+        }
+    }
+
     /// A [`BackendError::Lost`] for `host`, worded from the innermost cause of `source`.
     pub fn lost(host: &str, source: impl Into<Cause>) -> BackendError {
         let source = source.into();

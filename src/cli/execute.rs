@@ -417,15 +417,16 @@ fn cache_dir(ctx: &Context, args: &Args, repo: &crate::git::RepoInfo) -> PathBuf
 
 fn report_error(ctx: &Context, e: &EngineError) -> Outcome {
     let d = match e {
-        EngineError::Backend(BackendError::Unreachable { .. }) => Diagnostic::bare(e.to_string())
-            .with_hint("start Docker, or point DOCKER_HOST (or `docker context use`) at a running engine (unix:///path/to/docker.sock or tcp://host:2375)"),
+        EngineError::Backend(BackendError::Unreachable { host, .. }) => {
+            Diagnostic::bare(e.to_string()).with_hint(BackendError::unreachable_hint(host))
+        }
         EngineError::Images(images) => Diagnostic::bare(e.to_string()).with_hint(images.hint()),
         EngineError::Setup(_) => Diagnostic::bare(e.to_string()),
         EngineError::Machine(m) => Diagnostic::bare(e.to_string()).with_hint(m.hint()),
-        EngineError::Backend(BackendError::Lost { .. }) => Diagnostic::bare(format!(
-            "{e}; the job could not finish"
-        ))
-        .with_hint("check that Docker is running (`docker info`), then run the job again"),
+        EngineError::Backend(BackendError::Lost { .. }) => {
+            Diagnostic::bare(format!("{e}; the job could not finish"))
+                .with_hint("check that Docker is running (`docker info`), then run the job again")
+        }
         EngineError::Backend(BackendError::TooLarge { .. }) => Diagnostic::bare(e.to_string())
             .with_hint("check that DOCKER_HOST (or the Docker context) points at a Docker Engine"),
         EngineError::Backend(_) => Diagnostic::bare(format!("Docker failed: {e}")),

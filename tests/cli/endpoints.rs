@@ -728,9 +728,12 @@ fn an_endless_reply_over_tls_is_cut_off() {
     // in one sentence.
     let other = test_certificates();
     let address = host.trim_start_matches("tcp://");
-    run(tls_env(&host, other.path())).assert_environment_error(&format!(
-        "cannot reach the Docker daemon at {host} (from DOCKER_HOST, TLS): the TLS handshake with {address} failed: invalid peer certificate: BadSignature"
-    ));
+    run(tls_env(&host, other.path()))
+        .assert_environment_error(&format!(
+            "cannot reach the Docker daemon at {host} (from DOCKER_HOST, TLS): the TLS handshake with {address} failed: invalid peer certificate: BadSignature"
+        ))
+        // The hint is about certificates, not about starting Docker.
+        .assert_environment_error("help: check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem)");
 
     // A ca.pem that holds no certificate: said before anything is sent.
     let broken = tempfile::tempdir().unwrap();
@@ -820,7 +823,9 @@ fn an_endless_reply_over_ssh_is_cut_off_and_every_ssh_ends() {
     cmd.env("PATH", &path)
         .env("SSH_LOG", dir.path().join("failed.log"))
         .env("FAIL", "1");
-    run(cmd).assert_environment_error(&format!(
-        "cannot reach the Docker daemon at {host} (from DOCKER_HOST): ssh box docker system dial-stdio ended without a reply: me@box: Permission denied (publickey)."
-    ));
+    run(cmd)
+        .assert_environment_error(&format!(
+            "cannot reach the Docker daemon at {host} (from DOCKER_HOST): ssh box docker system dial-stdio ended without a reply: me@box: Permission denied (publickey)."
+        ))
+        .assert_environment_error("help: check that `ssh` logs in to that host without a prompt");
 }
