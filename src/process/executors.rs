@@ -9,7 +9,7 @@ use super::compiler::Compiler;
 use super::context::Res;
 use super::library::{ElementKind, NsId};
 use super::output::environment_map;
-use super::params::{Callee, Decls, given_args};
+use super::params::{Callee, declared, given_args};
 
 impl Compiler<'_> {
     /// The body of the executor that `value` invokes from namespace `ns`, substituted.
@@ -48,7 +48,7 @@ impl Compiler<'_> {
                 .with_label(at, "used here"),
             ));
         };
-        let decls = Decls::parse(
+        let decls = declared(
             &mut self.ctx,
             def.get("parameters"),
             &format!("executor {name}"),

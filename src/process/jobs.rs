@@ -10,7 +10,7 @@ use super::context::Res;
 use super::executors::merge;
 use super::library::{ElementKind, NsId, ROOT};
 use super::output::finish_job;
-use super::params::{Args, Callee, Decls, ParamType};
+use super::params::{Args, Callee, ParamType, declared};
 use super::steps::stray_steps;
 use super::template::{self, Piece};
 
@@ -55,7 +55,7 @@ impl Compiler<'_> {
                     ),
             ));
         };
-        let decls = Decls::parse(&mut self.ctx, def.get("parameters"), &format!("job {name}"))?;
+        let decls = declared(&mut self.ctx, def.get("parameters"), &format!("job {name}"))?;
         let callee = Callee {
             kind: "job",
             name,

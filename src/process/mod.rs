@@ -11,6 +11,7 @@
 //!
 //! Only `orbs` reads files; nothing here prints.
 
+pub(crate) mod binding;
 pub(crate) mod budget;
 mod compiler;
 mod context;
@@ -48,7 +49,6 @@ use jobs::Invocation;
 use library::{ElementKind, ROOT};
 use orbs::{Loader, OrbSources};
 use output::{entry, map_node};
-use params::Decls;
 use subst::{Scope, subst_str};
 use workflows::JobTable;
 
@@ -437,7 +437,7 @@ fn needs_arguments(c: &mut Compiler, name: &str, at: Span) -> bool {
         return true;
     };
     let mut scratch = Ctx::default();
-    match Decls::parse(&mut scratch, element.def.get("parameters"), name) {
+    match params::declared(&mut scratch, element.def.get("parameters"), name) {
         Ok(decls) => decls.list.iter().any(|d| d.default.is_none()),
         Err(_) => false,
     }

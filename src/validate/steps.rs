@@ -44,10 +44,7 @@ pub(crate) fn check_value<'a>(
 ) {
     match &value.kind {
         Kind::Str(s) if template::is_templated(s) => {}
-        Kind::Seq(_) => {
-            cx.out.extend(super::schema::check_steps(value, ptr));
-            check_list(cx, value, ptr, scope);
-        }
+        Kind::Seq(_) => check_given(cx, value, ptr, scope),
         _ => cx.push(
             Diagnostic::error(
                 value.span,
@@ -59,6 +56,14 @@ pub(crate) fn check_value<'a>(
             .with_hint("write the steps as a list, one `- step` per line, even for one step")
             .with_pointer(ptr),
         ),
+    }
+}
+
+/// Checks a list given to a `steps` parameter against the schema and like a job's own steps.
+pub(crate) fn check_given<'a>(cx: &mut Ctx<'a>, value: &'a Node, ptr: &str, scope: Scope<'a>) {
+    if value.as_seq().is_some() {
+        cx.out.extend(super::schema::check_steps(value, ptr));
+        check_list(cx, value, ptr, scope);
     }
 }
 

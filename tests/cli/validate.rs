@@ -170,6 +170,9 @@ rule! {
     rule_resource_class_custom => "resource-class-custom.yml",
     rule_extraneous_job_key => "extraneous-job-key.yml",
     rule_string_doubling => "string-doubling.yml",
+    // See: issue 8 — one binding rule: validate reports an executor argument of the wrong
+    // type with the other problems, as the compiler finds it.
+    rule_executor_argument_type => "executor-argument-type.yml",
 }
 
 /// See: issue 8. Configs CircleCI runs: `validate` accepts them without an error, `process`
@@ -231,6 +234,7 @@ fn validate_rejects_what_process_rejects() {
     for file in [
         "job-without-definition.yml",
         "steps-argument-shape.yml",
+        "executor-argument-type.yml",
         "malformed-tag.yml",
         "unknown-pipeline-value.yml",
         "parameter-default-scope.yml",
