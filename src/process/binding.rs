@@ -9,7 +9,7 @@
 
 use crate::source::Span;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Kind, Node};
+use crate::yaml::{Entry, Kind, Node};
 
 use super::language::ParamType;
 use super::value::float_text;
@@ -28,7 +28,18 @@ pub(crate) struct ParamDecl<'n> {
     pub default: Option<&'n Node>,
 }
 
-impl ParamDecl<'_> {
+impl<'n> ParamDecl<'n> {
+    /// Reads one entry of a `parameters:` map as written.
+    pub(crate) fn read(entry: &'n Entry) -> ParamDecl<'n> {
+        ParamDecl {
+            name: &entry.key,
+            span: entry.key_span,
+            node: &entry.value,
+            ty: ParamType::of(&entry.value),
+            default: entry.value.get("default"),
+        }
+    }
+
     /// A declaration without a default needs an argument (one that is not even a map declares
     /// nothing to require).
     pub(crate) fn required(&self) -> bool {
@@ -48,18 +59,9 @@ impl<'n> Decls<'n> {
         let Some(map) = node.and_then(Node::as_map) else {
             return Decls::default();
         };
-        let list = map
-            .entries
-            .iter()
-            .map(|e| ParamDecl {
-                name: &e.key,
-                span: e.key_span,
-                node: &e.value,
-                ty: ParamType::of(&e.value),
-                default: e.value.get("default"),
-            })
-            .collect();
-        Decls { list }
+        Decls {
+            list: map.entries.iter().map(ParamDecl::read).collect(),
+        }
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&ParamDecl<'n>> {
@@ -107,6 +109,12 @@ pub(crate) fn fit(ty: &ParamType, value: &Node) -> Fit {
         },
         _ => Fit::Yes,
     }
+}
+
+/// A scalar as the compiler reads and prints it (an unquoted `3.10` is `3.1`), which is what an
+/// enum compares.
+pub(crate) fn compiled_text(value: &Node) -> Option<String> {
+    super::value::text(value)
 }
 
 /// What binding found wrong, or worth a warning. `given` and `value` index the caller's

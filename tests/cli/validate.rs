@@ -173,6 +173,8 @@ rule! {
     // See: issue 8 — one binding rule: validate reports an executor argument of the wrong
     // type with the other problems, as the compiler finds it.
     rule_executor_argument_type => "executor-argument-type.yml",
+    // See: issue 8 — a default fits its type by the compiler's rule (an unquoted 3.10 is 3.1).
+    rule_parameter_default_type => "parameter-default-type.yml",
 }
 
 /// See: issue 8. Configs CircleCI runs: `validate` accepts them without an error, `process`
@@ -235,6 +237,7 @@ fn validate_rejects_what_process_rejects() {
         "job-without-definition.yml",
         "steps-argument-shape.yml",
         "executor-argument-type.yml",
+        "parameter-default-type.yml",
         "malformed-tag.yml",
         "unknown-pipeline-value.yml",
         "parameter-default-scope.yml",
