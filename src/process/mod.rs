@@ -18,6 +18,7 @@ mod context;
 mod executors;
 pub(crate) mod expr;
 pub(crate) mod job_groups;
+pub(crate) mod job_names;
 mod jobs;
 pub(crate) mod language;
 mod library;

@@ -23,7 +23,10 @@ pub(crate) struct JobEntry<'a> {
     pub explicit_name: Option<&'a Node>,
     pub matrix: Option<&'a Map>,
     pub approval: bool,
-    /// Every name `requires` may use for this entry.
+    /// The base name of each job the entry makes (one, or one per matrix instance), before
+    /// unnamed repeats are numbered (`process::job_names`).
+    pub instances: Vec<String>,
+    /// Every name `requires` may use for this entry, but the numbered ones.
     pub names: Vec<String>,
     pub requires: Vec<Requirement<'a>>,
 }
@@ -94,17 +97,26 @@ fn entry<'a>(
         explicit_name,
         matrix,
         approval,
+        instances: Vec::new(),
         names: Vec::new(),
     };
+    entry.instances = instance_bases(&entry);
     entry.names = names(&entry, get("matrix"));
     entry
 }
 
+fn instance_bases(entry: &JobEntry<'_>) -> Vec<String> {
+    let own = entry.explicit_name.and_then(Node::scalar_text);
+    match entry.settings.and_then(|s| s.get("matrix")) {
+        Some(matrix) if entry.matrix.is_some() => expand(entry.job, own.as_deref(), matrix),
+        _ => vec![own.unwrap_or_else(|| entry.job.to_string())],
+    }
+}
+
 /// `matrix` is the entry's `matrix:` (alias, parameters, exclude).
 fn names(entry: &JobEntry<'_>, matrix: Option<&Node>) -> Vec<String> {
-    let own = entry.explicit_name.and_then(Node::scalar_text);
     let (Some(matrix), Some(_)) = (matrix, entry.matrix) else {
-        return vec![own.unwrap_or_else(|| entry.job.to_string())];
+        return entry.instances.clone();
     };
     let mut names = vec![
         matrix
@@ -112,7 +124,7 @@ fn names(entry: &JobEntry<'_>, matrix: Option<&Node>) -> Vec<String> {
             .and_then(Node::scalar_text)
             .unwrap_or_else(|| entry.job.to_string()),
     ];
-    names.extend(expand(entry.job, own.as_deref(), matrix));
+    names.extend(entry.instances.iter().cloned());
     names
 }
 

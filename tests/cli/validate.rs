@@ -175,6 +175,7 @@ rule! {
     rule_executor_argument_type => "executor-argument-type.yml",
     // See: issue 8 — a default fits its type by the compiler's rule (an unquoted 3.10 is 3.1).
     rule_parameter_default_type => "parameter-default-type.yml",
+    rule_job_name_numbering => "job-name-numbering.yml",
 }
 
 /// See: issue 8. Configs CircleCI runs: `validate` accepts them without an error, `process`
@@ -238,6 +239,7 @@ fn validate_rejects_what_process_rejects() {
         "steps-argument-shape.yml",
         "executor-argument-type.yml",
         "parameter-default-type.yml",
+        "job-name-numbering.yml",
         "malformed-tag.yml",
         "unknown-pipeline-value.yml",
         "parameter-default-scope.yml",
