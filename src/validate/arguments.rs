@@ -1,8 +1,9 @@
 //! Arguments passed to a job, command or executor, checked against its parameter
 //! declarations with the language's one binding rule ([`binding::bind`], which the compiler
 //! uses too): unknown arguments, missing required ones, and values of the wrong type or outside
-//! an `enum` (after substituting a `<< pipeline.parameters.x >>` value). This module words what
-//! the rule finds, with JSON pointers, and checks inside executor and steps arguments.
+//! an `enum` (after substituting a `<< pipeline.parameters.x >>` value), and the warning for an
+//! unquoted number that YAML reads as another text (`3.10` is 3.1). This module words what the
+//! rule finds, with JSON pointers, and checks inside executor and steps arguments.
 
 use super::ctx::{Ctx, Scope};
 use super::model::Def;
@@ -77,8 +78,21 @@ pub(crate) fn check<'a>(cx: &mut Ctx<'a>, call: &Invocation<'a>, caller: Scope<'
                 let (at, ptr) = &w.values[c.written];
                 mismatch(cx, call.target, decl.name, ty, c, at.span, ptr);
             }
-            // The compiler's warning; `process` shows it (validate repeats only its errors).
-            Problem::Reread { .. } => {}
+            Problem::Reread {
+                given,
+                value,
+                decl,
+                written: raw,
+                read,
+            } => {
+                let w = &written[*given];
+                let c = &w.checked[*value];
+                // A pipeline parameter's default is written elsewhere; its own check says it.
+                if c.via.is_none() {
+                    let (at, ptr) = &w.values[c.written];
+                    reread(cx, call.target, decl.name, raw, read, at.span, ptr);
+                }
+            }
         }
     }
     for (i, w) in written.iter().enumerate() {
@@ -281,6 +295,31 @@ fn hint_for(ty: &ParamType, value: &Node, substituted: bool) -> String {
         }
         _ => format!("pass {}", ty.describe()),
     }
+}
+
+/// An unquoted number given to a string parameter that YAML reads as another text: CircleCI
+/// runs it with what YAML read, which is rarely what was meant.
+fn reread(
+    cx: &mut Ctx<'_>,
+    target: &Def<'_>,
+    arg: &str,
+    raw: &str,
+    read: &str,
+    at: Span,
+    ptr: &str,
+) {
+    cx.push(
+        Diagnostic::warning(
+            at,
+            format!(
+                "argument `{arg}` of {} is written {raw}, but YAML reads the number {read}, and \
+                 CircleCI passes `{read}`",
+                target.label()
+            ),
+        )
+        .with_hint(format!("quote it (\"{raw}\") to pass the text"))
+        .with_pointer(ptr),
+    );
 }
 
 /// `the string `abc`` as a message reads it.

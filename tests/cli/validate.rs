@@ -176,6 +176,7 @@ rule! {
     // See: issue 8 — a default fits its type by the compiler's rule (an unquoted 3.10 is 3.1).
     rule_parameter_default_type => "parameter-default-type.yml",
     rule_job_name_numbering => "job-name-numbering.yml",
+    rule_float_argument => "float-argument.yml",
 }
 
 /// See: issue 8. Configs CircleCI runs: `validate` accepts them without an error, `process`
