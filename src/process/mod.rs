@@ -55,6 +55,7 @@ use workflows::JobTable;
 
 pub use compiler::{Unavailable, UnavailableKind};
 pub use library::OrbResolution;
+pub(crate) use orbs::OrbRef;
 pub use pipeline::{PipelineValue, PipelineValues};
 
 /// What a compile may use besides the config itself.
