@@ -165,7 +165,8 @@ fn enum_default(entry: &Entry, default: &Node, allowed: &[String]) -> Diagnostic
 pub(crate) fn check_defaults<'a>(cx: &mut Ctx<'a>, def: &'a Def<'a>) {
     let Some(params) = def.params() else { return };
     for entry in &params.entries {
-        let Some(default) = entry.value.get("default") else {
+        let decl = ParamDecl::read(entry);
+        let Some(default) = decl.default else {
             continue;
         };
         let ptr = format!(
@@ -173,7 +174,7 @@ pub(crate) fn check_defaults<'a>(cx: &mut Ctx<'a>, def: &'a Def<'a>) {
             def.ptr,
             pointer_token(&entry.key)
         );
-        match ParamDecl::read(entry).ty {
+        match decl.ty {
             Some(ParamType::Executor) => {
                 super::executors::check_ref(cx, default, &ptr, Scope::of(def))
             }
