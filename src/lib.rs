@@ -28,6 +28,7 @@ pub mod report;
 pub mod source;
 pub mod steps;
 pub mod store;
+pub(crate) mod suggest;
 pub mod template;
 #[cfg(test)]
 mod test_support;

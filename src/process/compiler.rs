@@ -5,10 +5,11 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::source::Span;
-use crate::yaml::{Kind, Node};
+use crate::yaml::Node;
 
 use super::budget::{self, Budget, Exceeded};
 use super::context::{Ctx, Reported, Res};
+use super::language::executor_ref;
 use super::library::{ElementKind, Library, Lookup, NsId};
 use super::params::{Args, Callee, Decls, ParamType, bind};
 use super::pipeline::PipelineValues;
@@ -215,14 +216,11 @@ impl Compiler<'_> {
     /// written, whether or not the callee ever uses it (CircleCI's argument validation, and
     /// what `validate` reports).
     fn check_executor_arg(&mut self, arg: &super::params::Arg) -> Res<()> {
-        let name_node = match &arg.value.kind {
-            Kind::Map(m) => m.get("name"),
-            _ => Some(&arg.value),
-        };
-        let Some((name, at)) = name_node.and_then(|n| Some((n.as_str()?, n.span))) else {
+        let Some(reference) = executor_ref(&arg.value) else {
             return Ok(());
         };
-        self.find(arg.origin, ElementKind::Executor, name, at)
+        let at = reference.name_node.span;
+        self.find(arg.origin, ElementKind::Executor, reference.name, at)
             .map(|_| ())
     }
 }

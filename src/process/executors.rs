@@ -7,37 +7,34 @@ use crate::yaml::{Kind, Map, Node};
 
 use super::compiler::Compiler;
 use super::context::Res;
+use super::language::executor_ref;
 use super::library::{ElementKind, NsId};
 use super::output::environment_map;
-use super::params::{Callee, Decls, given_args};
+use super::params::{Callee, declared, given_args};
 
 impl Compiler<'_> {
     /// The body of the executor that `value` invokes from namespace `ns`, substituted.
     pub fn executor(&mut self, value: &Node, ns: NsId) -> Res<Map> {
-        let (name, at, given) = match &value.kind {
-            Kind::Str(name) => (name.clone(), value.span, Vec::new()),
-            Kind::Map(m) => {
-                match m.get("name") {
-                    Some(Node {
-                        kind: Kind::Str(name),
-                        span,
-                        ..
-                    }) => (name.clone(), *span, given_args(Some(m), &["name"])),
-                    _ => {
-                        return Err(self.ctx.error(
-                        Diagnostic::error(value.span, "Unexpected executor invocation format: a map needs `name: <executor>`")
-                            .with_hint("executor: {name: my-executor, some-arg: value}"),
-                    ));
-                    }
-                }
-            }
-            _ => {
-                return Err(self.ctx.error(Diagnostic::error(
+        let Some(reference) = executor_ref(value) else {
+            let d = match &value.kind {
+                Kind::Map(_) => Diagnostic::error(
                     value.span,
-                    format!("Unexpected executor invocation format: expected a name or a map, found a {}", value.type_name()),
-                )));
-            }
+                    "Unexpected executor invocation format: a map needs `name: <executor>`",
+                )
+                .with_hint("executor: {name: my-executor, some-arg: value}"),
+                _ => Diagnostic::error(
+                    value.span,
+                    format!(
+                        "Unexpected executor invocation format: expected a name or a map, found a {}",
+                        value.type_name()
+                    ),
+                ),
+            };
+            return Err(self.ctx.error(d));
         };
+        let name = reference.name.to_string();
+        let at = reference.name_node.span;
+        let given = given_args(reference.args, &["name"]);
         let (ens, element) = self.find(ns, ElementKind::Executor, &name, at)?;
         let Some(def) = element.def.as_map() else {
             return Err(self.ctx.error(
@@ -48,7 +45,7 @@ impl Compiler<'_> {
                 .with_label(at, "used here"),
             ));
         };
-        let decls = Decls::parse(
+        let decls = declared(
             &mut self.ctx,
             def.get("parameters"),
             &format!("executor {name}"),

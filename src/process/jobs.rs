@@ -10,9 +10,9 @@ use super::context::Res;
 use super::executors::merge;
 use super::library::{ElementKind, NsId, ROOT};
 use super::output::finish_job;
-use super::params::{Args, Callee, Decls, ParamType};
+use super::params::{Args, Callee, ParamType, declared};
 use super::steps::stray_steps;
-use super::template::{self, Piece};
+use super::template::{self, Piece, RefKind};
 
 /// Keys of a job definition that do not belong in the compiled job.
 /// Keys of a job or executor definition that describe it rather than belong to what it makes.
@@ -55,7 +55,7 @@ impl Compiler<'_> {
                     ),
             ));
         };
-        let decls = Decls::parse(&mut self.ctx, def.get("parameters"), &format!("job {name}"))?;
+        let decls = declared(&mut self.ctx, def.get("parameters"), &format!("job {name}"))?;
         let callee = Callee {
             kind: "job",
             name,
@@ -120,6 +120,9 @@ fn executor_namespace(raw: Option<&Node>, args: &Args) -> Option<NsId> {
     let [Piece::Tag(content)] = pieces.as_slice() else {
         return None;
     };
-    let arg = args.get(content.strip_prefix("parameters.")?)?;
+    let (RefKind::Parameter, name) = RefKind::of(content) else {
+        return None;
+    };
+    let arg = args.get(name)?;
     (arg.ty == ParamType::Executor).then_some(arg.origin)
 }

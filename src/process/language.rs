@@ -7,7 +7,7 @@
 
 use indexmap::IndexMap;
 
-use crate::yaml::{Kind, Node};
+use crate::yaml::{Kind, Map, Node};
 
 /// A namespace: the config itself ([`ROOT`]) or one orb.
 pub(crate) type NsId = usize;
@@ -240,11 +240,7 @@ impl ParamType {
             (ParamType::Enum(_), _) => false,
             (ParamType::EnvVarName, Kind::Str(s)) => is_env_var_name(s),
             (ParamType::EnvVarName, _) => false,
-            (ParamType::Executor, Kind::Str(_)) => true,
-            (ParamType::Executor, Kind::Map(m)) => {
-                m.get("name").is_some_and(|n| n.as_str().is_some())
-            }
-            (ParamType::Executor, _) => false,
+            (ParamType::Executor, _) => executor_ref(value).is_some(),
             (ParamType::Steps, kind) => matches!(kind, Kind::Seq(_)),
         }
     }
@@ -272,6 +268,38 @@ impl ParamType {
             ParamType::Steps => "steps",
             ParamType::EnvVarName => "env_var_name",
         }
+    }
+}
+
+/// An executor reference as written: `name`, or `{name: name, <arguments>}` (configuration
+/// reference, "executor" of a job).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExecutorRef<'n> {
+    pub name: &'n str,
+    /// The node that holds the name (the value itself, or its `name:`).
+    pub name_node: &'n Node,
+    /// The map of the long form; its keys but `name` are arguments.
+    pub args: Option<&'n Map>,
+}
+
+/// Reads an `executor:` value or an executor argument; `None` for any other shape. The one
+/// reading of the form, for `validate`, the compiler and the `executor` parameter type.
+pub(crate) fn executor_ref(value: &Node) -> Option<ExecutorRef<'_>> {
+    match &value.kind {
+        Kind::Str(name) => Some(ExecutorRef {
+            name,
+            name_node: value,
+            args: None,
+        }),
+        Kind::Map(m) => {
+            let name_node = m.get("name")?;
+            Some(ExecutorRef {
+                name: name_node.as_str()?,
+                name_node,
+                args: Some(m),
+            })
+        }
+        _ => None,
     }
 }
 

@@ -6,12 +6,13 @@
 use regex::Regex;
 
 use crate::diagnostic::Diagnostic;
+use crate::source::Span;
 use crate::yaml::{Kind, Node};
 
 use super::context::{Ctx, Res};
 use super::value::{same, truthy};
 
-/// CircleCI's documented limit; `validate` checks the same.
+/// CircleCI's documented limit of nested logic statements.
 pub(crate) const MAX_DEPTH: usize = 100;
 
 /// The truth of a (substituted) logic statement.
@@ -28,26 +29,51 @@ pub(crate) fn eval(ctx: &mut Ctx, node: &Node) -> Res<bool> {
             .with_hint("combine several conditions with `and: [...]` or `or: [...]`"),
         ));
     }
-    eval_at(ctx, node, 0)
-}
-
-fn eval_at(ctx: &mut Ctx, node: &Node, depth: usize) -> Res<bool> {
-    if depth > MAX_DEPTH {
+    if let Some(span) = too_deep(node) {
         return Err(ctx.error(Diagnostic::error(
-            node.span,
-            "logic statements are nested more than 100 levels deep",
+            span,
+            format!("logic statements are nested more than {MAX_DEPTH} levels deep"),
         )));
     }
+    eval_at(ctx, node)
+}
+
+/// The first statement nested deeper than [`MAX_DEPTH`], counting `not`, `and` and `or` levels:
+/// the one nesting rule, checked on the whole statement before it is evaluated (so an operand
+/// that `and`/`or` never reaches counts too), and what `validate` reports.
+pub(crate) fn too_deep(node: &Node) -> Option<Span> {
+    too_deep_at(node, 0)
+}
+
+fn too_deep_at(node: &Node, depth: usize) -> Option<Span> {
+    if depth > MAX_DEPTH {
+        return Some(node.span);
+    }
+    match operator(node)? {
+        ("not", arg) => too_deep_at(arg, depth + 1),
+        (
+            "and" | "or",
+            Node {
+                kind: Kind::Seq(items),
+                ..
+            },
+        ) => items.iter().find_map(|i| too_deep_at(i, depth + 1)),
+        _ => None,
+    }
+}
+
+/// Evaluates a statement that [`too_deep`] passed.
+fn eval_at(ctx: &mut Ctx, node: &Node) -> Res<bool> {
     let Some((op, arg)) = operator(node) else {
         return Ok(truthy(node));
     };
     match op {
-        "not" => Ok(!eval_at(ctx, arg, depth + 1)?),
+        "not" => Ok(!eval_at(ctx, arg)?),
         "and" | "or" => {
             let items = list(ctx, op, arg)?;
             let mut result = op == "and" && !items.is_empty();
             for item in items {
-                let v = eval_at(ctx, item, depth + 1)?;
+                let v = eval_at(ctx, item)?;
                 if op == "and" && !v {
                     return Ok(false);
                 }
@@ -127,5 +153,34 @@ mod tests {
         assert!(!truth("c: {equal: [1, \"1\"]}"));
         assert!(truth("c: {matches: {pattern: \"v[0-9]+\", value: v12}}"));
         assert!(!truth("c: {matches: {pattern: \"v[0-9]\", value: v12}}"));
+    }
+
+    fn nots(n: usize) -> Node {
+        let text = format!("c: {}true{}\n", "{not: ".repeat(n), "}".repeat(n));
+        let src = Source::new("t.yml", text);
+        let node = crate::yaml::parse(&src, FileId(0)).unwrap();
+        node.get("c").unwrap().clone()
+    }
+
+    #[test]
+    fn a_hundred_levels_are_allowed() {
+        assert_eq!(too_deep(&nots(100)), None);
+        assert!(too_deep(&nots(101)).is_some());
+    }
+
+    /// See: issue 8. The limit holds for an operand that evaluation never reaches, as
+    /// `validate` reports it.
+    #[test]
+    fn a_deep_operand_after_a_false_one_is_still_too_deep() {
+        let text = format!(
+            "c: {{and: [false, {}true{}]}}\n",
+            "{not: ".repeat(100),
+            "}".repeat(100)
+        );
+        let src = Source::new("t.yml", text);
+        let node = crate::yaml::parse(&src, FileId(0)).unwrap();
+        let mut ctx = Ctx::default();
+        assert!(eval(&mut ctx, node.get("c").unwrap()).is_err());
+        assert_eq!(ctx.errors.len(), 1);
     }
 }

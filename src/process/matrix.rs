@@ -4,9 +4,9 @@
 //! `version`, as in CircleCI's documentation).
 
 use crate::diagnostic::Diagnostic;
-use crate::yaml::{Kind, Node};
+use crate::yaml::{Kind, Map, Node};
 
-use super::context::{Ctx, Reported, Res};
+use super::context::{Ctx, Res};
 use super::value::{same, text};
 
 /// The most instances one matrix may have (the product of its value lists, before
@@ -51,20 +51,7 @@ pub(crate) fn expand(ctx: &mut Ctx, matrix: &Node) -> Res<Matrix> {
     if product > MAX_INSTANCES {
         return Err(ctx.error(too_many(matrix, product)));
     }
-    axes.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut combinations: Vec<Combination> = vec![Vec::new()];
-    for (name, values) in &axes {
-        combinations = combinations
-            .into_iter()
-            .flat_map(|c| {
-                values.iter().map(move |v| {
-                    let mut next = c.clone();
-                    next.push((name.clone(), v.clone()));
-                    next
-                })
-            })
-            .collect();
-    }
+    let mut combinations = combine(&mut axes);
     if let Some(exclude) = matrix.get("exclude") {
         let Some(rules) = exclude.as_seq() else {
             return Err(ctx.error(Diagnostic::error(
@@ -89,10 +76,7 @@ pub(crate) fn expand(ctx: &mut Ctx, matrix: &Node) -> Res<Matrix> {
                     format!("`exclude` names {}, which is not a matrix parameter", e.key),
                 )));
             }
-            combinations.retain(|c| {
-                !c.iter()
-                    .all(|(k, v)| rule_map.get(k).is_some_and(|r| same(r, v)))
-            });
+            combinations.retain(|c| !excludes(rule_map, c));
         }
     }
     let alias = match matrix.get("alias") {
@@ -117,6 +101,35 @@ pub(crate) fn expand(ctx: &mut Ctx, matrix: &Node) -> Res<Matrix> {
         combinations,
         alias,
     })
+}
+
+/// The Cartesian product of the value lists, parameters in alphabetical order (which `axes`
+/// is sorted into): the order of the instances and of the values in their generated names.
+/// `validate` lists the instance names from the same product.
+pub(crate) fn combine(axes: &mut [(String, &[Node])]) -> Vec<Combination> {
+    axes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut combinations: Vec<Combination> = vec![Vec::new()];
+    for (name, values) in axes.iter() {
+        combinations = combinations
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut next = c.clone();
+                    next.push((name.clone(), v.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    combinations
+}
+
+/// Whether an `exclude` item (parameter: value) removes this combination: every value of the
+/// combination is the item's.
+pub(crate) fn excludes(rule: &Map, combination: &Combination) -> bool {
+    combination
+        .iter()
+        .all(|(k, v)| rule.get(k).is_some_and(|r| same(r, v)))
 }
 
 /// The number of combinations of value lists of these lengths (saturating).
@@ -147,15 +160,23 @@ pub(crate) fn too_many(matrix: &Node, product: u64) -> Diagnostic {
 
 /// `<job>-<value>-<value>...`
 pub(crate) fn generated_name(ctx: &mut Ctx, job: &str, combination: &Combination) -> Res<String> {
+    default_name(job, combination).map_err(|(param, value)| {
+        ctx.error(Diagnostic::error(
+            value.span,
+            format!("matrix value of {param} must be a scalar to name the job"),
+        ))
+    })
+}
+
+/// `<job>-<value>-<value>...` with values as the compiler prints them (an unquoted `3.10` is
+/// `3.1`); the parameter and value that is not a scalar otherwise.
+pub(crate) fn default_name<'c>(
+    job: &str,
+    combination: &'c Combination,
+) -> Result<String, (&'c str, &'c Node)> {
     let mut name = job.to_string();
     for (param, value) in combination {
-        let Some(t) = text(value) else {
-            ctx.error(Diagnostic::error(
-                value.span,
-                format!("matrix value of {param} must be a scalar to name the job"),
-            ));
-            return Err(Reported);
-        };
+        let t = text(value).ok_or((param.as_str(), value))?;
         name.push('-');
         name.push_str(&t);
     }

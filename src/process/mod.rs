@@ -11,12 +11,14 @@
 //!
 //! Only `orbs` reads files; nothing here prints.
 
+pub(crate) mod binding;
 pub(crate) mod budget;
 mod compiler;
 mod context;
 mod executors;
 pub(crate) mod expr;
 pub(crate) mod job_groups;
+pub(crate) mod job_names;
 mod jobs;
 pub(crate) mod language;
 mod library;
@@ -48,12 +50,12 @@ use jobs::Invocation;
 use library::{ElementKind, ROOT};
 use orbs::{Loader, OrbSources};
 use output::{entry, map_node};
-use params::Decls;
 use subst::{Scope, subst_str};
 use workflows::JobTable;
 
 pub use compiler::{Unavailable, UnavailableKind};
 pub use library::OrbResolution;
+pub(crate) use orbs::OrbRef;
 pub use pipeline::{PipelineValue, PipelineValues};
 
 /// What a compile may use besides the config itself.
@@ -437,7 +439,7 @@ fn needs_arguments(c: &mut Compiler, name: &str, at: Span) -> bool {
         return true;
     };
     let mut scratch = Ctx::default();
-    match Decls::parse(&mut scratch, element.def.get("parameters"), name) {
+    match params::declared(&mut scratch, element.def.get("parameters"), name) {
         Ok(decls) => decls.list.iter().any(|d| d.default.is_none()),
         Err(_) => false,
     }

@@ -1,7 +1,9 @@
-//! Parameter declarations of jobs, commands, executors and the pipeline, and the binding of an
-//! invocation's arguments to them: unknown arguments, missing required ones, defaults and the
-//! type check, worded like CircleCI's compiler (`Type error for argument mark: expected type:
-//! boolean, actual value: "true" (type string)`).
+//! Parameter declarations of jobs, commands, executors and the pipeline as the compiler reads
+//! them (a declaration it cannot use is an error), and the binding of an invocation's arguments
+//! to them, worded like CircleCI's compiler (`Type error for argument mark: expected type:
+//! boolean, actual value: "true" (type string)`). The binding rule itself is
+//! [`super::binding`], which `validate` uses too; this module only words it and builds the
+//! arguments.
 //!
 //! Binding does not substitute anything: argument values arrive already substituted in the
 //! caller's scope.
@@ -10,59 +12,36 @@ use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 use crate::yaml::{Kind, Map, Node};
 
+use super::binding::{self, Fit, Given, Problem, Source};
 use super::context::{Ctx, Reported, Res};
 use super::value::repr;
 
+pub(crate) use super::binding::{Decls, ParamDecl};
 pub(crate) use super::language::ParamType;
 
-#[derive(Clone, Debug)]
-pub(crate) struct ParamDecl {
-    pub name: String,
-    pub span: Span,
-    pub ty: ParamType,
-    pub default: Option<Node>,
-}
-
-/// The parameters an element declares, in declaration order.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Decls {
-    pub list: Vec<ParamDecl>,
-}
-
-impl Decls {
-    pub fn get(&self, name: &str) -> Option<&ParamDecl> {
-        self.list.iter().find(|d| d.name == name)
+/// Reads `parameters:` of an element, refusing what the compiler cannot use. `what` names the
+/// element in messages.
+pub(crate) fn declared<'n>(ctx: &mut Ctx, node: Option<&'n Node>, what: &str) -> Res<Decls<'n>> {
+    let Some(node) = node.filter(|n| !n.is_null()) else {
+        return Ok(Decls::default());
+    };
+    if node.as_map().is_none() {
+        return Err(ctx.error(Diagnostic::error(
+            node.span,
+            format!("the parameters of {what} must be a map of parameter definitions"),
+        )));
     }
-
-    /// Reads `parameters:` of an element. `what` names the element in messages.
-    pub fn parse(ctx: &mut Ctx, node: Option<&Node>, what: &str) -> Res<Decls> {
-        let Some(node) = node.filter(|n| !n.is_null()) else {
-            return Ok(Decls::default());
-        };
-        let Some(map) = node.as_map() else {
-            return Err(ctx.error(Diagnostic::error(
-                node.span,
-                format!("the parameters of {what} must be a map of parameter definitions"),
-            )));
-        };
-        let mut list = Vec::new();
-        let mut failed = false;
-        for e in &map.entries {
-            match parse_decl(ctx, &e.key, e.key_span, &e.value) {
-                Ok(d) => list.push(d),
-                Err(Reported) => failed = true,
-            }
-        }
-        if failed {
-            Err(Reported)
-        } else {
-            Ok(Decls { list })
-        }
+    let decls = Decls::read(Some(node));
+    let mut failed = false;
+    for decl in &decls.list {
+        failed |= check_decl(ctx, decl).is_err();
     }
+    if failed { Err(Reported) } else { Ok(decls) }
 }
 
-fn parse_decl(ctx: &mut Ctx, name: &str, span: Span, node: &Node) -> Res<ParamDecl> {
-    let Some(map) = node.as_map() else {
+fn check_decl(ctx: &mut Ctx, decl: &ParamDecl) -> Res<()> {
+    let (name, span) = (decl.name, decl.span);
+    let Some(map) = decl.node.as_map() else {
         return Err(ctx.error(
             Diagnostic::error(
                 span,
@@ -72,33 +51,26 @@ fn parse_decl(ctx: &mut Ctx, name: &str, span: Span, node: &Node) -> Res<ParamDe
         ));
     };
     let ty_node = map.get("type");
-    let ty_name = ty_node.and_then(Node::as_str).unwrap_or("");
-    if ty_name == "enum" {
+    if ty_node.and_then(Node::as_str) == Some("enum") {
         enum_values(ctx, name, span, map)?;
     }
-    let Some(ty) = ParamType::of(node) else {
+    if decl.ty.is_none() {
         let at = ty_node.map_or(span, |n| n.span);
         return Err(ctx.error(
             Diagnostic::error(at, format!("parameter {name} has no valid type")).with_hint(
                 "types are string, boolean, integer, enum, executor, steps and env_var_name",
             ),
         ));
-    };
-    let decl = ParamDecl {
-        name: name.to_string(),
-        span,
-        ty,
-        default: map.get("default").cloned(),
-    };
-    if let Some(default) = &decl.default
-        && let Err(msg) = check(&decl, default)
+    }
+    if let Some(default) = decl.default
+        && let Err(msg) = check(decl, default)
     {
         return Err(ctx.error(Diagnostic::error(
             default.span,
             format!("invalid default: {msg}"),
         )));
     }
-    Ok(decl)
+    Ok(())
 }
 
 /// An enum parameter lists its values.
@@ -148,69 +120,54 @@ pub(crate) struct Callee<'a> {
     pub at: Span,
 }
 
-/// Binds `given` (key, key span, value) to `decls`. Every problem is recorded; the binding
-/// fails when any was found.
+/// Binds `given` (key, key span, value) to `decls` (see [`binding::bind`]). Every problem is
+/// recorded; the binding fails when any was an error.
 pub(crate) fn bind(
     ctx: &mut Ctx,
     decls: &Decls,
     given: &[(String, Span, Node)],
     callee: &Callee,
 ) -> Res<Args> {
-    let mut failed = false;
-    for (key, span, _) in given {
-        if decls.get(key).is_none() {
-            let known: Vec<&str> = decls.list.iter().map(|d| d.name.as_str()).collect();
-            let hint = if known.is_empty() {
-                format!("{} {} declares no parameters", callee.kind, callee.name)
-            } else {
-                format!(
-                    "{} {} declares: {}",
-                    callee.kind,
-                    callee.name,
-                    known.join(", ")
-                )
-            };
-            ctx.error(
-                Diagnostic::error(*span, format!("Unexpected argument(s): {key}")).with_hint(hint),
-            );
-            failed = true;
-        }
-    }
-    let mut list = Vec::new();
+    let views: Vec<Given> = given
+        .iter()
+        .map(|(key, span, value)| Given {
+            key,
+            span: *span,
+            values: vec![value],
+        })
+        .collect();
+    let binding = binding::bind(decls, &views);
     let mut missing = Vec::new();
-    for decl in &decls.list {
-        let given = given.iter().find(|(k, _, _)| *k == decl.name);
-        let (value, from_default) = match (given, &decl.default) {
-            (Some((_, _, v)), _) => (v.clone(), false),
-            (None, Some(d)) => (d.clone(), true),
-            (None, None) => {
-                missing.push(decl.name.as_str());
-                continue;
+    for problem in &binding.problems {
+        match problem {
+            Problem::Unknown { given: i, .. } => {
+                ctx.error(unexpected(decls, &views[*i], callee));
             }
-        };
-        if !from_default {
-            match check(decl, &value) {
-                Ok(Some(warning)) => ctx.warn(Diagnostic::warning(value.span, warning)),
-                Ok(None) => {}
-                Err(msg) => {
-                    ctx.error(
-                        Diagnostic::error(value.span, msg).with_label(
-                            decl.span,
-                            format!("parameter {} declared here", decl.name),
-                        ),
-                    );
-                    failed = true;
-                    continue;
-                }
+            Problem::Missing { decl } => missing.push(decl.name),
+            Problem::Mismatch {
+                given: i,
+                value: v,
+                decl,
+                ty,
+            } => {
+                let value = views[*i].values[*v];
+                let message = mismatch_text(decl.name, ty, value);
+                ctx.error(
+                    Diagnostic::error(value.span, message)
+                        .with_label(decl.span, format!("parameter {} declared here", decl.name)),
+                );
             }
+            Problem::Reread {
+                given: i,
+                value: v,
+                decl,
+                written,
+                read,
+            } => ctx.warn(Diagnostic::warning(
+                views[*i].values[*v].span,
+                reread(decl.name, written, read),
+            )),
         }
-        list.push(Arg {
-            name: decl.name.clone(),
-            ty: decl.ty.clone(),
-            value,
-            from_default,
-            origin: 0,
-        });
     }
     if !missing.is_empty() {
         ctx.error(
@@ -223,65 +180,94 @@ pub(crate) fn bind(
                 callee.kind, callee.name
             )),
         );
-        failed = true;
     }
-    if failed {
-        Err(Reported)
+    if binding.failed() {
+        return Err(Reported);
+    }
+    let list = binding
+        .bound
+        .iter()
+        .filter_map(|(decl, source)| {
+            // `declared` refused every declaration without a valid type.
+            let ty = decl.ty.clone()?;
+            let (value, from_default) = match source {
+                Source::Given(i) => (views[*i].values[0].clone(), false),
+                Source::Default(d) => ((*d).clone(), true),
+            };
+            Some(Arg {
+                name: decl.name.to_string(),
+                ty,
+                value,
+                from_default,
+                origin: 0,
+            })
+        })
+        .collect();
+    Ok(Args { list })
+}
+
+fn unexpected(decls: &Decls, given: &Given, callee: &Callee) -> Diagnostic {
+    let known = decls.names();
+    let hint = if known.is_empty() {
+        format!("{} {} declares no parameters", callee.kind, callee.name)
     } else {
-        Ok(Args { list })
-    }
+        format!(
+            "{} {} declares: {}",
+            callee.kind,
+            callee.name,
+            known.join(", ")
+        )
+    };
+    Diagnostic::error(given.span, format!("Unexpected argument(s): {}", given.key)).with_hint(hint)
 }
 
 /// Checks `value` against the declared type. `Ok(Some(..))` is a warning about a value that
 /// CircleCI accepts but probably not as the author meant.
 pub(crate) fn check(decl: &ParamDecl, value: &Node) -> Result<Option<String>, String> {
-    let name = &decl.name;
-    let mismatch = || {
-        format!(
-            "Type error for argument {name}: expected type: {}, actual value: {} (type {})",
-            decl.ty.name(),
-            repr(value),
-            value.type_name()
-        )
+    let Some(ty) = &decl.ty else {
+        return Ok(None);
     };
-    if !decl.ty.accepts(value) {
-        return Err(match &decl.ty {
-            ParamType::Enum(allowed)
-                if matches!(value.kind, Kind::Str(_) | Kind::Int(_) | Kind::Float(_)) =>
-            {
-                format!(
-                    "Type error for argument {name}: expected one of [{}], actual value: {}",
-                    allowed
-                        .iter()
-                        .map(|a| format!("{a:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    repr(value)
-                )
-            }
-            ParamType::EnvVarName if value.as_str().is_some() => format!(
-                "Type error for argument {name}: expected an environment variable name \
-                 ([A-Za-z_][A-Za-z0-9_]*), actual value: {}",
-                repr(value)
-            ),
-            _ => mismatch(),
-        });
+    match binding::fit(ty, value) {
+        Fit::Yes => Ok(None),
+        Fit::Reread { written, read } => Ok(Some(reread(decl.name, &written, &read))),
+        Fit::No => Err(mismatch_text(decl.name, ty, value)),
     }
-    Ok(match (&decl.ty, &value.kind) {
-        (ParamType::String, Kind::Float(f)) => float_warning(name, value, *f),
-        _ => None,
-    })
 }
 
-fn float_warning(name: &str, value: &Node, f: f64) -> Option<String> {
-    let raw = value.raw.as_deref()?;
-    let read = super::value::float_text(f);
-    (raw != read).then(|| {
-        format!(
-            "argument {name} is written {raw} but YAML reads it as the number {read}, and CircleCI \
-             passes {read}; quote it (\"{raw}\") to keep the text"
-        )
-    })
+fn mismatch_text(name: &str, ty: &ParamType, value: &Node) -> String {
+    match ty {
+        ParamType::Enum(allowed)
+            if matches!(value.kind, Kind::Str(_) | Kind::Int(_) | Kind::Float(_)) =>
+        {
+            format!(
+                "Type error for argument {name}: expected one of [{}], actual value: {}",
+                allowed
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                repr(value)
+            )
+        }
+        ParamType::EnvVarName if value.as_str().is_some() => format!(
+            "Type error for argument {name}: expected an environment variable name \
+             ([A-Za-z_][A-Za-z0-9_]*), actual value: {}",
+            repr(value)
+        ),
+        _ => format!(
+            "Type error for argument {name}: expected type: {}, actual value: {} (type {})",
+            ty.name(),
+            repr(value),
+            value.type_name()
+        ),
+    }
+}
+
+fn reread(name: &str, raw: &str, read: &str) -> String {
+    format!(
+        "argument {name} is written {raw} but YAML reads it as the number {read}, and CircleCI \
+         passes {read}; quote it (\"{raw}\") to keep the text"
+    )
 }
 
 /// The key/value pairs of an invocation map, minus `skip` keys.
@@ -300,11 +286,12 @@ pub(crate) fn given_args(map: Option<&Map>, skip: &[&str]) -> Vec<(String, Span,
 mod tests {
     use super::*;
 
-    fn decl(ty: ParamType) -> ParamDecl {
+    fn decl(ty: ParamType) -> ParamDecl<'static> {
         ParamDecl {
-            name: "mark".into(),
+            name: "mark",
             span: Span::default(),
-            ty,
+            node: Box::leak(Box::new(Node::new(Span::default(), Kind::Null))),
+            ty: Some(ty),
             default: None,
         }
     }

@@ -7,7 +7,7 @@ use crate::source::Span;
 use crate::yaml::{Kind, Node};
 
 use super::context::{Ctx, Reported, Res};
-use super::params::{Decls, ParamDecl, ParamType, check};
+use super::params::{ParamDecl, ParamType, check, declared};
 use super::value::repr;
 
 /// The value of every declared pipeline parameter, in declaration order.
@@ -16,12 +16,12 @@ pub(crate) fn resolve(
     config: &Node,
     given: &[(String, String)],
 ) -> Res<Vec<(String, Node)>> {
-    let decls = Decls::parse(ctx, config.get("parameters"), "the pipeline")?;
+    let decls = declared(ctx, config.get("parameters"), "the pipeline")?;
     let mut failed = false;
     for d in &decls.list {
         if matches!(
             d.ty,
-            ParamType::Executor | ParamType::Steps | ParamType::EnvVarName
+            Some(ParamType::Executor | ParamType::Steps | ParamType::EnvVarName)
         ) {
             ctx.error(
                 Diagnostic::error(
@@ -29,7 +29,7 @@ pub(crate) fn resolve(
                     format!(
                         "pipeline parameter {} cannot have type {}",
                         d.name,
-                        d.ty.name()
+                        d.ty.as_ref().map_or("", ParamType::name)
                     ),
                 )
                 .with_hint("pipeline parameters are string, boolean, integer or enum"),
@@ -39,7 +39,7 @@ pub(crate) fn resolve(
     }
     for (key, _) in given {
         if decls.get(key).is_none() {
-            let declared: Vec<&str> = decls.list.iter().map(|d| d.name.as_str()).collect();
+            let declared = decls.names();
             ctx.error(
                 Diagnostic::bare(format!("Unexpected argument(s): {key}")).with_hint(
                     if declared.is_empty() {
@@ -67,7 +67,7 @@ pub(crate) fn resolve(
                     continue;
                 }
             },
-            None => match &d.default {
+            None => match d.default {
                 Some(v) => v.clone(),
                 None => {
                     ctx.error(
@@ -79,7 +79,7 @@ pub(crate) fn resolve(
                 }
             },
         };
-        out.push((d.name.clone(), value));
+        out.push((d.name.to_string(), value));
     }
     if failed { Err(Reported) } else { Ok(out) }
 }
@@ -88,11 +88,11 @@ pub(crate) fn resolve(
 fn typed(decl: &ParamDecl, text: &str) -> Result<Node, String> {
     let span: Span = decl.span;
     let kind = match decl.ty {
-        ParamType::Boolean => match crate::yaml::resolve_plain(text) {
+        Some(ParamType::Boolean) => match crate::yaml::resolve_plain(text) {
             Kind::Bool(b) => Kind::Bool(b),
             _ => Kind::Str(text.to_string()),
         },
-        ParamType::Integer => match text.trim().parse::<i64>() {
+        Some(ParamType::Integer) => match text.trim().parse::<i64>() {
             Ok(i) => Kind::Int(i),
             Err(_) => Kind::Str(text.to_string()),
         },
@@ -105,8 +105,8 @@ fn typed(decl: &ParamDecl, text: &str) -> Result<Node, String> {
             "Type error for argument {}: expected type: {}, actual value: {} (type string)",
             decl.name,
             match &decl.ty {
-                ParamType::Enum(values) => format!("enum [{}]", values.join(", ")),
-                other => other.name().to_string(),
+                Some(ParamType::Enum(values)) => format!("enum [{}]", values.join(", ")),
+                other => other.as_ref().map_or("", ParamType::name).to_string(),
             },
             repr(&Node::string(span, text))
         )),

@@ -14,7 +14,7 @@ use super::compiler::Compiler;
 use super::context::{Reported, Res};
 use super::library::{Element, ElementKind, Lookup, NsId};
 use super::logic;
-use super::params::{Callee, Decls, given_args};
+use super::params::{Callee, declared, given_args};
 
 /// Key of the wrapper around an already-expanded step. It cannot be written in YAML by accident
 /// (it starts with a NUL character), and it never reaches the output.
@@ -214,7 +214,7 @@ impl Compiler<'_> {
                 ));
             }
         };
-        let decls = Decls::parse(
+        let decls = declared(
             &mut self.ctx,
             body.get("parameters"),
             &format!("command {name}"),

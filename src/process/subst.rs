@@ -14,7 +14,7 @@ use super::context::{Ctx, Reported, Res};
 use super::expr::{self, Value};
 use super::params::Args;
 use super::pipeline::{PipelineValue, PipelineValues};
-use super::template::{self, Piece};
+use super::template::{self, Piece, RefKind};
 use super::value;
 
 /// What `<< >>` can see at one place of the config.
@@ -265,8 +265,9 @@ pub(crate) fn is_reference(s: &str) -> bool {
 pub(crate) fn reference(name: &str, span: Span, scope: &Scope) -> Result<Node, Box<Diagnostic>> {
     let fail =
         |msg: String, hint: &str| Err(Box::new(Diagnostic::error(span, msg).with_hint(hint)));
-    if let Some(param) = name.strip_prefix("parameters.") {
-        return match scope.params.and_then(|a| a.get(param)) {
+    let (kind, short) = RefKind::of(name);
+    match kind {
+        RefKind::Parameter => match scope.params.and_then(|a| a.get(short)) {
             Some(arg) if deeper_than(&arg.value, MAX_VALUE_DEPTH) => fail(
                 format!("the value of {name} nests more than {MAX_VALUE_DEPTH} levels deep"),
                 "a value wrapped in another map at every call grows without end; pass it on \
@@ -281,39 +282,40 @@ pub(crate) fn reference(name: &str, span: Span, scope: &Scope) -> Result<Node, B
                 "declare it under `parameters:` of this job, command or executor; parameters of a \
                  caller are not visible in what it calls",
             ),
-        };
-    }
-    if let Some(param) = name.strip_prefix("pipeline.parameters.") {
-        let Some(params) = scope.pipeline_params else {
-            return fail(
-                format!("Unknown variable(s): {name}"),
-                "orbs cannot see pipeline parameters; pass the value as an argument",
-            );
-        };
-        return match params.iter().find(|(k, _)| k == param) {
-            Some((_, v)) => Ok(Node { span, ..v.clone() }),
-            None => fail(
-                format!("Unknown variable(s): {name}"),
-                "declare it under the top-level `parameters:` with a type and a default",
-            ),
-        };
-    }
-    if let Some(key) = name.strip_prefix("matrix.") {
-        return match scope.matrix.and_then(|m| m.iter().find(|(k, _)| k == key)) {
+        },
+        RefKind::PipelineParameter => {
+            let Some(params) = scope.pipeline_params else {
+                return fail(
+                    format!("Unknown variable(s): {name}"),
+                    "orbs cannot see pipeline parameters; pass the value as an argument",
+                );
+            };
+            match params.iter().find(|(k, _)| k == short) {
+                Some((_, v)) => Ok(Node { span, ..v.clone() }),
+                None => fail(
+                    format!("Unknown variable(s): {name}"),
+                    "declare it under the top-level `parameters:` with a type and a default",
+                ),
+            }
+        }
+        RefKind::Matrix => match scope
+            .matrix
+            .and_then(|m| m.iter().find(|(k, _)| k == short))
+        {
             Some((_, v)) => Ok(Node { span, ..v.clone() }),
             None => fail(
                 format!("Unknown variable(s): {name}"),
                 "matrix values exist only in a workflow job entry whose `matrix.parameters` lists them",
             ),
-        };
-    }
-    match scope.pipeline.get(name) {
-        Some(v) => Ok(pipeline_node(v, span)),
-        None => fail(
-            format!("Unknown variable(s): {name}"),
-            "known are parameters.<name>, pipeline.parameters.<name>, matrix.<name> and pipeline \
-             values such as pipeline.git.branch, pipeline.git.tag, pipeline.number",
-        ),
+        },
+        RefKind::PipelineValue => match scope.pipeline.get(name) {
+            Some(v) => Ok(pipeline_node(v, span)),
+            None => fail(
+                format!("Unknown variable(s): {name}"),
+                "known are parameters.<name>, pipeline.parameters.<name>, matrix.<name> and pipeline \
+                 values such as pipeline.git.branch, pipeline.git.tag, pipeline.number",
+            ),
+        },
     }
 }
 

@@ -84,6 +84,36 @@ pub(crate) struct Tag {
     pub range: Range<usize>,
 }
 
+/// What a name inside `<< >>` refers to, by its prefix: the one reading of a reference, for the
+/// compiler's substitution and `validate`'s scope checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefKind {
+    /// `parameters.x`: a parameter of the enclosing job, command or executor.
+    Parameter,
+    /// `pipeline.parameters.x`: a top-level pipeline parameter.
+    PipelineParameter,
+    /// Any other name: a built-in pipeline value such as `pipeline.git.branch` (the name is
+    /// kept whole).
+    PipelineValue,
+    /// `matrix.x`: a matrix parameter of a workflow job entry.
+    Matrix,
+}
+
+impl RefKind {
+    /// The kind of `name` and the name without its `parameters.` / `pipeline.parameters.` /
+    /// `matrix.` prefix (a pipeline value keeps its whole name).
+    pub(crate) fn of(name: &str) -> (RefKind, &str) {
+        [
+            ("parameters.", RefKind::Parameter),
+            ("pipeline.parameters.", RefKind::PipelineParameter),
+            ("matrix.", RefKind::Matrix),
+        ]
+        .into_iter()
+        .find_map(|(prefix, kind)| Some((kind, name.strip_prefix(prefix)?)))
+        .unwrap_or((RefKind::PipelineValue, name))
+    }
+}
+
 /// Whether `s` needs template processing at all (the fast path for most strings).
 pub(crate) fn has_template(s: &str) -> bool {
     s.contains("<<")
@@ -246,6 +276,20 @@ pub(crate) fn abbreviate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_read_by_their_prefix() {
+        assert_eq!(RefKind::of("parameters.x"), (RefKind::Parameter, "x"));
+        assert_eq!(
+            RefKind::of("pipeline.parameters.deploy"),
+            (RefKind::PipelineParameter, "deploy")
+        );
+        assert_eq!(RefKind::of("matrix.os"), (RefKind::Matrix, "os"));
+        assert_eq!(
+            RefKind::of("pipeline.git.branch"),
+            (RefKind::PipelineValue, "pipeline.git.branch")
+        );
+    }
 
     fn text(s: &str) -> Piece {
         Piece::Text(s.into())

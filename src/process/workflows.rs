@@ -10,6 +10,7 @@ use crate::yaml::{Entry, Kind, Map, Node};
 
 use super::compiler::{Compiler, UnavailableKind};
 use super::context::{Reported, Res};
+use super::job_names::{Unnamed, duplicates, final_names};
 use super::jobs::Invocation;
 use super::language::JOB_ENTRY_KEYS;
 use super::library::{ElementKind, Lookup, ROOT};
@@ -266,36 +267,34 @@ impl Compiler<'_> {
     /// Final names: `name:` when given, else the job (or matrix) name; unnamed repeats become
     /// `job-1`, `job-2`, ... (configuration reference, workflows > jobs > name).
     fn name_instances(&mut self, wf: &str, instances: &mut [Instance]) -> Res<()> {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for inst in instances.iter() {
-            *counts.entry(inst.base.clone()).or_default() += 1;
+        let unnamed: Vec<Unnamed> = instances
+            .iter()
+            .map(|inst| Unnamed {
+                base: inst.base.clone(),
+                explicit: inst.explicit.is_some(),
+            })
+            .collect();
+        let names = final_names(&unnamed);
+        let repeats = duplicates(&names);
+        for (inst, name) in instances.iter_mut().zip(names) {
+            inst.name = name;
         }
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for inst in instances.iter_mut() {
-            inst.name = if inst.explicit.is_none() && counts[&inst.base] > 1 {
-                let n = seen.entry(inst.base.clone()).or_default();
-                *n += 1;
-                format!("{}-{}", inst.base, n)
-            } else {
-                inst.base.clone()
-            };
+        for &(later, first) in &repeats {
+            let inst = &instances[later];
+            self.ctx.error(
+                Diagnostic::error(
+                    inst.at,
+                    format!("workflow {wf} has two jobs named {}", inst.name),
+                )
+                .with_label(instances[first].at, "the other one")
+                .with_hint("give one of them a different `name:`"),
+            );
         }
-        let mut first: HashMap<&str, Span> = HashMap::new();
-        let mut failed = false;
-        for inst in instances.iter() {
-            if let Some(prev) = first.insert(&inst.name, inst.at) {
-                self.ctx.error(
-                    Diagnostic::error(
-                        inst.at,
-                        format!("workflow {wf} has two jobs named {}", inst.name),
-                    )
-                    .with_label(prev, "the other one")
-                    .with_hint("give one of them a different `name:`"),
-                );
-                failed = true;
-            }
+        if repeats.is_empty() {
+            Ok(())
+        } else {
+            Err(Reported)
         }
-        if failed { Err(Reported) } else { Ok(()) }
     }
 
     /// A string `filters` is an expression, decided now; a false one drops the entry.

@@ -5,7 +5,10 @@
 use crate::source::Span;
 use crate::yaml::{Kind, Map, Node, pointer_token};
 
-use crate::process::matrix::{MAX_INSTANCES, instances};
+use crate::process::binding::compiled_text;
+use crate::process::matrix::{
+    Combination, MAX_INSTANCES, combine, default_name, excludes, instances,
+};
 
 /// One entry of a workflow's `jobs:` list.
 #[derive(Debug)]
@@ -20,7 +23,10 @@ pub(crate) struct JobEntry<'a> {
     pub explicit_name: Option<&'a Node>,
     pub matrix: Option<&'a Map>,
     pub approval: bool,
-    /// Every name `requires` may use for this entry.
+    /// The base name of each job the entry makes (one, or one per matrix instance), before
+    /// unnamed repeats are numbered (`process::job_names`).
+    pub instances: Vec<String>,
+    /// Every name `requires` may use for this entry, but the numbered ones.
     pub names: Vec<String>,
     pub requires: Vec<Requirement<'a>>,
 }
@@ -91,75 +97,85 @@ fn entry<'a>(
         explicit_name,
         matrix,
         approval,
+        instances: Vec::new(),
         names: Vec::new(),
     };
-    entry.names = names(&entry, get("matrix").and_then(|m| m.get("alias")));
+    entry.instances = instance_bases(&entry);
+    entry.names = names(&entry, get("matrix"));
     entry
 }
 
-fn names(entry: &JobEntry<'_>, alias: Option<&Node>) -> Vec<String> {
+fn instance_bases(entry: &JobEntry<'_>) -> Vec<String> {
     let own = entry.explicit_name.and_then(Node::scalar_text);
-    let Some(matrix) = entry.matrix else {
-        return vec![own.unwrap_or_else(|| entry.job.to_string())];
+    match entry.settings.and_then(|s| s.get("matrix")) {
+        Some(matrix) if entry.matrix.is_some() => expand(entry.job, own.as_deref(), matrix),
+        _ => vec![own.unwrap_or_else(|| entry.job.to_string())],
+    }
+}
+
+/// `matrix` is the entry's `matrix:` (alias, parameters, exclude).
+fn names(entry: &JobEntry<'_>, matrix: Option<&Node>) -> Vec<String> {
+    let (Some(matrix), Some(_)) = (matrix, entry.matrix) else {
+        return entry.instances.clone();
     };
     let mut names = vec![
-        alias
+        matrix
+            .get("alias")
             .and_then(Node::scalar_text)
             .unwrap_or_else(|| entry.job.to_string()),
     ];
-    names.extend(expand(entry.job, own.as_deref(), matrix));
+    names.extend(entry.instances.iter().cloned());
     names
 }
 
-/// The names of a matrix's instances: `name:` with `<< matrix.p >>` filled in, or
-/// `job-v1-v2` with values in parameter-name order.
-fn expand(job: &str, template: Option<&str>, matrix: &Map) -> Vec<String> {
-    let mut params: Vec<(&str, Vec<String>)> = matrix
+/// The names of a matrix's instances, from the compiler's product and exclusions
+/// (`process::matrix`): `name:` with `<< matrix.p >>` filled in, or `job-v1-v2` with values in
+/// parameter-name order, as the compiler prints them.
+fn expand(job: &str, template: Option<&str>, matrix: &Node) -> Vec<String> {
+    let Some(params) = matrix.get("parameters").and_then(Node::as_map) else {
+        return Vec::new();
+    };
+    let mut axes: Vec<(String, &[Node])> = params
         .entries
         .iter()
-        .map(|e| {
-            let values = e.value.as_seq().unwrap_or_default();
-            (
-                e.key.as_str(),
-                values.iter().filter_map(Node::scalar_text).collect(),
-            )
-        })
+        .map(|e| (e.key.clone(), e.value.as_seq().unwrap_or_default()))
         .collect();
     // A matrix over the compiler's limit is reported elsewhere; its names are not listed.
-    if instances(params.iter().map(|(_, values)| values.len())) > MAX_INSTANCES {
+    if instances(axes.iter().map(|(_, values)| values.len())) > MAX_INSTANCES {
         return Vec::new();
     }
-    params.sort_by(|a, b| a.0.cmp(b.0));
-    let mut combos: Vec<Vec<(&str, &str)>> = vec![Vec::new()];
-    for (name, values) in &params {
-        let mut next = Vec::new();
-        for combo in &combos {
-            for v in values {
-                let mut c = combo.clone();
-                c.push((*name, v.as_str()));
-                next.push(c);
-            }
-        }
-        combos = next;
-    }
-    combos
+    let mut combinations = combine(&mut axes);
+    let rules = matrix
+        .get("exclude")
+        .and_then(Node::as_seq)
+        .unwrap_or_default();
+    combinations.retain(|c| {
+        !rules
+            .iter()
+            .filter_map(Node::as_map)
+            .any(|r| excludes(r, c))
+    });
+    combinations
         .iter()
-        .map(|c| instance_name(job, template, c))
+        .filter_map(|c| match template {
+            Some(template) => Some(fill(template, c)),
+            None => default_name(job, c).ok(),
+        })
         .collect()
 }
 
-fn instance_name(job: &str, template: Option<&str>, combo: &[(&str, &str)]) -> String {
-    let Some(template) = template else {
-        let values: Vec<&str> = combo.iter().map(|(_, v)| *v).collect();
-        return format!("{job}-{}", values.join("-"));
-    };
+/// `name:` of a matrix entry with `<< matrix.p >>` filled in.
+fn fill(template: &str, combination: &Combination) -> String {
     let mut name = template.to_string();
-    for (param, value) in combo {
+    for (param, value) in combination {
+        let Some(value) = compiled_text(value) else {
+            continue;
+        };
         for spelled in [
             format!("<< matrix.{param} >>"),
             format!("<<matrix.{param}>>"),
         ] {
-            name = name.replace(&spelled, value);
+            name = name.replace(&spelled, &value);
         }
     }
     name
@@ -219,5 +235,13 @@ mod tests {
         );
         let yaml = "- test:\n    name: t-<< matrix.v >>\n    matrix:\n      alias: all\n      parameters:\n        v: [1, 2]\n";
         assert_eq!(names(yaml), vec![vec!["all", "t-1", "t-2"]]);
+    }
+
+    /// See: issue 8. The names are the compiler's: `exclude` applies, and an unquoted 3.10 is
+    /// the number 3.1 (`requires: [test-3.10]` would name nothing).
+    #[test]
+    fn matrix_names_are_the_compilers() {
+        let yaml = "- test:\n    matrix:\n      parameters:\n        v: [3.10, \"3.10\", 2]\n      exclude:\n        - v: 2\n";
+        assert_eq!(names(yaml), vec![vec!["test", "test-3.1", "test-3.10"]]);
     }
 }

@@ -5,36 +5,31 @@ use super::ctx::{Ctx, Scope};
 use super::model::{ElementKind, Lookup};
 use super::resolve::{self, Missing};
 use super::template;
-use crate::yaml::{Kind, Node};
+use crate::process::language::executor_ref;
+use crate::yaml::Node;
 
-/// Checks the value of an `executor:` key (or of an executor-typed argument) in `scope`.
+/// Checks the value of an `executor:` key (or of an executor-typed argument) in `scope`. Other
+/// shapes are the schema's (or the argument type's) to report.
 pub(crate) fn check_ref<'a>(cx: &mut Ctx<'a>, value: &'a Node, ptr: &str, scope: Scope<'a>) {
-    match &value.kind {
-        Kind::Str(name) if !template::is_templated(name) => {
-            call(cx, name, value, None, ptr.to_string(), ptr, scope);
-        }
-        Kind::Map(map) => {
-            let Some(name_node) = map.get("name") else {
-                return;
-            };
-            let Some(name) = name_node.as_str() else {
-                return;
-            };
-            if template::is_templated(name) {
-                return;
-            }
-            call(
-                cx,
-                name,
-                name_node,
-                Some(map),
-                ptr.to_string(),
-                &format!("{ptr}/name"),
-                scope,
-            );
-        }
-        _ => {}
+    let Some(reference) = executor_ref(value) else {
+        return;
+    };
+    if template::is_templated(reference.name) {
+        return;
     }
+    let name_ptr = match reference.args {
+        Some(_) => format!("{ptr}/name"),
+        None => ptr.to_string(),
+    };
+    call(
+        cx,
+        reference.name,
+        reference.name_node,
+        reference.args,
+        ptr.to_string(),
+        &name_ptr,
+        scope,
+    );
 }
 
 fn call<'a>(

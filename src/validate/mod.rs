@@ -26,7 +26,7 @@ mod schema_keys;
 mod schema_text;
 mod schema_words;
 mod steps;
-mod suggest;
+use crate::suggest;
 mod template;
 mod version;
 mod workflows;

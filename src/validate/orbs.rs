@@ -8,14 +8,11 @@ use regex::Regex;
 use super::ctx::Ctx;
 use super::template;
 use crate::diagnostic::{Diagnostic, Severity};
+use crate::process::OrbRef;
 
 /// An orb version: `X`, `X.Y`, `X.Y.Z` (newest match), `volatile` or `dev:label`.
 static VERSION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(\d+(\.\d+){0,2}|volatile|dev:\S+)$").expect("the orb version pattern compiles")
-});
-
-static SHAPE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[^\s/@]+/[^\s/@]+@(.*)$").expect("the orb shape pattern compiles")
 });
 
 /// Checks the written form of every registry orb reference.
@@ -25,11 +22,12 @@ pub(crate) fn check_references(cx: &mut Ctx<'_>) {
         let Some(text) = orb.entry.value.as_str() else {
             continue;
         };
-        // The schema reports strings that are not `ns/name@...` at all; here the version.
-        let Some(caps) = SHAPE.captures(text) else {
+        // Read as the compiler reads it; the schema reports strings that are not
+        // `ns/name@...` at all, and here the version.
+        let Some(reference) = OrbRef::parse(text.trim()) else {
             continue;
         };
-        let version = caps.get(1).map_or("", |m| m.as_str());
+        let version = reference.version.as_str();
         if VERSION.is_match(version) || template::is_templated(version) {
             continue;
         }

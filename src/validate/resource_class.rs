@@ -10,7 +10,8 @@ use super::model::{Def, ElementKind, Lookup, NsId};
 use super::suggest::did_you_mean;
 use super::template;
 use crate::diagnostic::Diagnostic;
-use crate::yaml::{Kind, Map, Node};
+use crate::process::language::executor_ref;
+use crate::yaml::{Map, Node};
 
 /// Where a job runs, as far as resource classes care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +97,7 @@ fn platform(cx: &Ctx<'_>, ns: NsId, body: &Map, depth: usize) -> Platform {
             Platform::Linux
         };
     }
-    let Some(name) = body.get("executor").and_then(executor_name) else {
+    let Some(name) = body.get("executor").and_then(executor_ref).map(|r| r.name) else {
         return Platform::Unknown;
     };
     match cx.model.lookup(ns, ElementKind::Executor, name) {
@@ -105,14 +106,6 @@ fn platform(cx: &Ctx<'_>, ns: NsId, body: &Map, depth: usize) -> Platform {
             .as_map()
             .map_or(Platform::Unknown, |b| platform(cx, def.ns, b, depth + 1)),
         _ => Platform::Unknown,
-    }
-}
-
-fn executor_name(value: &Node) -> Option<&str> {
-    match &value.kind {
-        Kind::Str(s) => Some(s),
-        Kind::Map(m) => m.get("name")?.as_str(),
-        _ => None,
     }
 }
 

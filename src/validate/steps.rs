@@ -32,33 +32,11 @@ pub(crate) fn check_list<'a>(cx: &mut Ctx<'a>, steps: &'a Node, ptr: &str, scope
     }
 }
 
-/// Checks the value of a `steps`-typed parameter (an argument, or a default), which `what`
-/// names: a list of steps, checked against the schema and like a job's own steps. A templated
-/// string passes a steps parameter on and is checked where that one is given.
-pub(crate) fn check_value<'a>(
-    cx: &mut Ctx<'a>,
-    what: &str,
-    value: &'a Node,
-    ptr: &str,
-    scope: Scope<'a>,
-) {
-    match &value.kind {
-        Kind::Str(s) if template::is_templated(s) => {}
-        Kind::Seq(_) => {
-            cx.out.extend(super::schema::check_steps(value, ptr));
-            check_list(cx, value, ptr, scope);
-        }
-        _ => cx.push(
-            Diagnostic::error(
-                value.span,
-                format!(
-                    "{what} must be a list of steps, but found {}",
-                    super::arguments::describe(value)
-                ),
-            )
-            .with_hint("write the steps as a list, one `- step` per line, even for one step")
-            .with_pointer(ptr),
-        ),
+/// Checks a list given to a `steps` parameter against the schema and like a job's own steps.
+pub(crate) fn check_given<'a>(cx: &mut Ctx<'a>, value: &'a Node, ptr: &str, scope: Scope<'a>) {
+    if value.as_seq().is_some() {
+        cx.out.extend(super::schema::check_steps(value, ptr));
+        check_list(cx, value, ptr, scope);
     }
 }
 

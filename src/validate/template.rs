@@ -10,21 +10,8 @@ use std::ops::Range;
 
 use crate::process::expr;
 use crate::process::subst::is_reference;
+pub(crate) use crate::process::template::RefKind;
 use crate::process::template::{self as scanner, Problem as Structure, TagKind};
-
-/// What a name inside `<< >>` refers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RefKind {
-    /// `parameters.x`: a parameter of the enclosing job, command or executor.
-    Parameter,
-    /// `pipeline.parameters.x`: a top-level pipeline parameter.
-    PipelineParameter,
-    /// Any other name: a built-in pipeline value such as `pipeline.git.branch` (the name is
-    /// kept whole).
-    PipelineValue,
-    /// `matrix.x`: a matrix parameter of a workflow job entry.
-    Matrix,
-}
 
 /// One name used inside a tag, with the byte range of the whole tag in the string.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,11 +65,7 @@ pub(crate) fn scan(s: &str) -> Tags {
         match names(&tag.content) {
             Ok(names) => tags
                 .references
-                .extend(names.into_iter().map(|name| Reference {
-                    kind: kind_of(&name),
-                    name: short(&name).to_string(),
-                    tag: tag.range.clone(),
-                })),
+                .extend(names.iter().map(|name| reference(name, tag.range.clone()))),
             Err(why) => tags.problems.push(Problem {
                 what: Malformed::Expression(tag.content.clone(), why),
                 at: tag.range.clone(),
@@ -106,24 +89,14 @@ fn names(content: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-fn kind_of(name: &str) -> RefKind {
-    if name.starts_with("parameters.") {
-        RefKind::Parameter
-    } else if name.starts_with("pipeline.parameters.") {
-        RefKind::PipelineParameter
-    } else if name.starts_with("matrix.") {
-        RefKind::Matrix
-    } else {
-        RefKind::PipelineValue
+/// A reference to `name` (prefix and all) in the tag at `tag`.
+fn reference(name: &str, tag: Range<usize>) -> Reference {
+    let (kind, name) = RefKind::of(name);
+    Reference {
+        kind,
+        name: name.to_string(),
+        tag,
     }
-}
-
-/// The name without its `parameters.` / `pipeline.parameters.` / `matrix.` prefix.
-fn short(name: &str) -> &str {
-    ["pipeline.parameters.", "parameters.", "matrix."]
-        .iter()
-        .find_map(|p| name.strip_prefix(p))
-        .unwrap_or(name)
 }
 
 /// Whether `s` holds a `<<` that is not escaped: its value is only known after processing.
@@ -139,11 +112,7 @@ pub(crate) fn expression(s: &str) -> Result<Vec<Reference>, String> {
     Ok(parsed
         .variables()
         .into_iter()
-        .map(|(name, _)| Reference {
-            kind: kind_of(name),
-            name: short(name).to_string(),
-            tag: 0..s.len(),
-        })
+        .map(|(name, _)| reference(name, 0..s.len()))
         .collect())
 }
 
@@ -155,11 +124,7 @@ pub(crate) fn whole(s: &str) -> Option<Reference> {
         return None;
     };
     let whole_string = tag.kind == TagKind::Value && tag.range == (0..s.len());
-    (whole_string && is_reference(&tag.content)).then(|| Reference {
-        kind: kind_of(&tag.content),
-        name: short(&tag.content).to_string(),
-        tag: tag.range.clone(),
-    })
+    (whole_string && is_reference(&tag.content)).then(|| reference(&tag.content, tag.range.clone()))
 }
 
 /// Text of a tag for a message: long expressions are cut short.

@@ -2,7 +2,7 @@
 //! arguments, and `requires` only names of the same workflow, without cycles; explicit names
 //! are unique.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::arguments::{self, Invocation};
 use super::ctx::{Ctx, Scope};
@@ -15,6 +15,7 @@ use super::steps;
 use super::suggest::did_you_mean;
 use super::template;
 use crate::diagnostic::Diagnostic;
+use crate::process::job_names::{Unnamed, duplicates, final_names};
 use crate::yaml::{Node, pointer_token};
 
 pub(crate) fn check_all<'a>(cx: &mut Ctx<'a>) {
@@ -36,8 +37,9 @@ pub(crate) fn check_all<'a>(cx: &mut Ctx<'a>) {
         for job in &jobs {
             check_entry(cx, job);
         }
-        check_names(cx, &entry.key, &jobs);
-        check_requires(cx, &entry.key, &jobs);
+        let named = Named::of(&jobs);
+        check_names(cx, &entry.key, &jobs, &named);
+        check_requires(cx, &entry.key, &jobs, &named);
         cycles::check(cx, &jobs);
     }
 }
@@ -92,24 +94,19 @@ fn check_entry<'a>(cx: &mut Ctx<'a>, job: &JobEntry<'a>) {
     }
 }
 
-/// An explicit `name:` must not repeat another entry's name. Two unnamed calls of one job are
-/// fine: CircleCI numbers them (`job-1`, `job-2`).
-fn check_names(cx: &mut Ctx<'_>, workflow: &str, jobs: &[JobEntry<'_>]) {
-    let mut seen: HashMap<&str, &JobEntry<'_>> = HashMap::new();
-    for job in jobs.iter().filter(|j| j.matrix.is_none()) {
-        let name = job.name();
+/// Two jobs of a workflow must not end up with one name, by the compiler's naming rule
+/// (`process::job_names`): unnamed repeats are numbered (`job-1`, `job-2`), so only a `name:`
+/// (or a matrix instance) can repeat one. `names` are the final names of `jobs`' instances.
+fn check_names(cx: &mut Ctx<'_>, workflow: &str, jobs: &[JobEntry<'_>], names: &Named) {
+    for (later, first) in duplicates(&names.names) {
+        let name = &names.names[later];
+        // A templated name (`build-<< pipeline.git.tag >>`) is only known after substitution.
         if template::is_templated(name) {
             continue;
         }
-        let Some(first) = seen.get(name) else {
-            seen.insert(name, job);
-            continue;
-        };
-        if job.explicit_name.is_none() && first.explicit_name.is_none() {
-            continue;
-        }
+        let (job, prior) = (&jobs[names.owner[later]], &jobs[names.owner[first]]);
         let span = job.explicit_name.map_or(job.job_span, |n| n.span);
-        let first_span = first.explicit_name.map_or(first.job_span, |n| n.span);
+        let first_span = prior.explicit_name.map_or(prior.job_span, |n| n.span);
         cx.push(
             Diagnostic::error(
                 span,
@@ -122,10 +119,37 @@ fn check_names(cx: &mut Ctx<'_>, workflow: &str, jobs: &[JobEntry<'_>]) {
     }
 }
 
-fn check_requires(cx: &mut Ctx<'_>, workflow: &str, jobs: &[JobEntry<'_>]) {
+/// The final name of every job instance of a workflow, and the entry that makes it.
+struct Named {
+    names: Vec<String>,
+    owner: Vec<usize>,
+}
+
+impl Named {
+    fn of(jobs: &[JobEntry<'_>]) -> Named {
+        let mut unnamed = Vec::new();
+        let mut owner = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            for base in &job.instances {
+                unnamed.push(Unnamed {
+                    base: base.clone(),
+                    explicit: job.explicit_name.is_some(),
+                });
+                owner.push(i);
+            }
+        }
+        Named {
+            names: final_names(&unnamed),
+            owner,
+        }
+    }
+}
+
+fn check_requires(cx: &mut Ctx<'_>, workflow: &str, jobs: &[JobEntry<'_>], named: &Named) {
     let known: HashSet<&str> = jobs
         .iter()
         .flat_map(|j| j.names.iter().map(String::as_str))
+        .chain(named.names.iter().map(String::as_str))
         .collect();
     for job in jobs {
         for req in &job.requires {

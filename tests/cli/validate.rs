@@ -170,6 +170,13 @@ rule! {
     rule_resource_class_custom => "resource-class-custom.yml",
     rule_extraneous_job_key => "extraneous-job-key.yml",
     rule_string_doubling => "string-doubling.yml",
+    // See: issue 8 — one binding rule: validate reports an executor argument of the wrong
+    // type with the other problems, as the compiler finds it.
+    rule_executor_argument_type => "executor-argument-type.yml",
+    // See: issue 8 — a default fits its type by the compiler's rule (an unquoted 3.10 is 3.1).
+    rule_parameter_default_type => "parameter-default-type.yml",
+    rule_job_name_numbering => "job-name-numbering.yml",
+    rule_float_argument => "float-argument.yml",
 }
 
 /// See: issue 8. Configs CircleCI runs: `validate` accepts them without an error, `process`
@@ -231,6 +238,9 @@ fn validate_rejects_what_process_rejects() {
     for file in [
         "job-without-definition.yml",
         "steps-argument-shape.yml",
+        "executor-argument-type.yml",
+        "parameter-default-type.yml",
+        "job-name-numbering.yml",
         "malformed-tag.yml",
         "unknown-pipeline-value.yml",
         "parameter-default-scope.yml",
