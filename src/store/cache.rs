@@ -372,7 +372,7 @@ pub(super) fn read_entry(path: &Path, expect_key: Option<&str>) -> io::Result<Op
             ),
         )
     };
-    let trailer = Trailer::read_from(&mut file).map_err(invalid)?;
+    let trailer = Trailer::read_from(&mut file).map_err(|e| invalid(e.to_string()))?;
     let expected_name = format!("{}{SUFFIX}", hashing::sha256_hex(trailer.key.as_bytes()));
     if path.file_name().and_then(|n| n.to_str()) != Some(expected_name.as_str()) {
         return Err(invalid(format!(

@@ -21,6 +21,29 @@ const TAIL: u64 = 12;
 /// Keys are at most 900 characters; anything near this is not our trailer.
 const MAX_JSON: u64 = 64 * 1024;
 
+/// Why a file is not a valid cache entry.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TrailerError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("file too short to be a cache entry (unfinished write?)")]
+    TooShort,
+    #[error("no localci trailer at the end (unfinished write or not a cache entry)")]
+    NoTrailer,
+    #[error("trailer length out of range")]
+    Length,
+    #[error("unreadable trailer: {0}")]
+    Unreadable(serde_json::Error),
+    #[error("entry format {0} is not supported (expected {FORMAT})")]
+    Format(u32),
+    #[error("data is {actual} bytes, the trailer says {claimed}")]
+    DataLength { actual: u64, claimed: u64 },
+    #[error("creation time {secs}s {nanos}ns is out of range")]
+    Created { secs: u64, nanos: u32 },
+    #[error("trailer has no valid SHA-256")]
+    Digest,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Trailer {
     pub format: u32,
@@ -77,56 +100,48 @@ impl Trailer {
     }
 
     /// Reads the trailer of an entry file; `Err` says why the file is not a valid entry.
-    pub fn read_from(file: &mut File) -> Result<Trailer, String> {
-        let io = |e: io::Error| e.to_string();
-        let file_len = file.metadata().map_err(io)?.len();
+    pub fn read_from(file: &mut File) -> Result<Trailer, TrailerError> {
+        let file_len = file.metadata()?.len();
         if file_len < TAIL {
-            return Err("file too short to be a cache entry (unfinished write?)".into());
+            return Err(TrailerError::TooShort);
         }
         let mut tail = [0u8; TAIL as usize];
-        file.seek(SeekFrom::Start(file_len - TAIL)).map_err(io)?;
-        file.read_exact(&mut tail).map_err(io)?;
+        file.seek(SeekFrom::Start(file_len - TAIL))?;
+        file.read_exact(&mut tail)?;
         if &tail[4..] != MAGIC {
-            return Err(
-                "no localci trailer at the end (unfinished write or not a cache entry)".into(),
-            );
+            return Err(TrailerError::NoTrailer);
         }
         let json_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
         if json_len > MAX_JSON || json_len + TAIL > file_len {
-            return Err("trailer length out of range".into());
+            return Err(TrailerError::Length);
         }
         let mut json = vec![0u8; json_len as usize];
-        file.seek(SeekFrom::Start(file_len - TAIL - json_len))
-            .map_err(io)?;
-        file.read_exact(&mut json).map_err(io)?;
-        let trailer: Trailer =
-            serde_json::from_slice(&json).map_err(|e| format!("unreadable trailer: {e}"))?;
+        file.seek(SeekFrom::Start(file_len - TAIL - json_len))?;
+        file.read_exact(&mut json)?;
+        let trailer: Trailer = serde_json::from_slice(&json).map_err(TrailerError::Unreadable)?;
         trailer.check(file_len - TAIL - json_len)?;
         Ok(trailer)
     }
 
-    fn check(&self, data_len: u64) -> Result<(), String> {
+    fn check(&self, data_len: u64) -> Result<(), TrailerError> {
         if self.format != FORMAT {
-            return Err(format!(
-                "entry format {} is not supported (expected {FORMAT})",
-                self.format
-            ));
+            return Err(TrailerError::Format(self.format));
         }
         if self.data_len != data_len {
-            return Err(format!(
-                "data is {data_len} bytes, the trailer says {}",
-                self.data_len
-            ));
+            return Err(TrailerError::DataLength {
+                actual: data_len,
+                claimed: self.data_len,
+            });
         }
         if self.checked_created().is_none() {
-            return Err(format!(
-                "creation time {}s {}ns is out of range",
-                self.created_secs, self.created_nanos
-            ));
+            return Err(TrailerError::Created {
+                secs: self.created_secs,
+                nanos: self.created_nanos,
+            });
         }
         let hex = self.sha256.len() == 64 && self.sha256.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex {
-            return Err("trailer has no valid SHA-256".into());
+            return Err(TrailerError::Digest);
         }
         Ok(())
     }
@@ -180,7 +195,10 @@ mod tests {
             let mut bytes = b"zzz".to_vec();
             t.write_to(&mut bytes).unwrap();
             let err = Trailer::read_from(&mut file_with(&bytes)).unwrap_err();
-            assert!(err.contains("out of range"), "{secs}s {nanos}ns: {err}");
+            assert!(
+                matches!(err, TrailerError::Created { .. }),
+                "{secs}s {nanos}ns: {err}"
+            );
         }
     }
 }
