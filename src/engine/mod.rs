@@ -102,6 +102,13 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Milliseconds since the epoch.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Runs one job alone: opens a session, makes its images available, runs it. What
 /// `localci execute <job>` did before workflows, kept for tests and simple callers.
 pub async fn run_job(

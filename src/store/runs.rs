@@ -25,6 +25,10 @@ pub struct RunRecord {
     pub workflow: Option<String>,
     /// Seconds since the epoch.
     pub started: u64,
+    /// Milliseconds since the epoch: tells apart runs started in the same second (a trivial
+    /// job takes less than one). 0 in records of older versions.
+    #[serde(default)]
+    pub started_ms: u64,
     pub branch: Option<String>,
     pub tag: Option<String>,
     /// `CIRCLE_WORKFLOW_WORKSPACE_ID`: the id of the run whose workspace this one continues.
@@ -130,7 +134,9 @@ impl RunStore {
             .iter()
             .filter_map(|name| read_record(&runs, name))
             .collect();
-        records.sort_by(|a: &RunRecord, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+        records.sort_by(|a: &RunRecord, b| {
+            (b.started, b.started_ms, &b.id).cmp(&(a.started, a.started_ms, &a.id))
+        });
         records
     }
 
@@ -238,6 +244,18 @@ mod tests {
         }
         let ids: Vec<String> = store.records().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["b", "c", "a"], "newest first");
+        // Two runs in the same second: the milliseconds tell, whatever their ids.
+        for (id, ms) in [("y", 30_200), ("z", 30_100)] {
+            let record = RunRecord {
+                id: id.into(),
+                started: 30,
+                started_ms: ms,
+                ..RunRecord::default()
+            };
+            store.save(&record).unwrap();
+        }
+        let ids: Vec<String> = store.records().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids[..2], ["y", "z"], "the later in the same second first");
     }
 
     #[test]

@@ -313,7 +313,7 @@ impl Project {
             .filter_map(|e| std::fs::read(e.path().join("run.json")).ok())
             .map(|b| serde_json::from_slice(&b).expect("run.json is JSON"))
             .collect();
-        runs.sort_by_key(|r| std::cmp::Reverse(r["started"].as_u64()));
+        runs.sort_by_key(|r| std::cmp::Reverse((r["started"].as_u64(), r["started_ms"].as_u64())));
         runs
     }
 

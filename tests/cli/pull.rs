@@ -576,7 +576,9 @@ fn pull_progress_is_one_line_per_layer_on_a_terminal_only() {
     run.assert_code(0).assert_stdout("\nlayered\n");
     assert_clean_pull(&run, &image);
 
-    // On a terminal (a pseudo-terminal from `script`, 120 columns).
+    // On a terminal (a pseudo-terminal from `script`, 120 columns). The image goes once the
+    // engine has removed the primary (it does so after localci exits).
+    run.assert_nothing_left();
     docker(&["rmi", &image]);
     let cache = tempfile::tempdir().unwrap();
     let line = format!(
