@@ -8,9 +8,10 @@
 # reused when it already holds them), runs both commands of the release binary on each N times
 # (default 3) under `/usr/bin/time -v`, and prints a table: exit code, peak RSS (the largest of
 # the runs), wall time and CPU time (medians), against the budget. --check exits 1 when the
-# memory or the wall time is over it, or a run crashed (exit above 2). --instructions also counts the instructions of one run of each under
-# `valgrind --tool=callgrind` (slow, but independent of the load of a shared machine: use it to
-# compare before and after a change). NAMEs pick inputs (see bench/big_config.py).
+# memory or the wall time is over it, or a run crashed (exit above 2). --instructions also
+# counts the instructions of one run of each under `valgrind --tool=callgrind` (slow, but
+# independent of the load of a shared machine: use it to compare before and after a change).
+# NAMEs pick inputs (see bench/big_config.py).
 set -euo pipefail
 
 budget_mb=256
@@ -73,7 +74,8 @@ measure() {
   code=$?
   set -e
   out=$(awk -F': ' '
-    /Exit status/ { code = $2 }
+    /Exit status/ { if (code == "") code = $2 }
+    /Command terminated by signal/ { split($0, w, " "); code = 128 + w[length(w)] }
     /Maximum resident set size/ { rss = $2 }
     /User time \(seconds\)/ { cpu += $2 }
     /System time \(seconds\)/ { cpu += $2 }
@@ -84,7 +86,7 @@ measure() {
     }
     END { print code, rss, wall, cpu }' "$report")
   rm -f "$report"
-  # GNU time reports a signal as "Command terminated by signal"; keep the shell's code then.
+  # A killed run is 128 + the signal, as a shell reports it.
   [ -n "${out%% *}" ] && echo "$out" || echo "$code ${out#* }"
 }
 
