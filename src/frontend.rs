@@ -54,7 +54,8 @@ pub struct Front {
     pub repo: RepoInfo,
     /// The compiler's output for a 2.1 config (its orbs, its 2.0 YAML).
     pub processed: Option<Processed>,
-    /// The 2.0-shaped config the typed model was read from.
+    /// The 2.0-shaped config the typed model was read from; a null node with
+    /// [`FrontOptions::compiled_only`] (the compiled YAML is then `processed.config`).
     pub node: Node,
     pub config: Config,
     /// Warnings of every stage, to show.
@@ -127,6 +128,15 @@ fn stages(options: &FrontOptions, sources: &mut Sources) -> Result<Stages, Vec<D
     let (path, file, node) = read(options, sources).map_err(|d| vec![d])?;
     let repo = repository(options, &path);
     let mut warnings = Vec::new();
+    // The compiler reports what it cannot compile in CircleCI's own words; the validator then
+    // catches what compiles but is still wrong (a requires cycle, a bad resource class ...).
+    // The validator runs first all the same, before the compiled config exists: the two never
+    // hold their copies of a large config at once (issue 9).
+    let errors: Vec<Diagnostic> =
+        crate::validate::validate(sources, file, &node, &crate::validate::Options::default())
+            .into_iter()
+            .filter(Diagnostic::is_error)
+            .collect();
     let processed = if options.compiled_only || crate::config::is_version_2_1(&node) {
         let compile = compile_options(options, &repo)?;
         let processed = process::process(sources, file, &node, &compile)?;
@@ -135,22 +145,17 @@ fn stages(options: &FrontOptions, sources: &mut Sources) -> Result<Stages, Vec<D
     } else {
         None
     };
-    // The compiler reports what it cannot compile in CircleCI's own words; the validator then
-    // catches what compiles but is still wrong (a requires cycle, a bad resource class ...).
-    let errors: Vec<Diagnostic> =
-        crate::validate::validate(sources, file, &node, &crate::validate::Options::default())
-            .into_iter()
-            .filter(Diagnostic::is_error)
-            .collect();
     if !errors.is_empty() {
         return Err(errors);
     }
+    if options.compiled_only {
+        // `process` prints `processed.config`; a second copy would double the memory that a
+        // config of tens of thousands of jobs takes (issue 9).
+        let empty = Node::null(node.span);
+        return Ok((path, repo, processed, empty, Config::default(), warnings));
+    }
     let compiled = processed.as_ref().map_or(&node, |p| &p.config).clone();
-    let config = if options.compiled_only {
-        crate::config::Config::default()
-    } else {
-        crate::config::parse(&compiled)?
-    };
+    let config = crate::config::parse(&compiled)?;
     Ok((path, repo, processed, compiled, config, warnings))
 }
 

@@ -1,8 +1,34 @@
 //! "Did you mean ...?" suggestions for misspelled keys, step names and references.
 //!
 //! Pure string work: an edit distance and a threshold. It knows nothing about configs.
+//!
+//! The comparisons of one validation are budgeted ([`SUGGESTION_BUDGET`]): tens of thousands
+//! of misspelled names, each compared with tens of thousands of jobs, took minutes (issue 9).
 
-/// The candidate closest to `word`, when it is close enough to be a likely typo.
+use std::cell::Cell;
+
+/// How many candidates the suggestions of one validation may compare in all. A real config's
+/// few typos against a few hundred names spend a small part of it; past it, errors come
+/// without the hint.
+pub(crate) const SUGGESTION_BUDGET: usize = 2_000_000;
+
+thread_local! {
+    /// What is left of the budget of the validation running on this thread.
+    static LEFT: Cell<usize> = const { Cell::new(SUGGESTION_BUDGET) };
+}
+
+/// Starts a validation's budget.
+pub(crate) fn reset_budget() {
+    LEFT.with(|left| left.set(SUGGESTION_BUDGET));
+}
+
+/// Whether any budget is left: a caller checks this before listing many names to compare.
+pub(crate) fn suggesting() -> bool {
+    LEFT.with(Cell::get) > 0
+}
+
+/// The candidate closest to `word`, when it is close enough to be a likely typo; `None` also
+/// once the budget is spent, even in the middle of the candidates.
 pub(crate) fn did_you_mean<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,
@@ -13,6 +39,9 @@ pub(crate) fn did_you_mean<'c>(
     for candidate in candidates {
         if candidate == word {
             continue;
+        }
+        if !LEFT.with(|left| left.replace(left.get().saturating_sub(1)) > 0) {
+            return None;
         }
         let distance = edit_distance(&word_lower, &candidate.to_lowercase());
         if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
@@ -76,6 +105,22 @@ mod tests {
         assert_eq!(did_you_mean("rnu", steps), Some("run"));
         assert_eq!(did_you_mean("deploy-all", steps), None);
         assert_eq!(did_you_mean("checkout", steps), None);
+    }
+
+    #[test]
+    fn suggestions_stop_when_the_budget_is_spent() {
+        reset_budget();
+        let names: Vec<String> = (0..SUGGESTION_BUDGET / 3 * 2)
+            .map(|i| format!("job-{i}"))
+            .collect();
+        let names = || names.iter().map(String::as_str);
+        assert_eq!(did_you_mean("jbo-7", names()), Some("job-7"));
+        assert!(suggesting());
+        assert_eq!(did_you_mean("jbo-7", names()), None, "spent in the middle");
+        assert!(!suggesting());
+        assert_eq!(did_you_mean("chekout", ["checkout"]), None);
+        reset_budget();
+        assert_eq!(did_you_mean("chekout", ["checkout"]), Some("checkout"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::subst::{Scope, subst};
 
 pub(crate) struct Compiler<'a> {
     pub ctx: Ctx,
-    pub lib: Library,
+    pub lib: Library<'a>,
     pub pipeline: &'a PipelineValues,
     pub pipeline_params: Vec<(String, Node)>,
     /// Commands being expanded, innermost last: (namespace, name in it).
@@ -27,7 +27,12 @@ pub(crate) struct Compiler<'a> {
     /// [`Unavailable`] instead of failing the compile.
     pub lazy: bool,
     pub unavailable: Vec<Unavailable>,
+    /// The "defined jobs: ..." hints made so far.
+    pub defined: Vec<(NsId, ElementKind, String)>,
 }
+
+/// How many names a "defined ...:" hint lists.
+const LISTED: usize = 50;
 
 /// A job or workflow the compile set aside because it needs an orb that has no local source.
 #[derive(Clone, Debug)]
@@ -45,7 +50,7 @@ pub enum UnavailableKind {
     Workflow,
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
     /// Runs `compile` for the job or workflow `name` (invoked at `at`). When it fails only
     /// because it needs orbs that could not be resolved (no error recorded, a missing orb
     /// used), it is recorded as unavailable; in lazy mode that is not a failure of the run.
@@ -131,12 +136,41 @@ impl Compiler<'_> {
         kind: ElementKind,
         name: &str,
         at: Span,
-    ) -> Res<(NsId, super::library::Element)> {
+    ) -> Res<(NsId, super::library::Element<'a>)> {
         match self.lib.find(ns, kind, name, at) {
             Lookup::Found(found) => Ok(found),
             Lookup::MissingOrb(_) => Err(super::context::Reported),
             Lookup::NotFound | Lookup::NoSuchOrb => Err(self.not_found(ns, kind, name, at)),
         }
+    }
+
+    /// The hint that lists what is defined: made once per namespace and kind, and at most
+    /// [`LISTED`] names long (a config of tens of thousands of jobs that names each one wrong
+    /// made a list of all of them for every error: gigabytes, issue 9).
+    fn defined(&mut self, ns: NsId, kind: ElementKind) -> String {
+        if let Some((_, _, hint)) = self.defined.iter().find(|(n, k, _)| *n == ns && *k == kind) {
+            return hint.clone();
+        }
+        let noun = kind.noun();
+        let mut known: Vec<&String> = match kind {
+            ElementKind::Command => self.lib.ns(ns).commands.keys().collect(),
+            ElementKind::Job => self.lib.ns(ns).jobs.keys().collect(),
+            ElementKind::Executor => self.lib.ns(ns).executors.keys().collect(),
+        };
+        known.sort();
+        let hint = match known.len() {
+            0 => format!("no {noun}s are defined here"),
+            n if n <= LISTED => {
+                let list: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+                format!("defined {noun}s: {}", list.join(", "))
+            }
+            n => {
+                let list: Vec<&str> = known[..LISTED].iter().map(|s| s.as_str()).collect();
+                format!("defined {noun}s: {} ... ({n} in all)", list.join(", "))
+            }
+        };
+        self.defined.push((ns, kind, hint.clone()));
+        hint
     }
 
     pub fn not_found(
@@ -149,20 +183,7 @@ impl Compiler<'_> {
         let noun = kind.noun();
         let hint = match self.lib.unknown_alias(ns, name) {
             Some(alias) => format!("`{alias}` is not an orb imported under `orbs:`"),
-            None => {
-                let mut known: Vec<&String> = match kind {
-                    ElementKind::Command => self.lib.ns(ns).commands.keys().collect(),
-                    ElementKind::Job => self.lib.ns(ns).jobs.keys().collect(),
-                    ElementKind::Executor => self.lib.ns(ns).executors.keys().collect(),
-                };
-                known.sort();
-                if known.is_empty() {
-                    format!("no {noun}s are defined here")
-                } else {
-                    let list: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
-                    format!("defined {noun}s: {}", list.join(", "))
-                }
-            }
+            None => self.defined(ns, kind),
         };
         self.ctx.error(
             Diagnostic::error(

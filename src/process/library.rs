@@ -17,12 +17,31 @@ use super::context::Ctx;
 pub(crate) use super::language::{ElementKind, Import, Lookup, NsId, ROOT};
 use super::language::{Index, Namespace};
 
-/// A definition as written (unsubstituted), and where its name was written. Shared, because
-/// every call of a command looks it up again.
+/// A definition as written (unsubstituted), and where its name was written. Cheap to copy,
+/// because every call of a command looks it up again.
 #[derive(Clone, Debug)]
-pub(crate) struct Element {
+pub(crate) struct Element<'c> {
     pub key_span: Span,
-    pub def: Rc<Node>,
+    pub def: Def<'c>,
+}
+
+/// The YAML of a definition: borrowed from the config (a config of tens of thousands of jobs is
+/// not copied, issue 9), or shared out of an orb file's own tree.
+#[derive(Clone, Debug)]
+pub(crate) enum Def<'c> {
+    Config(&'c Node),
+    Orb(Rc<Node>),
+}
+
+impl std::ops::Deref for Def<'_> {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        match self {
+            Def::Config(node) => node,
+            Def::Orb(node) => node,
+        }
+    }
 }
 
 /// A registry orb that no local source provides.
@@ -46,16 +65,16 @@ pub struct OrbResolution {
 }
 
 #[derive(Default, Debug)]
-pub(crate) struct Library {
+pub(crate) struct Library<'c> {
     /// The config's namespace and one per orb (the language's one index).
-    pub index: Index<Element>,
+    pub index: Index<Element<'c>>,
     /// The registry orbs without a source, in the order of [`Import::Missing`].
     pub missing: Vec<MissingOrb>,
     pub resolved: Vec<OrbResolution>,
 }
 
-impl Library {
-    pub fn ns(&self, id: NsId) -> &Namespace<Element> {
+impl<'c> Library<'c> {
+    pub fn ns(&self, id: NsId) -> &Namespace<Element<'c>> {
         self.index.ns(id)
     }
 
@@ -71,7 +90,7 @@ impl Library {
         kind: ElementKind,
         name: &str,
         at: Span,
-    ) -> Lookup<(NsId, Element)> {
+    ) -> Lookup<(NsId, Element<'c>)> {
         let found = self
             .index
             .lookup(from, kind, name)

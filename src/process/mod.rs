@@ -261,7 +261,7 @@ fn compile(
         registry: options.registry.as_deref(),
     };
     let mut loader = Loader::new(sources, ctx, orb_sources);
-    loader.namespace(None, config, imports.as_ref());
+    loader.namespace(None, orbs::Body::Config(config), imports.as_ref());
     let lib = std::mem::take(&mut loader.lib);
     let fetch_warnings = std::mem::take(&mut loader.fetch_warnings);
     let mut compiler = Compiler {
@@ -273,6 +273,7 @@ fn compile(
         budget: Default::default(),
         lazy: options.lazy_orbs,
         unavailable: Vec::new(),
+        defined: Vec::new(),
     };
     let (mut jobs, workflows) = compile_workflows(&mut compiler, config);
     if options.all_jobs {

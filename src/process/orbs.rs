@@ -16,12 +16,12 @@ use indexmap::IndexMap;
 
 use crate::diagnostic::Diagnostic;
 use crate::source::{Sources, Span};
-use crate::yaml::Node;
+use crate::yaml::{Map, Node};
 
 use super::context::Ctx;
 use super::language::Namespace;
 use super::library::{
-    Element, ElementKind, Import, Library, MissingOrb, NsId, OrbResolution, file_name,
+    Def, Element, ElementKind, Import, Library, MissingOrb, NsId, OrbResolution, file_name,
 };
 use super::registry::Registry;
 
@@ -39,18 +39,27 @@ pub(crate) struct OrbSources<'a> {
     pub registry: Option<&'a Registry>,
 }
 
-pub(crate) struct Loader<'a> {
+/// Where a namespace's definitions are read from.
+#[derive(Clone, Copy)]
+pub(crate) enum Body<'c, 'o> {
+    /// The config: its definitions are borrowed.
+    Config(&'c Node),
+    /// An orb (inline or from a file): its definitions are copied, once.
+    Orb(&'o Node),
+}
+
+pub(crate) struct Loader<'a, 'c> {
     pub sources: &'a mut Sources,
     pub ctx: &'a mut Ctx,
     pub orb_sources: OrbSources<'a>,
-    pub lib: Library,
+    pub lib: Library<'c>,
     /// The warnings of registry fetches that failed with a reason (also in `ctx`).
     pub fetch_warnings: Vec<Diagnostic>,
     by_path: HashMap<PathBuf, NsId>,
     loading: Vec<PathBuf>,
 }
 
-impl<'a> Loader<'a> {
+impl<'a, 'c> Loader<'a, 'c> {
     pub fn new(sources: &'a mut Sources, ctx: &'a mut Ctx, orb_sources: OrbSources<'a>) -> Self {
         Loader {
             sources,
@@ -65,7 +74,12 @@ impl<'a> Loader<'a> {
 
     /// Adds a namespace for `body` (the config, or an orb) and everything it imports.
     /// `imports` is the already-substituted `orbs:` map.
-    pub fn namespace(&mut self, orb: Option<String>, body: &Node, imports: Option<&Node>) -> NsId {
+    pub fn namespace(
+        &mut self,
+        orb: Option<String>,
+        body: Body<'c, '_>,
+        imports: Option<&Node>,
+    ) -> NsId {
         let mut ns = Namespace::new(orb);
         for kind in [
             ElementKind::Command,
@@ -93,26 +107,44 @@ impl<'a> Loader<'a> {
         id
     }
 
-    fn elements(&mut self, body: &Node, key: &str) -> IndexMap<String, Element> {
+    fn elements(&mut self, body: Body<'c, '_>, key: &str) -> IndexMap<String, Element<'c>> {
         let mut out = IndexMap::new();
-        let Some(node) = body.get(key).filter(|n| !n.is_null()) else {
-            return out;
+        let section = match body {
+            Body::Config(node) => self.section(node, key).map(|m| {
+                m.entries
+                    .iter()
+                    .map(|e| (e, Def::Config(&e.value)))
+                    .collect::<Vec<_>>()
+            }),
+            Body::Orb(node) => self.section(node, key).map(|m| {
+                m.entries
+                    .iter()
+                    .map(|e| (e, Def::Orb(std::rc::Rc::new(e.value.clone()))))
+                    .collect()
+            }),
         };
-        let Some(map) = node.as_map() else {
+        for (e, def) in section.unwrap_or_default() {
+            out.insert(
+                e.key.clone(),
+                Element {
+                    key_span: e.key_span,
+                    def,
+                },
+            );
+        }
+        out
+    }
+
+    /// The map of definitions under `key` (`jobs`, ...); an error when it is not a map.
+    fn section<'n>(&mut self, body: &'n Node, key: &str) -> Option<&'n Map> {
+        let node = body.get(key).filter(|n| !n.is_null())?;
+        if node.as_map().is_none() {
             self.ctx.error(Diagnostic::error(
                 node.span,
                 format!("`{key}` must be a map of name: definition"),
             ));
-            return out;
-        };
-        for e in &map.entries {
-            let element = Element {
-                key_span: e.key_span,
-                def: std::rc::Rc::new(e.value.clone()),
-            };
-            out.insert(e.key.clone(), element);
         }
-        out
+        node.as_map()
     }
 
     fn import(&mut self, alias: &str, span: Span, value: &Node) -> Option<Import> {
@@ -120,7 +152,7 @@ impl<'a> Loader<'a> {
             let nested = value.get("orbs");
             return Some(Import::Orb(self.namespace(
                 Some(alias.to_string()),
-                value,
+                Body::Orb(value),
                 nested,
             )));
         }
@@ -210,7 +242,7 @@ impl<'a> Loader<'a> {
             return None;
         }
         self.loading.push(key.clone());
-        let id = self.namespace(Some(resolved), &body, body.get("orbs"));
+        let id = self.namespace(Some(resolved), Body::Orb(&body), body.get("orbs"));
         self.loading.pop();
         self.by_path.insert(key, id);
         Some(Import::Orb(id))

@@ -162,7 +162,7 @@ impl Compiler<'_> {
         name: &str,
         at: Span,
         args: Option<&Node>,
-        element: Element,
+        element: Element<'_>,
         cns: NsId,
         caller: NsId,
         out: &mut Vec<Node>,

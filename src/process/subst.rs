@@ -59,13 +59,14 @@ fn walk(ctx: &mut Ctx, node: &Node, scope: &Scope, env: bool) -> Res<Node> {
             } else {
                 Ok(Node {
                     kind: Kind::Seq(out),
-                    ..node.clone()
+                    ..shell(node)
                 })
             }
         }
         Kind::Map(map) => {
             let mut failed = false;
-            let mut out = Map::default();
+            // Of the exact size: a substituted copy is made of every map a compile reads.
+            let mut out = Map::from_entries(Vec::with_capacity(map.entries.len()));
             for e in &map.entries {
                 let key = if template::has_template(&e.key) {
                     let key_node = Node::string(e.key_span, e.key.clone());
@@ -98,7 +99,7 @@ fn walk(ctx: &mut Ctx, node: &Node, scope: &Scope, env: bool) -> Res<Node> {
             } else {
                 Ok(Node {
                     kind: Kind::Map(out),
-                    ..node.clone()
+                    ..shell(node)
                 })
             }
         }
@@ -137,8 +138,18 @@ fn env_map(ctx: &mut Ctx, value: &Node, scope: &Scope) -> Res<Node> {
     } else {
         Ok(Node {
             kind: Kind::Map(out),
-            ..value.clone()
+            ..shell(value)
         })
+    }
+}
+
+/// `node` without its children, to take new ones: cloning it whole only to drop its kind
+/// copied every subtree once per level it is nested in (issue 9).
+fn shell(node: &Node) -> Node {
+    Node {
+        span: node.span,
+        kind: Kind::Null,
+        raw: node.raw.clone(),
     }
 }
 

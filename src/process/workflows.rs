@@ -111,7 +111,7 @@ impl Compiler<'_> {
         self.ctx.push(key_span, format!("in workflow `{name}`"));
         let result = self.workflow_jobs(name, items, table);
         self.ctx.pop();
-        let jobs = result?;
+        let mut jobs = Some(result?);
         let mut out = Map::default();
         for e in &map.entries {
             match e.key.as_str() {
@@ -119,7 +119,7 @@ impl Compiler<'_> {
                 "jobs" => out.entries.push(entry(
                     "jobs",
                     e.key_span,
-                    Node::new(e.value.span, Kind::Seq(jobs.clone())),
+                    Node::new(e.value.span, Kind::Seq(jobs.take().unwrap_or_default())),
                 )),
                 _ => {
                     let value = self.subst_wf(&e.value, None)?;
@@ -394,6 +394,7 @@ impl Compiler<'_> {
     ) -> Res<HashMap<usize, Node>> {
         let mut out = HashMap::new();
         let mut failed = false;
+        let index = Targets::of(instances);
         loop {
             let mut newly_dropped = false;
             out.clear();
@@ -404,7 +405,7 @@ impl Compiler<'_> {
                 let Some(req) = instances[i].body.get("requires").cloned() else {
                     continue;
                 };
-                match self.rewrite_requires(wf, i, &req, instances, global) {
+                match self.rewrite_requires(wf, i, &req, instances, global, &index) {
                     Ok((node, had, kept)) => {
                         if had > 0 && kept == 0 {
                             instances[i].dropped = true;
@@ -433,6 +434,7 @@ impl Compiler<'_> {
         req: &Node,
         instances: &[Instance],
         global: &HashMap<usize, String>,
+        index: &Targets,
     ) -> Res<(Node, usize, usize)> {
         let items: Vec<Node> = match &req.kind {
             Kind::Seq(items) => items.clone(),
@@ -458,8 +460,8 @@ impl Compiler<'_> {
                 }
             };
             had += 1;
-            let targets = self.targets(wf, me, &name, item.span, instances)?;
-            for t in targets.into_iter().filter(|t| !instances[*t].dropped) {
+            let targets = self.targets(wf, me, &name, item.span, instances, index)?;
+            for &t in targets.iter().filter(|t| !instances[**t].dropped) {
                 kept += 1;
                 let target = global[&t].clone();
                 out.push(match status {
@@ -478,29 +480,22 @@ impl Compiler<'_> {
         Ok((Node::new(req.span, Kind::Seq(out)), had, kept))
     }
 
-    fn targets(
+    /// The instances a `requires` name stands for: the entry of that name, else the matrix (or
+    /// the unnamed repeats of a job) it names.
+    fn targets<'t>(
         &mut self,
         wf: &str,
         me: usize,
         name: &str,
         at: Span,
         instances: &[Instance],
-    ) -> Res<Vec<usize>> {
-        let exact: Vec<usize> = (0..instances.len())
-            .filter(|&i| instances[i].name == name)
-            .collect();
+        index: &'t Targets,
+    ) -> Res<&'t [usize]> {
+        let exact = Targets::find(&index.exact, instances, name, |i| Some(i.name.as_str()));
         if !exact.is_empty() {
             return Ok(exact);
         }
-        let group: Vec<usize> = (0..instances.len())
-            .filter(|&i| {
-                let inst = &instances[i];
-                match &inst.alias {
-                    Some(alias) => alias == name,
-                    None => inst.explicit.is_none() && inst.job == name,
-                }
-            })
-            .collect();
+        let group = Targets::find(&index.group, instances, name, group_key);
         if group.is_empty() {
             return Err(self.ctx.error(
                 Diagnostic::error(
@@ -514,6 +509,48 @@ impl Compiler<'_> {
             ));
         }
         Ok(group)
+    }
+}
+
+/// The instances of one workflow by the names `requires` may use, so that rewriting the
+/// `requires` of tens of thousands of entries is not quadratic (issue 9). Positions only,
+/// sorted by name (then position): names are read from the instances when looking up.
+struct Targets {
+    /// By final name.
+    exact: Vec<usize>,
+    /// Matrix instances by alias, and entries without a `name:` by job.
+    group: Vec<usize>,
+}
+
+impl Targets {
+    fn of(instances: &[Instance]) -> Targets {
+        let mut exact: Vec<usize> = (0..instances.len()).collect();
+        exact.sort_by(|&a, &b| instances[a].name.cmp(&instances[b].name));
+        let mut group: Vec<usize> = (0..instances.len())
+            .filter(|&i| group_key(&instances[i]).is_some())
+            .collect();
+        group.sort_by(|&a, &b| group_key(&instances[a]).cmp(&group_key(&instances[b])));
+        Targets { exact, group }
+    }
+
+    /// The positions whose key is `name`, in entry order (the sorts are stable).
+    fn find<'t>(
+        sorted: &'t [usize],
+        instances: &[Instance],
+        name: &str,
+        key: impl Fn(&Instance) -> Option<&str>,
+    ) -> &'t [usize] {
+        let from = sorted.partition_point(|&i| key(&instances[i]) < Some(name));
+        let to = sorted.partition_point(|&i| key(&instances[i]) <= Some(name));
+        &sorted[from..to]
+    }
+}
+
+/// The name a matrix instance (its alias) or an unnamed entry (its job) answers to as a group.
+fn group_key(inst: &Instance) -> Option<&str> {
+    match &inst.alias {
+        Some(alias) => Some(alias),
+        None => inst.explicit.is_none().then_some(inst.job.as_str()),
     }
 }
 
@@ -567,5 +604,6 @@ fn output_entry(inst: &Instance, name: &str, requires: Option<&Node>) -> Node {
     if kept.is_empty() {
         return Node::string(inst.at, name);
     }
+    kept.shrink_to_fit();
     map_node(inst.at, vec![entry(name, inst.at, map_node(inst.at, kept))])
 }

@@ -65,6 +65,9 @@ pub fn validate_compiled(
         ..compile.clone()
     };
     let (compiled, orbs) = crate::process::process_reporting_orbs(sources, file, node, &compile);
+    // Only the compiler's errors are needed: the compiled config goes before the checks below
+    // build their own copies (a config of tens of thousands of jobs, issue 9).
+    let compiled = compiled.err();
     let mut options = options.clone();
     options
         .local_orbs
@@ -83,7 +86,7 @@ pub fn validate_compiled(
     if out.iter().any(Diagnostic::is_error) || Version::of(node) != Version::V21 {
         return out;
     }
-    if let Err(found) = compiled {
+    if let Some(found) = compiled {
         out.extend(found.into_iter().filter(Diagnostic::is_error));
     }
     out
@@ -118,6 +121,7 @@ pub fn validate(
         v21: version != Version::V20,
         out: Vec::new(),
     };
+    suggest::reset_budget();
     semantics(&mut cx, version, options);
     out.append(&mut cx.out);
     if options.strict {

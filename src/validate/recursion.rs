@@ -1,6 +1,8 @@
 //! Commands that call themselves, directly or through other commands: CircleCI expands
 //! commands in place, so such a command never finishes expanding.
 
+use std::collections::HashMap;
+
 use super::ctx::Ctx;
 use super::cycles::{may_cycle, shortest_cycle};
 use super::model::{Def, ElementKind, Lookup};
@@ -15,12 +17,18 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
         .iter()
         .flat_map(|ns| ns.commands.values())
         .collect();
+    // Position by address: a search of the list for every call was quadratic (issue 9).
+    let positions: HashMap<*const Def<'_>, usize> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, &def)| (std::ptr::from_ref(def), i))
+        .collect();
     let edges: Vec<Vec<usize>> = commands
         .iter()
         .map(|def| {
             let mut calls = Vec::new();
             if let Some(steps) = def.body().get("steps") {
-                called(cx, def, steps, &commands, &mut calls);
+                called(cx, def, steps, &positions, &mut calls);
             }
             calls.sort_unstable();
             calls.dedup();
@@ -50,7 +58,13 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
 }
 
 /// The commands a list of steps invokes (through `when`/`unless` and `steps` too).
-fn called(cx: &Ctx<'_>, def: &Def<'_>, steps: &Node, commands: &[&Def<'_>], out: &mut Vec<usize>) {
+fn called(
+    cx: &Ctx<'_>,
+    def: &Def<'_>,
+    steps: &Node,
+    commands: &HashMap<*const Def<'_>, usize>,
+    out: &mut Vec<usize>,
+) {
     let items: &[Node] = match &steps.kind {
         Kind::Seq(items) => items,
         Kind::Map(_) => std::slice::from_ref(steps),
@@ -74,7 +88,7 @@ fn called(cx: &Ctx<'_>, def: &Def<'_>, steps: &Node, commands: &[&Def<'_>], out:
             ("steps", Some(v)) => called(cx, def, v, commands, out),
             _ => {
                 if let Lookup::Found(target) = cx.model.lookup(def.ns, ElementKind::Command, name) {
-                    out.extend(commands.iter().position(|c| std::ptr::eq(*c, target)));
+                    out.extend(commands.get(&std::ptr::from_ref(target)));
                 }
             }
         }

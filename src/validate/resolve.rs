@@ -3,7 +3,7 @@
 
 use super::ctx::{Ctx, Scope};
 use super::model::ElementKind;
-use super::suggest::did_you_mean;
+use super::suggest::{self, did_you_mean};
 use crate::diagnostic::Diagnostic;
 use crate::source::Span;
 
@@ -47,7 +47,11 @@ pub(crate) fn report(cx: &mut Ctx<'_>, missing: Missing<'_>, scope: Scope<'_>) {
 
 fn undefined(cx: &Ctx<'_>, missing: &Missing<'_>, scope: Scope<'_>) -> Diagnostic {
     let noun = missing.kind.noun();
-    let names = cx.model.visible_names(scope.ns, missing.kind);
+    let names = if suggest::suggesting() {
+        cx.model.visible_names(scope.ns, missing.kind)
+    } else {
+        Vec::new()
+    };
     let mut message = format!("{noun} `{}` is not defined", missing.name);
     if let Some(best) = did_you_mean(missing.name, names.iter().map(String::as_str)) {
         message.push_str(&format!("; did you mean `{best}`?"));

@@ -3,7 +3,7 @@
 //! becomes a node, the node a span (the key for "missing"/"unknown key" problems, the value
 //! otherwise), and the violation a sentence (see [`super::schema_text`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use jsonschema::error::ValidationErrorKind;
@@ -88,10 +88,12 @@ pub(crate) fn check_steps(steps: &Node, base: &str) -> Vec<Diagnostic> {
 fn violations(validator: &Validator, root: &Node, base: &str) -> Vec<Diagnostic> {
     let instance = root.to_json();
     let errors: Vec<ValidationError<'_>> = validator.iter_errors(&instance).collect();
-    let one_key: Vec<String> = errors
+    // Pointers of one-key maps with several keys; a set, as a config can have tens of
+    // thousands of them and every error is checked against each (issue 9).
+    let one_key: HashSet<&str> = errors
         .iter()
         .filter(|e| matches!(e.kind(), ValidationErrorKind::MaxProperties { limit: 1 }))
-        .map(|e| format!("{}/", e.instance_path().as_str()))
+        .map(|e| e.instance_path().as_str())
         .collect();
     let mut unknown: HashMap<&str, Vec<String>> = HashMap::new();
     for error in &errors {
@@ -106,7 +108,7 @@ fn violations(validator: &Validator, root: &Node, base: &str) -> Vec<Diagnostic>
     for error in &errors {
         let ptr = error.instance_path().as_str();
         // A one-key map with several keys: the keys' own errors only repeat the problem.
-        if one_key.iter().any(|p| ptr.starts_with(p.as_str())) {
+        if inside_any(ptr, &one_key) {
             continue;
         }
         let mut violation = locate(error, root, base);
@@ -114,6 +116,14 @@ fn violations(validator: &Validator, root: &Node, base: &str) -> Vec<Diagnostic>
         out.extend(schema_text::describe(&violation));
     }
     out
+}
+
+/// Whether `ptr` lies below one of `maps` (pointers): some `/` of it ends one of them.
+fn inside_any(ptr: &str, maps: &HashSet<&str>) -> bool {
+    !maps.is_empty()
+        && ptr
+            .match_indices('/')
+            .any(|(at, _)| maps.contains(&ptr[..at]))
 }
 
 /// Finds the node a violation is about (or its nearest existing ancestor) below `root`, which
@@ -174,6 +184,17 @@ pub(crate) fn resolve_ref(schema: &'static Value) -> &'static Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inside_any_matches_whole_tokens_below_a_map() {
+        let maps: HashSet<&str> = ["/jobs/a/steps/0", ""].into_iter().collect();
+        assert!(inside_any("/jobs/a/steps/0/run", &maps));
+        assert!(inside_any("/x", &maps), "everything is below the document");
+        let maps: HashSet<&str> = ["/jobs/a/steps/0"].into_iter().collect();
+        assert!(!inside_any("/jobs/a/steps/0", &maps), "the map itself");
+        assert!(!inside_any("/jobs/a/steps/01/run", &maps));
+        assert!(!inside_any("/jobs/b/steps/0/run", &maps));
+    }
 
     #[test]
     fn bundled_schema_compiles() {

@@ -9,7 +9,7 @@ use super::arguments::{self, Invocation};
 use super::ctx::{Ctx, Scope};
 use super::model::{ElementKind, Lookup};
 use super::resolve::{self, Missing};
-use super::suggest::did_you_mean;
+use super::suggest::{self, did_you_mean};
 use super::template;
 use crate::config::step::{self as catalogue, STEPS_NEEDING_KEYS};
 use crate::diagnostic::Diagnostic;
@@ -155,7 +155,9 @@ fn unknown(cx: &mut Ctx<'_>, name: &str, span: Span, ptr: &str, scope: Scope<'_>
             .iter()
             .map(|s| (*s).to_string())
             .collect();
-        names.extend(cx.model.visible_names(scope.ns, ElementKind::Command));
+        if suggest::suggesting() {
+            names.extend(cx.model.visible_names(scope.ns, ElementKind::Command));
+        }
         let mut message = format!("unknown step `{name}`");
         if let Some(best) = did_you_mean(name, names.iter().map(String::as_str)) {
             message.push_str(&format!("; did you mean `{best}`?"));

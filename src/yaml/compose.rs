@@ -5,12 +5,12 @@
 //! generated file is an error, not an out-of-memory (issue 9: a 1 MB anchored scalar behind four
 //! levels of `[*x, *x, ...]` aborted the process; a node count alone does not see the bytes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, StrInput};
 
 use super::node::{Entry, Kind, Map, Node};
-use super::scalar::resolve_plain;
+use super::scalar;
 use crate::diagnostic::Diagnostic;
 use crate::source::{Cursor, FileId, Source, Span};
 
@@ -193,6 +193,8 @@ impl<'a> Composer<'a> {
                     items.push(item);
                 }
                 let span = Span { end, ..span };
+                // A list grows by doubling, from four items: most lists are shorter.
+                items.shrink_to_fit();
                 (Node::new(span, Kind::Seq(items)), size, anchor)
             }
             Event::MappingStart(anchor, _) => {
@@ -240,14 +242,12 @@ impl<'a> Composer<'a> {
             let merge = matches!(&ev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<");
             let (key, n) = self.node(ev, s, depth + 1)?;
             size += n;
-            let key_text = match key.scalar_text() {
-                Some(text) => text,
-                None => {
-                    return Err(Diagnostic::error(
-                        key.span,
-                        "a mapping key must be a plain value, not a list or map",
-                    ));
-                }
+            let key_span = key.span;
+            let Some(key_text) = key.into_scalar_text() else {
+                return Err(Diagnostic::error(
+                    key_span,
+                    "a mapping key must be a plain value, not a list or map",
+                ));
             };
             let (ev, s) = self.next()?;
             let (value, n) = self.node(ev, s, depth + 1)?;
@@ -255,7 +255,7 @@ impl<'a> Composer<'a> {
             end = end.max(value.span.end);
             pairs.push(Pair {
                 key: key_text,
-                key_span: key.span,
+                key_span,
                 merge,
                 value,
             });
@@ -264,34 +264,53 @@ impl<'a> Composer<'a> {
     }
 }
 
+/// A scalar's node. The text is copied, not moved: the parser's own strings have spare
+/// capacity, which a config of millions of scalars would keep (issue 9).
 fn scalar_node(span: Span, text: &str, style: ScalarStyle, tag: Option<&str>) -> Node {
     if style != ScalarStyle::Plain || tag == Some("str") {
         return Node::string(span, text);
     }
-    let kind = resolve_plain(text);
-    let raw = (!matches!(kind, Kind::Str(_))).then(|| text.into());
-    Node { span, kind, raw }
+    match scalar::typed(text) {
+        Some(kind) => Node {
+            span,
+            kind,
+            raw: Some(text.into()),
+        },
+        None => Node::string(span, text),
+    }
 }
 
 /// Applies `<<` merge keys: explicit keys win over merged ones; among merge sources the first
 /// one that defines a key wins. Explicit duplicate keys are an error.
 fn resolve_merges(pairs: Vec<Pair>) -> Result<Map, Diagnostic> {
-    let mut explicit: HashMap<&str, Span> = HashMap::new();
-    for p in pairs.iter().filter(|p| !p.merge) {
-        if let Some(first) = explicit.insert(&p.key, p.key_span) {
-            return Err(Diagnostic::error(
-                p.key_span,
-                format!("duplicate key `{}` in this mapping", p.key),
-            )
-            .with_label(first, "first defined here")
-            .with_hint(
-                "remove one of the two entries; YAML does not allow a key twice in one mapping",
-            ));
-        }
+    if let Some((first, again)) = duplicate(&pairs) {
+        return Err(Diagnostic::error(
+            again.key_span,
+            format!("duplicate key `{}` in this mapping", again.key),
+        )
+        .with_label(first, "first defined here")
+        .with_hint(
+            "remove one of the two entries; YAML does not allow a key twice in one mapping",
+        ));
     }
-    let explicit: std::collections::HashSet<String> =
-        explicit.keys().map(|k| (*k).to_string()).collect();
-    let mut seen = std::collections::HashSet::new();
+    if !pairs.iter().any(|p| p.merge) {
+        // Nearly every mapping: no hashing, no copies of its keys. A new vector of the exact
+        // length, as `collect` would keep the pairs' larger buffer.
+        let mut entries = Vec::with_capacity(pairs.len());
+        entries.extend(pairs.into_iter().map(|p| Entry {
+            key: p.key,
+            key_span: p.key_span,
+            value: p.value,
+        }));
+        return Ok(Map::from_entries(entries));
+    }
+    let explicit: HashSet<&str> = pairs
+        .iter()
+        .filter(|p| !p.merge)
+        .map(|p| p.key.as_str())
+        .collect();
+    let explicit: HashSet<String> = explicit.into_iter().map(str::to_string).collect();
+    let mut seen = HashSet::new();
     let mut entries = Vec::with_capacity(pairs.len());
     for pair in pairs {
         if !pair.merge {
@@ -311,6 +330,23 @@ fn resolve_merges(pairs: Vec<Pair>) -> Result<Map, Diagnostic> {
         }
     }
     Ok(Map::from_entries(entries))
+}
+
+/// The first explicit key written twice: where it was first written, and the pair that repeats it.
+fn duplicate(pairs: &[Pair]) -> Option<(Span, &Pair)> {
+    /// Up to this many keys, comparing each with those before it is faster than hashing.
+    const LINEAR: usize = 16;
+    let explicit = || pairs.iter().filter(|p| !p.merge);
+    if pairs.len() <= LINEAR {
+        return explicit().enumerate().find_map(|(i, p)| {
+            explicit()
+                .take(i)
+                .find(|q| q.key == p.key)
+                .map(|q| (q.key_span, p))
+        });
+    }
+    let mut first: HashMap<&str, Span> = HashMap::with_capacity(pairs.len());
+    explicit().find_map(|p| first.insert(&p.key, p.key_span).map(|span| (span, p)))
 }
 
 fn merge_sources(value: &Node) -> Result<Vec<&Map>, Diagnostic> {

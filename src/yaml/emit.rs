@@ -3,8 +3,13 @@
 //! Strings that a YAML 1.1 reader would take for another type (`yes`, `1.10`, `~`) or that hold
 //! syntax characters are quoted; multi-line strings become literal blocks when that is lossless.
 
+//! Everything is written into one output string; nothing is allocated per scalar (a compiled
+//! config of tens of thousands of jobs has millions of them, issue 9).
+
+use std::fmt::Write;
+
 use super::node::{Kind, Node};
-use super::scalar::resolve_plain;
+use super::scalar;
 
 /// The YAML text of `node`, ending with a newline.
 pub fn emit(node: &Node) -> String {
@@ -13,7 +18,7 @@ pub fn emit(node: &Node) -> String {
         Kind::Map(m) if !m.is_empty() => write_map(&mut out, node, 0),
         Kind::Seq(s) if !s.is_empty() => write_seq(&mut out, node, 0),
         _ => {
-            out.push_str(&scalar(node, 0));
+            write_scalar(&mut out, node, 0);
             out.push('\n');
         }
     }
@@ -30,7 +35,7 @@ fn write_map(out: &mut String, node: &Node, level: usize) {
         if i > 0 {
             indent(out, level);
         }
-        out.push_str(&plain_or_quoted(&e.key));
+        plain_or_quoted(out, &e.key);
         out.push(':');
         write_value(out, &e.value, level + 2, false);
     }
@@ -71,58 +76,57 @@ fn write_value(out: &mut String, value: &Node, level: usize, in_seq: bool) {
         }
         _ => {
             out.push(' ');
-            out.push_str(&scalar(value, level));
+            write_scalar(out, value, level);
             out.push('\n');
         }
     }
 }
 
-fn scalar(node: &Node, level: usize) -> String {
+fn write_scalar(out: &mut String, node: &Node, level: usize) {
     match &node.kind {
-        Kind::Null => "null".to_string(),
-        Kind::Bool(b) => b.to_string(),
-        Kind::Int(i) => i.to_string(),
-        Kind::Float(f) => float(*f),
-        Kind::Str(s) => string(s, level),
-        Kind::Seq(_) => "[]".to_string(),
-        Kind::Map(_) => "{}".to_string(),
+        Kind::Null => out.push_str("null"),
+        Kind::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Kind::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Kind::Float(f) => float(out, *f),
+        Kind::Str(s) => string(out, s, level),
+        Kind::Seq(_) => out.push_str("[]"),
+        Kind::Map(_) => out.push_str("{}"),
     }
 }
 
-fn float(f: f64) -> String {
+fn float(out: &mut String, f: f64) {
     if f.is_nan() {
-        ".nan".into()
+        out.push_str(".nan");
     } else if f.is_infinite() {
-        if f > 0.0 {
-            ".inf".into()
-        } else {
-            "-.inf".into()
-        }
+        out.push_str(if f > 0.0 { ".inf" } else { "-.inf" });
     } else {
-        let s = f.to_string();
-        if s.contains(['.', 'e', 'E']) {
-            s
-        } else {
-            format!("{s}.0")
+        let start = out.len();
+        let _ = write!(out, "{f}");
+        if !out[start..].contains(['.', 'e', 'E']) {
+            out.push_str(".0");
         }
     }
 }
 
-fn string(s: &str, level: usize) -> String {
+fn string(out: &mut String, s: &str, level: usize) {
     if s.contains('\n') && block_safe(s) {
-        let chomp = if s.ends_with('\n') { "" } else { "-" };
-        let mut out = format!("|{chomp}");
+        out.push('|');
+        if !s.ends_with('\n') {
+            out.push('-');
+        }
         let body = s.strip_suffix('\n').unwrap_or(s);
         for line in body.split('\n') {
             out.push('\n');
             if !line.is_empty() {
-                out.extend(std::iter::repeat_n(' ', level));
+                indent(out, level);
                 out.push_str(line);
             }
         }
-        return out;
+        return;
     }
-    plain_or_quoted(s)
+    plain_or_quoted(out, s);
 }
 
 /// A literal block keeps the text exactly when it has no leading blank lines or indentation on
@@ -137,16 +141,16 @@ fn block_safe(s: &str) -> bool {
         && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
-fn plain_or_quoted(s: &str) -> String {
+fn plain_or_quoted(out: &mut String, s: &str) {
     if is_plain_safe(s) {
-        s.to_string()
+        out.push_str(s);
     } else {
-        quote(s)
+        quote(out, s);
     }
 }
 
 fn is_plain_safe(s: &str) -> bool {
-    if s.is_empty() || !matches!(resolve_plain(s), Kind::Str(_)) {
+    if s.is_empty() || scalar::typed(s).is_some() {
         return false;
     }
     let first = s.chars().next().unwrap_or(' ');
@@ -164,8 +168,8 @@ fn is_plain_safe(s: &str) -> bool {
         && !s.contains(['{', '}', '[', ']', ','])
 }
 
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+fn quote(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {
@@ -174,10 +178,11 @@ fn quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
     out.push('"');
-    out
 }

@@ -281,6 +281,15 @@ impl Node {
         })
     }
 
+    /// [`Node::scalar_text`] of a node that is no longer needed: its string is moved, not copied.
+    pub(crate) fn into_scalar_text(self) -> Option<String> {
+        match (self.raw, self.kind) {
+            (Some(raw), _) => Some(raw.into_string()),
+            (None, Kind::Str(s)) => Some(s),
+            (None, kind) => Node::new(self.span, kind).scalar_text(),
+        }
+    }
+
     /// Follows a JSON pointer (`/jobs/build/steps/0`). Returns the node and, when the last
     /// token is a mapping key, that key's entry (for its span).
     pub fn pointer(&self, pointer: &str) -> Option<(&Node, Option<&Entry>)> {

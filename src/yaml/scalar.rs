@@ -14,19 +14,26 @@ const FALSE: [&str; 9] = [
 
 /// The typed value of a plain (unquoted) scalar.
 pub fn resolve_plain(text: &str) -> Kind {
+    typed(text).unwrap_or_else(|| Kind::Str(text.to_string()))
+}
+
+/// The value of a plain scalar that is not a string (null, a boolean, a number); `None` for a
+/// string. Allocates nothing, so the emitter can ask it of every scalar it prints.
+pub(crate) fn typed(text: &str) -> Option<Kind> {
     match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
-        t if TRUE.contains(&t) => return Kind::Bool(true),
-        t if FALSE.contains(&t) => return Kind::Bool(false),
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Kind::Null),
+        t if TRUE.contains(&t) => return Some(Kind::Bool(true)),
+        t if FALSE.contains(&t) => return Some(Kind::Bool(false)),
         _ => {}
     }
+    // Every other typed scalar starts with a digit, a sign or a dot (numbers, `.inf`, `.nan`).
+    if !text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) {
+        return None;
+    }
     if let Some(i) = parse_int(text) {
-        return Kind::Int(i);
+        return Some(Kind::Int(i));
     }
-    if let Some(f) = parse_float(text) {
-        return Kind::Float(f);
-    }
-    Kind::Str(text.to_string())
+    parse_float(text).map(Kind::Float)
 }
 
 fn parse_int(text: &str) -> Option<i64> {

@@ -201,6 +201,52 @@ fn a_million_problems_print_a_bounded_report() {
     assert!(run.stderr.ends_with("20000 errors, 0 warnings\n"));
 }
 
+// See: issue 9, finding 3. Each unknown job's hint listed every defined job, and each unknown
+// name was compared with all of them: 27,600 misspelled entries took 6.7 GB and 30 s.
+#[test]
+fn thousands_of_misspelled_jobs_stay_bounded() {
+    let count = 8_000;
+    let mut text = String::from("version: 2.1\njobs:\n");
+    for i in 0..count {
+        text.push_str(&format!(
+            "  j{i:05}:\n    docker: [{{image: x}}]\n    steps: [checkout]\n"
+        ));
+    }
+    text.push_str("workflows:\n  w:\n    jobs:\n");
+    for i in 0..count {
+        text.push_str(&format!("      - k{i:05}\n"));
+    }
+    let dir = hostile("config.yml", &text);
+    for command in ["validate", "process"] {
+        let run = measure(dir.path(), command, "config.yml");
+        assert_eq!(run.code, 2, "{command}: {}", run.stderr);
+        assert!(
+            run.max_rss_kb < MAX_RSS_KB,
+            "{command}: peak memory {} MB",
+            run.max_rss_kb / 1024
+        );
+        assert!(
+            run.elapsed < time_limit(),
+            "{command}: took {:?}",
+            run.elapsed
+        );
+        assert!(
+            run.stderr
+                .ends_with(&format!("{count} errors, 0 warnings\n")),
+            "{command}: {}",
+            &run.stderr[run.stderr.len().saturating_sub(2000)..]
+        );
+    }
+    // The first ones still get their hint.
+    let run = measure(dir.path(), "validate", "config.yml");
+    assert!(
+        run.stderr
+            .contains("job `k00000` is not defined; did you mean `j00000`?"),
+        "{}",
+        &run.stderr[..run.stderr.len().min(2000)]
+    );
+}
+
 /// A private Docker daemon for one test, in its own network namespace (a `dockerd` in the
 /// host's namespace would fight the main one over `docker0`), with its own socket, data root,
 /// exec root, pidfile and cgroup parent. Dropping it removes its containers and stops it.
