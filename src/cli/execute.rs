@@ -159,7 +159,11 @@ pub fn run(ctx: &Context, args: &Args) -> Outcome {
             return Outcome::Environment;
         }
     };
-    match runtime.block_on(execute(ctx, args)) {
+    let outcome = runtime.block_on(execute(ctx, args));
+    // Everything of the run has been awaited; what is left (idle connections, a finished
+    // watcher's thread) need not hold up the exit.
+    runtime.shutdown_background();
+    match outcome {
         // 130 after SIGINT, 143 after SIGTERM.
         Outcome::Interrupted => engine::interrupted(),
         outcome => outcome,

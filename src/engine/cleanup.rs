@@ -29,11 +29,17 @@ pub async fn cleanup(
     events: &Events,
     finished: bool,
 ) {
-    // The run's containers are listed while the known ones go.
-    let (mut failed, listed) = tokio::join!(
-        containers::remove(backend, created, finished),
-        list(backend, events)
-    );
+    // The run's containers are listed while the known ones go, unless every container is
+    // known: after a finished job whose create requests were all answered, nothing else
+    // can carry its labels.
+    let complete = finished && created.unconfirmed.is_empty();
+    let (mut failed, listed) =
+        tokio::join!(containers::remove(backend, created, finished), async {
+            if complete {
+                return Some(Vec::new());
+            }
+            list(backend, events).await
+        });
     failed.extend(remove_labelled(backend, run, created, events, listed).await);
     if !created.unconfirmed.is_empty() {
         // The daemon may still be making a container whose create request failed on our side.
