@@ -335,6 +335,8 @@ impl Backend for FakeBackend {
             .stop_on
             .as_deref()
             .is_some_and(|h| Some(h) == call.helper());
+        // Only localci's own command reports the end of a setup.
+        let setup = call.helper() == Some("localci-setup");
         let reply = self.reply(&call);
         let (shared, id) = (self.state.clone(), id.to_string());
         let (input, mut closed) = tokio::io::duplex(64);
@@ -384,10 +386,12 @@ impl Backend for FakeBackend {
                 .into_iter()
                 .map(|(s, text)| Ok((s, Bytes::from(text))))
                 .collect();
-            output.push(Ok((
-                Stream::Stdout,
-                Bytes::from(format!("localci-setup-exit={}\n", reply.exit_code)),
-            )));
+            if setup {
+                output.push(Ok((
+                    Stream::Stdout,
+                    Bytes::from(format!("localci-setup-exit={}\n", reply.exit_code)),
+                )));
+            }
             (output, true)
         })
         .flat_map(move |(output, alive)| {

@@ -322,13 +322,10 @@ pub async fn start(
     if cancel.is_cancelled() {
         return Ok(Startup::Interrupted);
     }
-    let mut spec = primary_spec(plan, primary_plan, run, preserve, socket, setup);
+    let runs_setup = runs_localcis_command(primary_plan, preserve);
+    let mut spec = primary_spec(plan, primary_plan, run, runs_setup, socket, setup);
     spec.limits = limits;
-    let (auto_remove, runs_setup, stdin_once) = (
-        spec.auto_remove,
-        spec.cmd.as_ref().is_some_and(|cmd| cmd.len() > 2),
-        spec.stdin_once,
-    );
+    let (auto_remove, stdin_once) = (spec.auto_remove, spec.stdin_once);
     let primary = create(backend, spec, created).await?;
     created.primary = Some(primary.clone());
     created.primary_auto_removes = auto_remove;
@@ -418,17 +415,24 @@ fn base_spec(plan: &JobPlan, image: &ImagePlan, run: &RunInfo, suffix: &str) -> 
     }
 }
 
+/// Whether the primary runs localci's command (the setup, then the keep-alive loop): not
+/// when the image asks to keep its entrypoint, nor when the config sets `entrypoint` or
+/// `command`.
+fn runs_localcis_command(image: &ImagePlan, preserve: bool) -> bool {
+    let configured = image.entrypoint.is_some() || image.command.is_some();
+    !configured && !preserve
+}
+
 fn primary_spec(
     plan: &JobPlan,
     image: &ImagePlan,
     run: &RunInfo,
-    preserve: bool,
+    localcis_command: bool,
     socket: Option<&SocketMount>,
     setup: &SetupArgs,
 ) -> ContainerSpec {
     let mut spec = base_spec(plan, image, run, "");
-    let configured = image.entrypoint.is_some() || image.command.is_some();
-    if !configured && !preserve {
+    if localcis_command {
         spec.entrypoint = Some(vec!["/bin/sh".into()]);
         let keep_alive = if run.keep {
             KEEP_ALIVE_KEPT

@@ -689,6 +689,29 @@ async fn a_finished_job_closes_its_primarys_stdin_and_the_engine_removes_it() {
     }
 }
 
+// A `command` of the config's keeps the primary's own command, however many words it has:
+// the setup is then an exec, and nothing waits for a setup report in the primary's output.
+#[tokio::test]
+async fn a_configured_command_of_several_words_gets_the_setup_as_an_exec() {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let yaml = "version: 2\njobs:\n  build:\n    docker: [{image: img, command: [sh, -c, serve]}]\n    steps:\n      - run: echo hi\n";
+    let ran = tokio::time::timeout(
+        Duration::from_secs(10),
+        run(&backend, plan_for(yaml, "build")),
+    )
+    .await
+    .expect("the job does not wait for a setup report that never comes");
+    assert_eq!(*ran.status.as_ref().unwrap(), NodeOutcome::Passed);
+    let state = backend.state();
+    assert!(
+        state
+            .execs
+            .iter()
+            .any(|e| e.helper() == Some("localci-setup")),
+        "the setup ran as an exec"
+    );
+}
+
 #[tokio::test]
 async fn only_a_keep_alive_primary_without_keep_is_removed_by_the_engine() {
     let backend = Arc::new(FakeBackend::new(&["img", "svc"]));
