@@ -108,6 +108,29 @@ impl RepoInfo {
     }
 }
 
+/// The `git ls-files` arguments that list the files of a checkout: tracked, and untracked
+/// that are not ignored, NUL separated, relative to the repository's root.
+pub(crate) const CHECKOUT_FILES: [&str; 5] = [
+    "ls-files",
+    "-z",
+    "--cached",
+    "--others",
+    "--exclude-standard",
+];
+
+/// The paths [`CHECKOUT_FILES`] printed, each once, without localci's own `.localci` folder
+/// (its output is not part of the project).
+pub(crate) fn checkout_paths(listed: &[u8]) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    listed
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+        .filter(|p| !p.starts_with(".localci"))
+        .filter(|p| seen.insert(p.clone()))
+        .collect()
+}
+
 fn run_git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .arg("-C")

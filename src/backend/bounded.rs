@@ -458,63 +458,39 @@ async fn send(
     match address {
         Address::Unix(path) => {
             let stream = UnixStream::connect(&path).await?;
-            exchange(
-                Guarded {
-                    inner: stream,
-                    guard,
-                    tripped,
-                },
-                request,
-            )
-            .await
+            exchange(stream, guard, tripped, request).await
         }
         Address::Tcp(host) => {
             let stream = TcpStream::connect(&host).await?;
             stream.set_nodelay(true)?;
-            exchange(
-                Guarded {
-                    inner: stream,
-                    guard,
-                    tripped,
-                },
-                request,
-            )
-            .await
+            exchange(stream, guard, tripped, request).await
         }
         Address::Tls(tls) => {
             let stream = tls.connect().await?;
-            exchange(
-                Guarded {
-                    inner: stream,
-                    guard,
-                    tripped,
-                },
-                request,
-            )
-            .await
+            exchange(stream, guard, tripped, request).await
         }
         Address::Ssh(ssh) => {
             let stream = ssh.connect()?;
-            exchange(
-                Guarded {
-                    inner: stream,
-                    guard,
-                    tripped,
-                },
-                request,
-            )
-            .await
+            exchange(stream, guard, tripped, request).await
         }
     }
 }
 
+/// Sends `request` over `stream`, whose reads go through `guard`.
 async fn exchange<S>(
-    io: Guarded<S>,
+    stream: S,
+    guard: ReplyGuard,
+    tripped: Tripped,
     request: BollardRequest,
 ) -> Result<Response<Incoming>, bollard::errors::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let io = Guarded {
+        inner: stream,
+        guard,
+        tripped,
+    };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     // Exec and attach switch the connection to a raw stream (101 Switching Protocols).
     tokio::spawn(connection.with_upgrades());

@@ -18,14 +18,13 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
-use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 
 use super::endpoint::{self, Endpoint};
 use super::{
     Attached, Backend, BackendError, ByteStream, ContainerSpec, Credentials, Exec, ExecSpec, Fut,
-    ImageInfo, Labelled, PullProgress, ResourceKind, Result, Stream, TtyExec, TtySize,
+    ImageInfo, Labelled, Output, PullProgress, ResourceKind, Result, Stream, TtyExec, TtySize,
 };
 
 /// bollard's default request timeout (seconds); uploads raise it per call.
@@ -234,7 +233,7 @@ fn demux(
     output: impl futures_util::Stream<Item = std::result::Result<LogOutput, DockerError>>
     + Send
     + 'static,
-) -> BoxStream<'static, Result<(Stream, Bytes)>> {
+) -> Output {
     output
         .map(move |chunk| match chunk.map_err(|e| fail(&host, e))? {
             LogOutput::StdErr { message } => Ok((Stream::Stderr, message)),

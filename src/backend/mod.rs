@@ -204,10 +204,13 @@ pub enum Stream {
     Stderr,
 }
 
+/// What a process writes, chunk by chunk, each with the stream it came from.
+pub type Output = BoxStream<'static, Result<(Stream, Bytes)>>;
+
 /// A started exec: its output until the process ends, then ask for its exit code.
 pub struct Exec {
     pub id: String,
-    pub output: BoxStream<'static, Result<(Stream, Bytes)>>,
+    pub output: Output,
 }
 
 /// The size of a terminal, in characters.
@@ -228,7 +231,7 @@ pub struct TtyExec {
 /// The attached streams of a container ([`Backend::attach`]): what its main process writes,
 /// and its stdin when the container was created with [`ContainerSpec::stdin_once`].
 pub struct Attached {
-    pub output: BoxStream<'static, Result<(Stream, Bytes)>>,
+    pub output: Output,
     pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 

@@ -17,14 +17,13 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use futures_util::stream::BoxStream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::hold::{self, Moment};
 use super::run_info::RunInfo;
 use super::setup::{self, SetupArgs};
-use crate::backend::{Backend, BackendError, ContainerSpec, ImageInfo, Result, Stream};
+use crate::backend::{Backend, BackendError, ContainerSpec, ImageInfo, Output, Result};
 use crate::engine::EngineError;
 
 use crate::plan::{ImagePlan, JobPlan};
@@ -285,13 +284,10 @@ pub struct SocketMount {
     pub gid: Option<u32>,
 }
 
-/// The primary's output while it runs the setup ([`setup::container_command`]).
-pub type SetupOutput = BoxStream<'static, Result<(Stream, bytes::Bytes)>>;
-
 /// How [`start`] ended when the daemon did not fail.
 pub enum Startup {
     /// With the primary's output when the primary runs the setup as its command.
-    Started(Option<SetupOutput>),
+    Started(Option<Output>),
     /// Ctrl-C arrived; some containers may exist (they are in `created`).
     Interrupted,
 }

@@ -482,7 +482,7 @@ impl Runner<'_> {
         &self,
         primary: &str,
         args: &SetupArgs,
-        setup_output: Option<containers::SetupOutput>,
+        setup_output: Option<crate::backend::Output>,
         settings: &JobSettings,
         agent_later: bool,
     ) -> Result<setup::Prepared, EngineError> {

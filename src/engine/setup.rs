@@ -7,13 +7,10 @@
 //! the setup is that command, read through the container's attached output, before the
 //! keep-alive loop ([`container_command`]); otherwise it is one exec ([`prepare`]).
 
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
-
 use super::EngineError;
-use crate::backend::{Backend, ExecSpec, Stream};
+use crate::backend::{Backend, ExecSpec, Output};
 use crate::steps::Facts;
-use crate::steps::process::{Collected, collect};
+use crate::steps::process::{Collected, collect, read_until};
 
 const SETUP: &str = r#"home=${HOME:-}
 if [ -z "$home" ] || [ "$home" = / ]; then
@@ -121,31 +118,26 @@ pub async fn prepare(
 
 /// The setup's report from the primary's attached output ([`container_command`]), read up to
 /// its end marker. `None` when the output ended first: the container stopped.
-pub async fn read_attached(
-    output: &mut BoxStream<'static, crate::backend::Result<(Stream, bytes::Bytes)>>,
-) -> Result<Option<Prepared>, EngineError> {
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    while let Some(chunk) = output.next().await {
-        let (stream, bytes) = chunk?;
-        match stream {
-            Stream::Stdout => stdout.extend_from_slice(&bytes),
-            Stream::Stderr => stderr.extend_from_slice(&bytes),
-        }
-        let text = String::from_utf8_lossy(&stdout);
-        let Some(at) = text.find(END) else { continue };
-        let rest = &text[at + END.len()..];
-        let Some(line_end) = rest.find('\n') else {
-            continue;
-        };
-        let exit_code = rest[..line_end].trim().parse().unwrap_or(-1);
-        let out = Collected {
-            stdout: text[..at].to_string(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            exit_code,
-        };
-        return report(out).map(Some);
-    }
-    Ok(None)
+pub async fn read_attached(output: &mut Output) -> Result<Option<Prepared>, EngineError> {
+    let (stdout, stderr) = read_until(output, |out| end_marker(out).is_some()).await?;
+    let Some((at, exit_code)) = end_marker(&stdout) else {
+        return Ok(None);
+    };
+    let out = Collected {
+        stdout: String::from_utf8_lossy(&stdout[..at]).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        exit_code,
+    };
+    report(out).map(Some)
+}
+
+/// Where the whole end-marker line starts in `stdout`, and the exit code it gives.
+fn end_marker(stdout: &[u8]) -> Option<(usize, i64)> {
+    let at = memchr::memmem::find(stdout, END.as_bytes())?;
+    let rest = &stdout[at + END.len()..];
+    let line = &rest[..memchr::memchr(b'\n', rest)?];
+    let code = std::str::from_utf8(line).ok()?.trim().parse().unwrap_or(-1);
+    Some((at, code))
 }
 
 /// What the setup found, from what it printed and its exit code.

@@ -247,24 +247,9 @@ fn relevant(path: &Path, watched: &Watched) -> Option<PathBuf> {
 /// The root and every folder that holds a file of the checkout (tracked, or untracked and not
 /// ignored), absolute.
 fn checkout_folders(root: &Path) -> std::io::Result<BTreeSet<PathBuf>> {
-    let out = git(
-        root,
-        &[
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ],
-        None,
-    )?;
+    let listed = git(root, &crate::git::CHECKOUT_FILES, None)?;
     let mut folders = BTreeSet::from([root.to_path_buf()]);
-    for file in out.split(|&b| b == 0).filter(|p| !p.is_empty()) {
-        let rel = PathBuf::from(String::from_utf8_lossy(file).into_owned());
-        // localci's own output is not part of the checkout (as `checkout` leaves it out).
-        if rel.starts_with(".localci") {
-            continue;
-        }
+    for rel in crate::git::checkout_paths(&listed) {
         for parent in rel.ancestors().skip(1) {
             if parent.as_os_str().is_empty() || !folders.insert(root.join(parent)) {
                 break;

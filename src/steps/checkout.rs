@@ -143,28 +143,10 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
     }
 }
 
-/// `git ls-files`: tracked plus untracked-not-ignored, NUL separated, relative to `root`.
+/// The files of the checkout ([`crate::git::CHECKOUT_FILES`]), relative to `root`.
 async fn list_files(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let out = git(
-        root,
-        &[
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ],
-    )
-    .await?;
-    let mut seen = HashSet::new();
-    Ok(out
-        .split(|&b| b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
-        // localci's own output (artifacts) is not part of the project.
-        .filter(|p| !p.starts_with(".localci"))
-        .filter(|p| seen.insert(p.clone()))
-        .collect())
+    let listed = git(root, &crate::git::CHECKOUT_FILES).await?;
+    Ok(crate::git::checkout_paths(&listed))
 }
 
 /// Where the repository's git data lives: `(git_dir, common_dir)`. They differ in a

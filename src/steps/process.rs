@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::context::StepContext;
-use crate::backend::{Backend, ExecSpec, Result, Stream};
+use crate::backend::{Backend, ExecSpec, Output, Result, Stream};
 
 /// How a step's process ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +152,20 @@ pub struct Collected {
 pub async fn collect(backend: &dyn Backend, container: &str, spec: ExecSpec) -> Result<Collected> {
     let exec = backend.exec(container, spec).await?;
     let mut output = exec.output;
+    let (stdout, stderr) = read_until(&mut output, |_| false).await?;
+    Ok(Collected {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        exit_code: backend.exec_exit_code(&exec.id).await?,
+    })
+}
+
+/// Reads `output` into (stdout, stderr) until it ends, or until `done` says the stdout read
+/// so far is complete (the rest of the stream is left unread).
+pub async fn read_until(
+    output: &mut Output,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     while let Some(chunk) = output.next().await {
         let (stream, bytes) = chunk?;
@@ -159,12 +173,11 @@ pub async fn collect(backend: &dyn Backend, container: &str, spec: ExecSpec) -> 
             Stream::Stdout => stdout.extend_from_slice(&bytes),
             Stream::Stderr => stderr.extend_from_slice(&bytes),
         }
+        if stream == Stream::Stdout && done(&stdout) {
+            break;
+        }
     }
-    Ok(Collected {
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        exit_code: backend.exec_exit_code(&exec.id).await?,
-    })
+    Ok((stdout, stderr))
 }
 
 #[cfg(test)]
