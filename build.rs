@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The files of `src/agent/` that `agent/main.rs` includes.
-const SHARED: [&str; 6] = ["args", "dir", "glob", "split", "subst", "tsv"];
+const SHARED: [&str; 7] = ["args", "dir", "glob", "runner", "split", "subst", "tsv"];
 
 fn main() {
     // The agent's sources: its main and the logic files it shares with the library.

@@ -15,6 +15,10 @@ mod args;
 mod dir;
 #[path = "../src/agent/glob.rs"]
 mod glob;
+// The agent serves requests; the host writes them and reads the frames.
+#[allow(dead_code)]
+#[path = "../src/agent/runner.rs"]
+mod runner;
 #[path = "../src/agent/split.rs"]
 mod split;
 #[path = "../src/agent/subst.rs"]
@@ -95,6 +99,11 @@ impl From<io::Error> for Failure {
 }
 
 fn run(argv: &[String]) -> Result<ExitCode, Failure> {
+    // Not a command of CircleCI's: localci's step runner (src/agent/runner.rs).
+    if argv.first().map(String::as_str) == Some(runner::SUBCOMMAND) {
+        runner::serve(io::stdin().lock(), io::stdout())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match args::parse(argv).map_err(Failure::Usage)? {
         Command::Help(text) => print(text.as_bytes()),
         Command::Glob(patterns) => tests_glob(&patterns),

@@ -7,7 +7,9 @@
 # of the same commands. Target: localci's wall time at most 1.3x the baseline's.
 #
 # Both run interleaved in one run: a warm-up pair, then RUNS timed pairs (the order inside
-# a pair alternates, so a drift of the machine's load hits both sides alike); medians.
+# a round rotates, so a drift of the machine's load hits every side alike); medians. Each
+# run starts once the engine has removed the containers of the one before (localci leaves
+# its primary's removal to the engine): no run pays for another's.
 # With BEFORE=/path/to/an/older/localci, that binary runs in the same rounds too, so a
 # change is measured before/after side by side.
 #
@@ -118,13 +120,30 @@ if before:
 sides.append(("docker run", lambda i: run("docker run --rm",
              ["docker", "run", "--rm", image, "sh", "-c", script], work)))
 
+def settle():
+    """Waits, untimed, until the engine has removed the containers of the last run (localci
+    leaves its primary's removal to the engine and exits): every run starts on an idle
+    engine instead of paying for its predecessor's removal."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", "ancestor=" + image],
+                              stdout=subprocess.PIPE, text=True).stdout.split()
+        if not left:
+            return
+        time.sleep(0.02)
+    sys.exit("trivial.sh: the containers of a run were not removed within 30 s")
+
 times = {name: [] for name, _ in sides}
 for i in range(runs + 1):
-    order = sides if i % 2 == 0 else list(reversed(sides))
+    # Each side takes each place in the order equally often (with two sides: alternating),
+    # since a run pays for the removal its predecessor left to the engine.
+    k = i % len(sides)
+    order = sides[k:] + sides[:k]
     for name, fn in order:
         t = fn(i)
         if i > 0:  # round 0 is the warm-up
             times[name].append(t)
+        settle()
 
 med = {name: statistics.median(ts) for name, ts in times.items()}
 base = med["docker run"]

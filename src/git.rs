@@ -44,20 +44,27 @@ impl RepoInfo {
     /// sits exactly on a tag is a tag build.
     pub fn discover(dir: &Path) -> RepoInfo {
         let git = |args: &[&str]| run_git(dir, args);
-        let Some(root) = git(&["rev-parse", "--show-toplevel"]) else {
-            return RepoInfo::default();
-        };
         // The questions do not depend on each other: asked at once, they cost one git start-up
-        // on the way to every command (issue 10, speed).
-        let (branch, origin, revision, log) = std::thread::scope(|s| {
+        // on the way to every command (issue 10, speed). Whether `dir` is in a repository at
+        // all is the first answer's first line.
+        let (top, branch, origin, log) = std::thread::scope(|s| {
             let branch = s.spawn(|| git(&["symbolic-ref", "--short", "-q", "HEAD"]));
             let origin = s.spawn(|| git(&["remote", "get-url", "origin"]));
-            let revision = s.spawn(|| git(&["rev-parse", "--verify", "-q", "HEAD"]));
-            let log = git(&["log", "-1", "--format=%an%x00%ae%x00%s%x00%b"]);
+            let log = s.spawn(|| git(&["log", "-1", "--format=%an%x00%ae%x00%s%x00%b"]));
+            // The top folder, then HEAD's commit (none before the first commit).
+            let top = git_lines(
+                dir,
+                &["rev-parse", "--show-toplevel", "--verify", "-q", "HEAD"],
+            );
             let joined =
                 |h: std::thread::ScopedJoinHandle<'_, Option<String>>| h.join().unwrap_or_default();
-            (joined(branch), joined(origin), joined(revision), log)
+            (top, joined(branch), joined(origin), joined(log))
         });
+        let mut top = top.lines().map(str::trim).filter(|l| !l.is_empty());
+        let Some(root) = top.next().map(str::to_string) else {
+            return RepoInfo::default();
+        };
+        let revision = top.next().map(str::to_string);
         let tag = if branch.is_none() {
             git(&["describe", "--tags", "--exact-match", "HEAD"])
         } else {
@@ -129,6 +136,19 @@ pub(crate) fn checkout_paths(listed: &[u8]) -> Vec<PathBuf> {
         .filter(|p| !p.starts_with(".localci"))
         .filter(|p| seen.insert(p.clone()))
         .collect()
+}
+
+/// What git printed, also when it failed (`rev-parse` prints the top folder before it fails on
+/// a repository without commits); empty when it could not run.
+fn git_lines(dir: &Path, args: &[&str]) -> String {
+    Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .unwrap_or_default()
 }
 
 fn run_git(dir: &Path, args: &[&str]) -> Option<String> {

@@ -16,6 +16,11 @@ mod archive;
 pub(crate) mod dir;
 #[allow(
     dead_code,
+    reason = "the agent serves requests (`serve`, tests here); the host frames them"
+)]
+pub(crate) mod runner;
+#[allow(
+    dead_code,
     reason = "the agent reads the timings file (`parse`), the host writes it"
 )]
 mod tsv;

@@ -10,7 +10,7 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
     DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -267,6 +267,22 @@ fn split_reference(image: &str) -> (String, Option<String>) {
     }
 }
 
+fn selinux_enforcing() -> bool {
+    std::fs::read("/sys/fs/selinux/enforce").is_ok_and(|v| v.starts_with(b"1"))
+}
+
+/// A read-only bind mount of a host file; the engine refuses it when the file does not exist
+/// on its machine (`Binds` would make an empty folder there instead).
+fn file_mount(mount: super::FileMount) -> Mount {
+    Mount {
+        target: Some(mount.target),
+        source: Some(mount.source.to_string_lossy().into_owned()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        ..Mount::default()
+    }
+}
+
 fn label_filter(label: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![label.to_string()])])
 }
@@ -278,6 +294,14 @@ fn sorted(labels: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
 impl Backend for DockerBackend {
     fn host(&self) -> String {
         self.host.name.clone()
+    }
+
+    /// An engine behind a local socket runs on this machine (or, as Docker Desktop's, in a VM
+    /// that shares the user's folders: a mount of a file it cannot see is refused, and the
+    /// engine uploads instead). Not under SELinux enforcing, where a mount that is not
+    /// relabelled cannot be read in the container.
+    fn shares_files(&self) -> bool {
+        self.host.name.starts_with("unix://") && !selinux_enforcing()
     }
 
     fn inspect_image(&self, image: &str) -> Fut<'_, Option<ImageInfo>> {
@@ -344,6 +368,7 @@ impl Backend for DockerBackend {
                 .as_deref()
                 .map(|n| CreateContainerOptionsBuilder::default().name(n).build());
             let non_empty = |v: Vec<String>| (!v.is_empty()).then_some(v);
+            let mounts: Vec<Mount> = spec.file_mounts.into_iter().map(file_mount).collect();
             let body = ContainerCreateBody {
                 image: Some(spec.image),
                 entrypoint: spec.entrypoint,
@@ -360,6 +385,7 @@ impl Backend for DockerBackend {
                     network_mode: spec.network_mode,
                     extra_hosts: non_empty(spec.extra_hosts),
                     binds: non_empty(spec.binds),
+                    mounts: (!mounts.is_empty()).then_some(mounts),
                     group_add: non_empty(spec.group_add),
                     memory: spec.limits.memory,
                     // No swap on top of the memory limit: a step over it is killed, as on

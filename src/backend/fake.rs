@@ -70,6 +70,8 @@ pub struct State {
     pub pullable: BTreeSet<String>,
     pub pulled: Vec<String>,
     pub containers: BTreeMap<String, FakeContainer>,
+    /// The spec of every container made, in order (they stay when the container goes).
+    pub created_specs: Vec<ContainerSpec>,
     pub removed: Vec<String>,
     /// Containers killed (`kill_container`), in order.
     pub killed: Vec<String>,
@@ -92,6 +94,12 @@ pub struct State {
     /// Create requests fail with this, though the "daemon" still makes the container (a lost
     /// answer).
     pub create_error: Option<String>,
+    /// The "engine" sees the host's files: mounted files are read from the host.
+    pub shares_files: bool,
+    /// The "engine" refuses mounts of host files (as one that cannot see them does).
+    pub refuses_mounts: bool,
+    /// The primary image has no `tar`: the setup cannot unpack a staged checkout.
+    pub no_tar: bool,
     /// What the setup reports.
     pub uid: u64,
     pub home: String,
@@ -150,6 +158,54 @@ impl FakeBackend {
     }
 }
 
+impl FakeBackend {
+    /// What the checkout's `localci-unpack` helper does with the staged repository (a mounted
+    /// tar): unpacks it into the target, or fails without `tar`.
+    fn unpack_staged(&self, call: &ExecCall) -> Reply {
+        let (Some(tar), Some(dir)) = (call.spec.cmd.get(4), call.spec.cmd.get(5)) else {
+            return Reply::default();
+        };
+        let mut state = self.state();
+        let source = state.containers.get(&call.container).and_then(|c| {
+            c.spec
+                .file_mounts
+                .iter()
+                .find(|m| &m.target == tar)
+                .map(|m| m.source.clone())
+        });
+        match source.and_then(|s| std::fs::read(s).ok()) {
+            Some(data) if !state.no_tar => {
+                let files = tar_files(&data, dir).unwrap_or_default();
+                state.files.extend(files);
+                Reply::default()
+            }
+            _ => Reply {
+                output: vec![(Stream::Stderr, "sh: tar: not found\n".into())],
+                exit_code: 127,
+                ..Reply::default()
+            },
+        }
+    }
+}
+
+/// The regular files of a tar, named under `dir`.
+fn tar_files(data: &[u8], dir: &str) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut archive = tar::Archive::new(data);
+    let mut files = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?;
+        let full = format!("{}/{}", dir.trim_end_matches('/'), path.to_string_lossy());
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content)?;
+        files.push((full, content));
+    }
+    Ok(files)
+}
+
 fn out(text: &str) -> Reply {
     Reply {
         output: vec![(Stream::Stdout, text.to_string())],
@@ -166,6 +222,10 @@ fn default_reply(call: &ExecCall, state: &State) -> Reply {
                 "uid={}\ngid={}\nhome={}\nwd={wd}\nshell=/bin/sh\n",
                 state.uid, state.uid, state.home
             );
+            // A root setup copies the mounted program into place.
+            if state.uid == 0 && call.spec.cmd.get(8).is_some_and(|a| !a.is_empty()) {
+                report.push_str("agent_installed=1\n");
+            }
             // The check of a first checkout's target (relative paths only).
             match call.spec.cmd.get(7).map(String::as_str) {
                 None | Some("") => {}
@@ -231,6 +291,10 @@ impl Backend for FakeBackend {
         "fake://".into()
     }
 
+    fn shares_files(&self) -> bool {
+        self.state().shares_files
+    }
+
     fn inspect_image(&self, image: &str) -> Fut<'_, Option<ImageInfo>> {
         let found = self.state().images.get(image).cloned();
         async move { Ok(found) }.boxed()
@@ -263,6 +327,16 @@ impl Backend for FakeBackend {
         state.next += 1;
         let id = format!("{:064x}", state.next);
         let (delay, error) = (state.create_delay, state.create_error.clone());
+        if state.refuses_mounts && !spec.file_mounts.is_empty() {
+            return async {
+                let message = "invalid mount config: bind source path does not exist";
+                Err(BackendError::Daemon {
+                    message: message.into(),
+                    source: message.into(),
+                })
+            }
+            .boxed();
+        }
         drop(state);
         let shared = self.state.clone();
         let made_id = id.clone();
@@ -272,6 +346,7 @@ impl Backend for FakeBackend {
                 running: false,
             };
             let mut state = shared.lock().expect("tests do not panic while holding it");
+            state.created_specs.push(container.spec.clone());
             state.containers.insert(made_id, container);
         };
         let made = if delay.is_zero() {
@@ -337,6 +412,11 @@ impl Backend for FakeBackend {
             .is_some_and(|h| Some(h) == call.helper());
         // Only localci's own command reports the end of a setup.
         let setup = call.helper() == Some("localci-setup");
+        let runner = call
+            .spec
+            .cmd
+            .iter()
+            .any(|word| word.contains(crate::agent::runner::SUBCOMMAND));
         let reply = self.reply(&call);
         let (shared, id) = (self.state.clone(), id.to_string());
         let (input, mut closed) = tokio::io::duplex(64);
@@ -391,6 +471,14 @@ impl Backend for FakeBackend {
                     Stream::Stdout,
                     Bytes::from(format!("localci-setup-exit={}\n", reply.exit_code)),
                 )));
+                // The fake cannot run the step runner: it fails to start, as a program that
+                // does not run in the image would, and the steps use execs.
+                if runner {
+                    output.push(Ok((
+                        Stream::Stdout,
+                        Bytes::from_static(b"localci-runner-exit=126\n"),
+                    )));
+                }
             }
             (output, true)
         })
@@ -483,7 +571,11 @@ impl Backend for FakeBackend {
         if !running {
             return async { Err(BackendError::Api("container is not running".into())) }.boxed();
         }
-        let reply = self.reply(&call);
+        let reply = if call.helper() == Some("localci-unpack") {
+            self.unpack_staged(&call)
+        } else {
+            self.reply(&call)
+        };
         let killing = call.helper() == Some("localci-kill");
         let mut state = self.state();
         state.execs.push(call);
@@ -603,24 +695,7 @@ impl Backend for FakeBackend {
             for chunk in chunks {
                 data.extend_from_slice(&chunk.map_err(|e| BackendError::Api(e.to_string()))?);
             }
-            let mut archive = tar::Archive::new(&data[..]);
-            let mut files = Vec::new();
-            for entry in archive
-                .entries()
-                .map_err(|e| BackendError::Api(e.to_string()))?
-            {
-                let mut entry = entry.map_err(|e| BackendError::Api(e.to_string()))?;
-                if !entry.header().entry_type().is_file() {
-                    continue;
-                }
-                let path = entry.path().map_err(|e| BackendError::Api(e.to_string()))?;
-                let full = format!("{}/{}", dir.trim_end_matches('/'), path.to_string_lossy());
-                let mut content = Vec::new();
-                entry
-                    .read_to_end(&mut content)
-                    .map_err(|e| BackendError::Api(e.to_string()))?;
-                files.push((full, content));
-            }
+            let files = tar_files(&data, &dir).map_err(|e| BackendError::Api(e.to_string()))?;
             let mut state = self.state();
             state.files.extend(files);
             state.uploads.push((container, dir, data));

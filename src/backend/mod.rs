@@ -67,6 +67,33 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// The same error again (for every process waiting on one lost connection); its causes
+    /// become their words.
+    pub fn duplicate(&self) -> BackendError {
+        match self {
+            BackendError::Unreachable { host, reason } => BackendError::Unreachable {
+                host: host.clone(),
+                reason: reason.clone(),
+            },
+            BackendError::Lost { host, reason, .. } => BackendError::Lost {
+                host: host.clone(),
+                reason: reason.clone(),
+                source: reason.clone().into(),
+            },
+            BackendError::NotFound(what) => BackendError::NotFound(what.clone()),
+            BackendError::Daemon { message, .. } => BackendError::Daemon {
+                message: message.clone(),
+                source: message.clone().into(),
+            },
+            BackendError::Api(what) => BackendError::Api(what.clone()),
+            BackendError::TooLarge { host, what, .. } => BackendError::TooLarge {
+                host: host.clone(),
+                what: what.clone(),
+                source: what.clone().into(),
+            },
+        }
+    }
+
     /// What to do about an [`BackendError::Unreachable`] daemon, by the kind of endpoint.
     pub fn unreachable_hint(host: &str) -> &'static str {
         if host.starts_with("ssh://") {
@@ -175,6 +202,9 @@ pub struct ContainerSpec {
     pub extra_hosts: Vec<String>,
     /// `host-path:container-path` (only the Docker socket, with `--docker-socket`).
     pub binds: Vec<String>,
+    /// Host files mounted read-only (the engine refuses a source that does not exist on its
+    /// machine, instead of making an empty folder there): see [`FileMount`].
+    pub file_mounts: Vec<FileMount>,
     pub group_add: Vec<String>,
     /// Run a tiny init as PID 1 so signals and zombies are handled.
     pub init: bool,
@@ -184,6 +214,13 @@ pub struct ContainerSpec {
     /// run -i`, with the engine's `StdinOnce`): see [`Backend::attach`].
     pub stdin_once: bool,
     pub limits: crate::engine::Limits,
+}
+
+/// A host file seen read-only in the container at `target`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileMount {
+    pub source: std::path::PathBuf,
+    pub target: String,
 }
 
 /// A process to start in a running container.
@@ -255,6 +292,9 @@ pub struct Labelled {
 pub trait Backend: Send + Sync {
     /// A short description of where the engine is (`unix:///var/run/docker.sock`).
     fn host(&self) -> String;
+    /// Whether the engine sees this machine's files, so a host file can be mounted into a
+    /// container ([`ContainerSpec::file_mounts`]) instead of uploaded.
+    fn shares_files(&self) -> bool;
     /// `None` when the image is not present locally.
     fn inspect_image(&self, image: &str) -> Fut<'_, Option<ImageInfo>>;
     /// Pulls an image; the stream ends when the pull is complete.

@@ -66,6 +66,10 @@ impl Backend for Traced {
         self.inner.host()
     }
 
+    fn shares_files(&self) -> bool {
+        self.inner.shares_files()
+    }
+
     fn inspect_image(&self, image: &str) -> Fut<'_, Option<ImageInfo>> {
         timed(
             "inspect-image",

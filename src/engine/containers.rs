@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::hold::{self, Moment};
 use super::run_info::RunInfo;
 use super::setup::{self, SetupArgs};
+use super::stage::Stage;
 use crate::backend::{Backend, BackendError, ContainerSpec, ImageInfo, Output, Result};
 use crate::engine::EngineError;
 
@@ -35,6 +36,13 @@ pub const PRESERVE_ENTRYPOINT: &str = "com.circleci.preserve-entrypoint";
 /// Keeps the primary running until localci lets go of its stdin ([`StdinHold::release`], or
 /// localci's exit, whatever way it ends): the container then stops and the engine removes it.
 const KEEP_ALIVE: &str = "while read -r _; do :; done";
+/// With the agent mounted: the step runner (engine/runner.rs) serves the job's processes
+/// until localci lets go of its stdin. Should it not start, the shell says so in a line that
+/// is not one of its frames, and the loop keeps the primary running for execs.
+fn keep_alive_runner(agent: &str) -> String {
+    let runner = crate::agent::runner::SUBCOMMAND;
+    format!("{agent} {runner}\necho \"localci-runner-exit=$?\"\n{KEEP_ALIVE}")
+}
 /// With `--keep`: keeps the primary running until it is removed.
 const KEEP_ALIVE_KEPT: &str = "while :; do sleep 3600 & wait $!; done";
 
@@ -223,23 +231,36 @@ pub struct Created {
 /// open. Releasing it (or localci's exit) ends the keep-alive loop, and the engine removes
 /// the container (`auto_remove`) without localci waiting for either.
 #[derive(Clone, Default)]
-pub struct StdinHold(Arc<Mutex<Option<Input>>>);
+pub struct StdinHold(Arc<tokio::sync::Mutex<Option<Input>>>);
 
 /// The writing end of an attached stdin.
-type Input = Pin<Box<dyn AsyncWrite + Send>>;
+pub(crate) type Input = Pin<Box<dyn AsyncWrite + Send>>;
 
 impl StdinHold {
-    fn hold(&self, input: Input) {
-        *self.0.lock().expect("no task panics holding it") = Some(input);
+    pub(crate) fn hold(&self, input: Input) {
+        *self
+            .0
+            .try_lock()
+            .expect("held before anyone else can see it") = Some(input);
     }
 
     fn held(&self) -> bool {
-        self.0.lock().expect("no task panics holding it").is_some()
+        self.0.try_lock().map_or(true, |input| input.is_some())
+    }
+
+    /// Writes `bytes` to the stdin (the step runner's requests: engine/runner.rs).
+    pub(crate) async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut input = self.0.lock().await;
+        let Some(input) = input.as_mut() else {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        };
+        input.write_all(bytes).await?;
+        input.flush().await
     }
 
     /// Closes the stdin; false when there was none to close.
     async fn release(&self) -> bool {
-        let input = self.0.lock().expect("no task panics holding it").take();
+        let input = self.0.lock().await.take();
         let Some(mut input) = input else {
             return false;
         };
@@ -286,14 +307,20 @@ pub struct SocketMount {
 
 /// How [`start`] ended when the daemon did not fail.
 pub enum Startup {
-    /// With the primary's output when the primary runs the setup as its command.
-    Started(Option<Output>),
+    /// With the primary's output when the primary runs the setup as its command, and whether
+    /// the staged files are mounted in it (an engine that cannot see them refused the mounts).
+    Started {
+        output: Option<Output>,
+        mounted: bool,
+        /// The primary's command ends with the step runner (its output follows the setup's).
+        runner: bool,
+    },
     /// Ctrl-C arrived; some containers may exist (they are in `created`).
     Interrupted,
 }
 
-/// Creates and starts the primary, then the services, checking `cancel` between requests.
-/// Ids land in `created` as soon as they exist.
+/// Creates and starts the primary (with the staged files of `stage`), then the services,
+/// checking `cancel` between requests. Ids land in `created` as soon as they exist.
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     backend: &dyn Backend,
@@ -303,6 +330,7 @@ pub async fn start(
     socket: Option<&SocketMount>,
     limits: Limits,
     setup: &SetupArgs,
+    stage: Option<&Stage>,
     cancel: &CancellationToken,
     created: &mut Created,
     events: &Events,
@@ -319,10 +347,38 @@ pub async fn start(
         return Ok(Startup::Interrupted);
     }
     let runs_setup = runs_localcis_command(primary_plan, preserve);
-    let mut spec = primary_spec(plan, primary_plan, run, runs_setup, socket, setup);
+    // Without the mounts, the setup has no program to copy.
+    let unmounted = SetupArgs {
+        agent: None,
+        ..setup.clone()
+    };
+    let mut spec = primary_spec(plan, primary_plan, run, runs_setup, socket, &unmounted);
     spec.limits = limits;
     let (auto_remove, stdin_once) = (spec.auto_remove, spec.stdin_once);
-    let primary = create(backend, spec, created).await?;
+    let mut mounted = stage.is_some();
+    let primary = if let Some(stage) = &stage {
+        let mut with_mounts = spec.clone();
+        with_mounts.file_mounts = stage.mounts.clone();
+        let keep_alive = if stdin_once {
+            keep_alive_runner(&stage.agent_path)
+        } else {
+            keep_alive(run).to_string()
+        };
+        if runs_setup {
+            with_mounts.cmd = Some(setup::container_command(setup, &keep_alive));
+        }
+        match create(backend, with_mounts, created).await {
+            Ok(id) => id,
+            // An engine that cannot see the host's files refuses the mounts: upload then.
+            Err(BackendError::Daemon { .. }) if !cancel.is_cancelled() => {
+                mounted = false;
+                create(backend, spec, created).await?
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        create(backend, spec, created).await?
+    };
     created.primary = Some(primary.clone());
     created.primary_auto_removes = auto_remove;
     if plan.machine.is_some() && !cancel.is_cancelled() {
@@ -360,7 +416,12 @@ pub async fn start(
         backend.start_container(&id).await?;
         hold::at(Moment::Service, events).await;
     }
-    Ok(Startup::Started(output))
+    let runner = mounted && runs_setup && stdin_once;
+    Ok(Startup::Started {
+        output,
+        mounted,
+        runner,
+    })
 }
 
 /// A primary whose `/bin/sh` does not exist fails to start (it runs the setup with it): said
@@ -419,6 +480,15 @@ fn runs_localcis_command(image: &ImagePlan, preserve: bool) -> bool {
     !configured && !preserve
 }
 
+fn keep_alive(run: &RunInfo) -> &'static str {
+    if run.keep {
+        KEEP_ALIVE_KEPT
+    } else {
+        KEEP_ALIVE
+    }
+}
+
+/// The primary's spec without staged files (see [`start`]).
 fn primary_spec(
     plan: &JobPlan,
     image: &ImagePlan,
@@ -430,12 +500,7 @@ fn primary_spec(
     let mut spec = base_spec(plan, image, run, "");
     if localcis_command {
         spec.entrypoint = Some(vec!["/bin/sh".into()]);
-        let keep_alive = if run.keep {
-            KEEP_ALIVE_KEPT
-        } else {
-            KEEP_ALIVE
-        };
-        spec.cmd = Some(setup::container_command(setup, keep_alive));
+        spec.cmd = Some(setup::container_command(setup, keep_alive(run)));
         spec.init = true;
         // It stops only when the job ends (its stdin closes, or cleanup kills it): the
         // engine then removes it while localci exits. Not with --keep, nor for an entrypoint

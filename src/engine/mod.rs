@@ -19,6 +19,8 @@ mod session;
 mod setup;
 mod shell;
 mod signals;
+mod stage;
+mod step_runner;
 mod watch;
 
 use std::path::PathBuf;
@@ -137,6 +139,9 @@ pub async fn run_job(
     outcome
 }
 
+/// Why a job whose primary container stopped failed.
+const PRIMARY_STOPPED: &str = "the primary container stopped (did its entrypoint exit?)";
+
 /// An error talking to the primary container fails the job when the container has stopped
 /// (CircleCI ends the job when a preserved entrypoint exits); otherwise it is the error.
 async fn primary_gone(
@@ -146,9 +151,7 @@ async fn primary_gone(
 ) -> Result<Sequence, EngineError> {
     match backend.container_running(primary).await {
         // Gone: the engine removes a stopped primary made with `auto_remove`.
-        Ok(false) | Err(BackendError::NotFound(_)) => Ok(Sequence::Failed(
-            "the primary container stopped (did its entrypoint exit?)".into(),
-        )),
+        Ok(false) | Err(BackendError::NotFound(_)) => Ok(Sequence::Failed(PRIMARY_STOPPED.into())),
         _ => Err(error),
     }
 }

@@ -15,11 +15,13 @@ use super::containers::{self, Created, Startup};
 use super::run_info::RunInfo;
 use super::sequence::{self, Sequence};
 use super::setup::SetupArgs;
+use super::stage;
+use super::step_runner::{StepRunner, StepRunnerBackend};
 use super::{
     EngineError, EngineOptions, NodeOutcome, announce_kept, cleanup, images, leftovers,
     primary_gone, setup, short_id, socket_mount,
 };
-use crate::backend::{Backend, ImageInfo};
+use crate::backend::{Backend, BackendError, ImageInfo, Output};
 use crate::plan::JobPlan;
 use crate::report::{Event, Events, JobRef, Sink};
 use crate::steps::sync::SyncState;
@@ -306,6 +308,10 @@ async fn show_services(
     }
 }
 
+/// How long the step runner may take to say that it runs (it is a local static program:
+/// milliseconds); past that, the steps use execs.
+const RUNNER_START: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The folder in the primary container for step scripts and the in-container `circleci`
 /// program's files (`LOCALCI_AGENT_DIR`): the halt marker, the test timings.
 pub(crate) fn agent_dir(run: &RunInfo) -> String {
@@ -348,16 +354,15 @@ impl Runner<'_> {
         )
         .unwrap_or(self.options.limits);
         let run_dir = agent_dir(self.run);
-        // A job that begins with `checkout` gets the `circleci` program with the repository,
-        // and the setup checks that checkout's target.
+        // The setup checks the target of a `checkout` that begins the job.
         let first_checkout = match self.plan.steps.first().map(|s| &s.kind) {
             Some(crate::config::StepKind::Checkout { path, .. }) => {
                 Some(path.clone().unwrap_or_else(|| ".".into()))
             }
             _ => None,
         };
-        let agent_later = first_checkout.is_some();
-        let setup_args = SetupArgs {
+        let mut stage = self.stage(&run_dir, &settings);
+        let mut setup_args = SetupArgs {
             working_directory: self.plan.working_directory.clone(),
             run_dir: run_dir.clone(),
             bash_env: self
@@ -367,6 +372,7 @@ impl Runner<'_> {
                 .unwrap_or_default()
                 .to_string(),
             first_checkout,
+            agent: stage.as_ref().map(|s| s.agent_path.clone()),
         };
         let startup = containers::start(
             self.backend.as_ref(),
@@ -376,23 +382,55 @@ impl Runner<'_> {
             socket.as_ref(),
             limits,
             &setup_args,
+            stage.as_ref(),
             self.cancel,
             created,
             self.events,
         )
         .await?;
-        let Startup::Started(setup_output) = startup else {
+        let Startup::Started {
+            output: setup_output,
+            mounted,
+            runner,
+        } = startup
+        else {
             return Ok(Sequence::Interrupted);
         };
+        if !mounted {
+            setup_args.agent = None;
+        }
+        // Without the mounted program, a job that begins with `checkout` gets it with the
+        // repository; any other, while the setup runs.
+        let agent_upload = !mounted && setup_args.first_checkout.is_none();
         let primary = created.primary.clone().expect("set by containers::start");
-        let mut prepared = match self
-            .prepare(&primary, &setup_args, setup_output, &settings, agent_later)
+        // The image's entrypoint or the config's command, not localci's setup and loop.
+        let own_command = setup_output.is_none();
+        let (mut prepared, rest) = match self
+            .prepare(&primary, &setup_args, setup_output, &settings, agent_upload)
             .await
         {
             Ok(prepared) => prepared,
             Err(e) => return primary_gone(self.backend.as_ref(), &primary, e).await,
         };
+        let backend = match rest.filter(|_| runner) {
+            Some((output, leftover)) => {
+                self.steps_backend(&primary, created, output, leftover)
+                    .await
+            }
+            None => self.backend.clone(),
+        };
+        // Uploaded before the first `run` step (or with a checkout that uploads) when neither
+        // the upload above nor a root setup put it in place.
+        let agent_later = !agent_upload && !prepared.agent_installed;
         let checked_first = prepared.first_checkout.take();
+        // The repository's tar was written while the primary started.
+        let mut staged_checkout = None;
+        if let Some(stage) = stage.as_mut().filter(|_| mounted) {
+            if !stage.finish().await {
+                return Ok(Sequence::Interrupted);
+            }
+            staged_checkout = stage.checkout();
+        }
         created.shell = Some(prepared.facts.default_shell.clone());
         created.working_directory = Some(prepared.facts.working_directory.clone());
         for warning in &prepared.warnings {
@@ -422,7 +460,7 @@ impl Runner<'_> {
         let watch = settings.watch.clone();
         let sync = watch.as_ref().map(|_| Arc::new(SyncState::default()));
         let ctx = StepContext {
-            backend: self.backend.clone(),
+            backend,
             plan: self.plan.clone(),
             events: self.events.clone(),
             cancel: self.cancel.clone(),
@@ -444,14 +482,66 @@ impl Runner<'_> {
             halted: Arc::default(),
             agent_pending: Arc::new(agent_later.into()),
             first_checkout: Arc::new(Mutex::new(checked_first)),
+            staged_checkout: Arc::new(Mutex::new(staged_checkout)),
         };
         let mut steps = sequence::run_steps(&ctx).await;
         if let (Some(changes), Some(sync)) = (watch, &sync) {
             steps = super::watch::rerun_on_changes(&ctx, steps, self.started, changes, sync).await;
         }
         match steps {
+            // A primary that runs its own command must still run at the end: CircleCI ends
+            // the job when it exits, also when a step started just before it did.
+            Ok(Sequence::Passed) if own_command => {
+                match self.backend.container_running(&primary).await {
+                    Ok(false) | Err(BackendError::NotFound(_)) => {
+                        Ok(Sequence::Failed(super::PRIMARY_STOPPED.into()))
+                    }
+                    _ => Ok(Sequence::Passed),
+                }
+            }
             Ok(sequence) => Ok(sequence),
             Err(e) => primary_gone(self.backend.as_ref(), &primary, e.into()).await,
+        }
+    }
+
+    /// The files staged on the host and mounted when the engine sees this machine's files:
+    /// the `circleci` program and the first checkout's repository (stage.rs). Not with
+    /// `--keep` (the containers outlive the staged files), nor the repository with `--watch`.
+    fn stage(&self, run_dir: &str, settings: &JobSettings) -> Option<stage::Stage> {
+        if self.run.keep {
+            return None;
+        }
+        stage::prepare(
+            self.backend.as_ref(),
+            self.plan,
+            run_dir,
+            settings.watch.is_none(),
+            self.events,
+            self.cancel,
+        )
+    }
+
+    /// The backend the steps use: the engine's, with the primary's processes started by its
+    /// step runner (what followed the setup in its `output`) when the runner says it runs;
+    /// otherwise the engine's alone (an exec per process).
+    async fn steps_backend(
+        &self,
+        primary: &str,
+        created: &Created,
+        output: Output,
+        leftover: Vec<u8>,
+    ) -> Arc<dyn Backend> {
+        let backend = self.backend.clone();
+        let runner = StepRunner::start(
+            backend.clone(),
+            primary,
+            created.stdin.clone(),
+            output,
+            leftover,
+        );
+        match tokio::time::timeout(RUNNER_START, runner).await {
+            Ok(Some(runner)) => Arc::new(StepRunnerBackend::new(backend, runner)),
+            _ => backend,
         }
     }
 
@@ -484,30 +574,34 @@ impl Runner<'_> {
         args: &SetupArgs,
         setup_output: Option<crate::backend::Output>,
         settings: &JobSettings,
-        agent_later: bool,
-    ) -> Result<setup::Prepared, EngineError> {
+        agent_upload: bool,
+    ) -> Result<(setup::Prepared, Option<(Output, Vec<u8>)>), EngineError> {
         // The in-container `circleci` program (tests glob/split, step halt ...) goes in while
         // the setup runs: neither needs the other (unless the checkout takes it).
         let (prepared, agent) = tokio::join!(
             async {
                 match setup_output {
                     // The primary runs the setup as its command: its report is its output.
-                    Some(mut output) => setup::read_attached(&mut output).await?.ok_or_else(|| {
-                        EngineError::Setup(
+                    Some(mut output) => match setup::read_attached(&mut output).await? {
+                        Some((prepared, leftover)) => Ok((prepared, Some((output, leftover)))),
+                        None => Err(EngineError::Setup(
                             "the primary container stopped during its setup".to_string(),
-                        )
-                    }),
-                    None => setup::prepare(self.backend.as_ref(), primary, args).await,
+                        )),
+                    },
+                    None => Ok((
+                        setup::prepare(self.backend.as_ref(), primary, args).await?,
+                        None,
+                    )),
                 }
             },
             async {
-                if agent_later {
+                if !agent_upload {
                     return Ok(());
                 }
                 crate::agent::install(self.backend.as_ref(), primary).await
             }
         );
-        let prepared = prepared?;
+        let (prepared, rest) = prepared?;
         if let Err(e) = agent {
             self.events.warning(format!(
                 "cannot put the `circleci` program into the primary container: {e}"
@@ -521,6 +615,6 @@ impl Runner<'_> {
             &settings.agent_dir_files,
         )
         .await?;
-        Ok(prepared)
+        Ok((prepared, rest))
     }
 }

@@ -28,6 +28,11 @@ esac
 mkdir -p "$wd" 2>/dev/null || echo "warning=cannot create the working directory $wd as $(id -un 2>/dev/null || id -u)"
 mkdir -p "$2" || exit 1
 : >>"$3" 2>/dev/null || echo "warning=cannot create the BASH_ENV file $3"
+if [ -n "$5" ] && [ "$(id -u)" = 0 ] && mkdir -p /usr/local/bin 2>/dev/null &&
+  cp "$5" /usr/local/bin/circleci 2>/dev/null &&
+  ln -f /usr/local/bin/circleci /usr/local/bin/circleci-agent 2>/dev/null; then
+  echo agent_installed=1
+fi
 echo "uid=$(id -u)"
 echo "gid=$(id -g)"
 echo "home=$home"
@@ -52,25 +57,28 @@ fi"#;
 const END: &str = "localci-setup-exit=";
 
 /// What the setup script takes: the job's working directory (as written), the step folder,
-/// the `BASH_ENV` file, and the `path` of a `checkout` that is the first step (`.` for none
-/// given).
+/// the `BASH_ENV` file, the `path` of a `checkout` that is the first step (`.` for none
+/// given), and the mounted `circleci` program, which a root setup copies to
+/// `/usr/local/bin/circleci` and `circleci-agent` (engine/stage.rs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SetupArgs {
     pub working_directory: String,
     pub run_dir: String,
     pub bash_env: String,
     pub first_checkout: Option<String>,
+    pub agent: Option<String>,
 }
 
 impl SetupArgs {
     /// `$0` and the arguments of the script.
-    fn argv(&self) -> [String; 5] {
+    fn argv(&self) -> [String; 6] {
         [
             "localci-setup".into(),
             self.working_directory.clone(),
             self.run_dir.clone(),
             self.bash_env.clone(),
             self.first_checkout.clone().unwrap_or_default(),
+            self.agent.clone().unwrap_or_default(),
         ]
     }
 }
@@ -117,18 +125,23 @@ pub async fn prepare(
 }
 
 /// The setup's report from the primary's attached output ([`container_command`]), read up to
-/// its end marker. `None` when the output ended first: the container stopped.
-pub async fn read_attached(output: &mut Output) -> Result<Option<Prepared>, EngineError> {
+/// its end marker, with what followed it in the output (the step runner's first bytes).
+/// `None` when the output ended first: the container stopped.
+pub async fn read_attached(
+    output: &mut Output,
+) -> Result<Option<(Prepared, Vec<u8>)>, EngineError> {
     let (stdout, stderr) = read_until(output, |out| end_marker(out).is_some()).await?;
     let Some((at, exit_code)) = end_marker(&stdout) else {
         return Ok(None);
     };
+    let after = at + memchr::memchr(b'\n', &stdout[at..]).map_or(stdout.len() - at, |n| n + 1);
     let out = Collected {
         stdout: String::from_utf8_lossy(&stdout[..at]).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         exit_code,
     };
-    report(out).map(Some)
+    let leftover = stdout[after..].to_vec();
+    report(out).map(|prepared| Some((prepared, leftover)))
 }
 
 /// Where the whole end-marker line starts in `stdout`, and the exit code it gives.
@@ -174,12 +187,15 @@ pub struct Prepared {
     /// The check of the first `checkout` step's target, when [`SetupArgs::first_checkout`]
     /// asked for it.
     pub first_checkout: Option<crate::steps::FirstCheckout>,
+    /// The setup copied the mounted program to `/usr/local/bin` ([`SetupArgs::agent`]).
+    pub agent_installed: bool,
 }
 
 fn parse(stdout: &str) -> Option<Prepared> {
     let mut warnings = Vec::new();
     let (mut uid, mut gid, mut home, mut wd, mut shell) = (None, None, None, None, None);
     let (mut checkout_exit, mut checkout_dir, mut checkout_out) = (None, None, String::new());
+    let mut agent_installed = false;
     for line in stdout.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -191,6 +207,7 @@ fn parse(stdout: &str) -> Option<Prepared> {
             "wd" => wd = Some(value.to_string()),
             "shell" => shell = Some(value.to_string()),
             "warning" => warnings.push(value.to_string()),
+            "agent_installed" => agent_installed = value.trim() == "1",
             "checkout_exit" => checkout_exit = value.trim().parse().ok(),
             "checkout_dir" => checkout_dir = Some(value.to_string()),
             "checkout_out" => {
@@ -221,6 +238,7 @@ fn parse(stdout: &str) -> Option<Prepared> {
         },
         warnings,
         first_checkout,
+        agent_installed,
     })
 }
 

@@ -693,7 +693,15 @@ async fn a_finished_job_closes_its_primarys_stdin_and_the_engine_removes_it() {
 // the setup is then an exec, and nothing waits for a setup report in the primary's output.
 #[tokio::test]
 async fn a_configured_command_of_several_words_gets_the_setup_as_an_exec() {
+    // Also when the engine sees the host's files (the program is mounted, the command kept).
+    for shares_files in [false, true] {
+        configured_command_is_kept(shares_files).await;
+    }
+}
+
+async fn configured_command_is_kept(shares_files: bool) {
     let backend = Arc::new(FakeBackend::new(&["img"]));
+    backend.state().shares_files = shares_files;
     let yaml = "version: 2\njobs:\n  build:\n    docker: [{image: img, command: [sh, -c, serve]}]\n    steps:\n      - run: echo hi\n";
     let ran = tokio::time::timeout(
         Duration::from_secs(10),
@@ -710,6 +718,10 @@ async fn a_configured_command_of_several_words_gets_the_setup_as_an_exec() {
             .any(|e| e.helper() == Some("localci-setup")),
         "the setup ran as an exec"
     );
+    let primary = &state.created_specs[0];
+    let command: Vec<&str> = primary.cmd.iter().flatten().map(String::as_str).collect();
+    assert_eq!(command, ["sh", "-c", "serve"], "mounts: {shares_files}");
+    assert_eq!(primary.file_mounts.is_empty(), !shares_files);
 }
 
 #[tokio::test]

@@ -17,11 +17,11 @@ use super::tarball::{self, Builder};
 use crate::backend::{ExecSpec, Result};
 use crate::engine::hold::{self, Moment};
 
-/// What was sent.
-#[derive(Debug, Default)]
-struct Sent {
-    files: u64,
-    bytes: u64,
+/// What a checkout copied: files (not folders) and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Copied {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// A shell function that refuses a target that exists, has content and is not a git
@@ -46,6 +46,21 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
     // The target is checked in the container (by the setup, for a first checkout) while git
     // lists the files on the host.
     let checked = ctx.take_first_checkout(&target);
+    let staged = ctx.take_staged_checkout();
+    if let (Some(staged), Some(checked)) = (&staged, &checked)
+        && checked.exit_code == 0
+    {
+        // The repository is in the container already, staged on the host (engine/stage.rs).
+        match unpack(ctx, staged, &target).await? {
+            Unpacked::Done => {
+                ctx.events.info(copied_line(staged.copied, &root, &target));
+                return Ok(StepOutcome::Passed { exit_code: None });
+            }
+            Unpacked::Cancelled => return Ok(StepOutcome::Cancelled),
+            // No `tar` in the image, or it failed: the upload below sends it all.
+            Unpacked::Failed => {}
+        }
+    }
     let prepare = async {
         if let Some(checked) = checked {
             return Ok(checked);
@@ -99,7 +114,7 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
             files,
             git_dirs,
         };
-        let names = Names { prefix, owner };
+        let names = Names::at_checkout(prefix, owner);
         return super::sync::send(ctx, &state, &target, fresh, listed, names).await;
     }
     // The `circleci` program goes along when it is not in the container yet.
@@ -108,7 +123,7 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
         if agent {
             crate::agent::append_to(b)?;
         }
-        let names = Names { prefix, owner };
+        let names = Names::at_checkout(prefix, owner);
         write_checkout(b, &source, &files, &git_dirs, &names)
     });
     let tar = hold::stream(Moment::Checkout, &ctx.events, tar);
@@ -124,12 +139,7 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
             if agent {
                 ctx.agent_pending.store(false, Ordering::SeqCst);
             }
-            ctx.events.info(format!(
-                "Copied {} files ({}) from {} to {target}",
-                sent.files,
-                crate::units::format_bytes(sent.bytes),
-                root.display()
-            ));
+            ctx.events.info(copied_line(sent, &root, &target));
             Ok(StepOutcome::Passed { exit_code: None })
         }
         // A file that cannot be read fails the upload too; the file is the reason to show.
@@ -141,6 +151,112 @@ pub async fn run(ctx: &StepContext, path: Option<&str>) -> Result<StepOutcome> {
             "cannot send the repository: {e}"
         ))),
     }
+}
+
+enum Unpacked {
+    Done,
+    Failed,
+    Cancelled,
+}
+
+/// Unpacks the staged repository into `target` with the image's `tar`, as the container
+/// user (the files are theirs), keeping the modes in the archive and giving every file the
+/// time of the checkout, as a clone does.
+async fn unpack(
+    ctx: &StepContext,
+    staged: &super::StagedCheckout,
+    target: &str,
+) -> Result<Unpacked> {
+    let spec = ExecSpec {
+        cmd: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            r#"umask 0 && exec tar -x -m -o -f "$1" -C "$2""#.into(),
+            "localci-unpack".into(),
+            staged.tar.clone(),
+            target.to_string(),
+        ],
+        ..ExecSpec::default()
+    };
+    let unpacked = tokio::select! {
+        // The container goes with the job; tar with it.
+        () = ctx.cancel.cancelled() => return Ok(Unpacked::Cancelled),
+        unpacked = collect(ctx.backend.as_ref(), &ctx.primary, spec) => unpacked?,
+    };
+    Ok(if unpacked.exit_code == 0 {
+        Unpacked::Done
+    } else {
+        Unpacked::Failed
+    })
+}
+
+fn copied_line(copied: Copied, root: &Path, target: &str) -> String {
+    format!(
+        "Copied {} files ({}) from {} to {target}",
+        copied.files,
+        crate::units::format_bytes(copied.bytes),
+        root.display()
+    )
+}
+
+/// Why a staged checkout did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// Larger than the limit: an upload streams it without a copy on the host.
+    #[error("the repository holds more than {0} bytes")]
+    TooLarge(u64),
+    #[error("interrupted (Ctrl-C)")]
+    Cancelled,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The repository of a job's first `checkout`, written on the host into the tar `file` for
+/// the primary's setup to unpack into the target (engine/stage.rs): names relative to the
+/// target, owner root (a root user keeps it, any other user gets the files as its own, as
+/// with an upload). Refused when its files hold more than `limit` bytes.
+pub(crate) async fn stage(
+    root: &Path,
+    file: &Path,
+    limit: u64,
+    events: &crate::report::Events,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> std::result::Result<Copied, StageError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let (files, git_dirs) = tokio::join!(list_files(root), git_dirs(root));
+    let (files, git_dirs) = (files?, git_dirs?);
+    let source = root.to_path_buf();
+    let (tar, writer) = tarball::spawn_writer(move |b| {
+        let entries = entries(&source, &files, &git_dirs)?;
+        let bytes: u64 = entries
+            .iter()
+            .filter(|e| e.meta.is_file())
+            .map(|e| e.meta.len())
+            .sum();
+        if bytes > limit {
+            return Ok(None);
+        }
+        let names = Names::at_checkout(PathBuf::new(), (0, 0));
+        write_entries(b, &entries, &names).map(Some)
+    });
+    let mut tar = hold::stream(Moment::Checkout, events, tar);
+    let mut out = tokio::fs::File::create(file).await?;
+    loop {
+        let chunk = tokio::select! {
+            () = cancel.cancelled() => return Err(StageError::Cancelled),
+            chunk = tar.next() => chunk,
+        };
+        match chunk {
+            Some(chunk) => out.write_all(&chunk?).await?,
+            None => break,
+        }
+    }
+    out.flush().await?;
+    let written = writer
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))??;
+    written.ok_or(StageError::TooLarge(limit))
 }
 
 /// The files of the checkout ([`crate::git::CHECKOUT_FILES`]), relative to `root`.
@@ -189,6 +305,21 @@ async fn git(root: &Path, args: &[&str]) -> io::Result<Vec<u8>> {
 pub(super) struct Names {
     pub(super) prefix: PathBuf,
     pub(super) owner: (u64, u64),
+    /// When every entry was modified: the checkout's time, as a clone gives every file.
+    pub(super) mtime: u64,
+}
+
+impl Names {
+    pub(super) fn at_checkout(prefix: PathBuf, owner: (u64, u64)) -> Names {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Names {
+            prefix,
+            owner,
+            mtime: now,
+        }
+    }
 }
 
 /// One path the checkout sends: where it is on the host, its name under the target, and
@@ -205,11 +336,22 @@ fn write_checkout(
     files: &[PathBuf],
     git_dirs: &(PathBuf, PathBuf),
     names: &Names,
-) -> io::Result<Sent> {
-    let mut sent = Sent::default();
-    for entry in entries(root, files, git_dirs)? {
+) -> io::Result<Copied> {
+    write_entries(b, &entries(root, files, git_dirs)?, names)
+}
+
+fn write_entries(b: &mut Builder, entries: &[Entry], names: &Names) -> io::Result<Copied> {
+    let mut sent = Copied::default();
+    for entry in entries {
         let name = names.prefix.join(&entry.name);
-        sent.bytes += tarball::append_path(b, &entry.source, &name, &entry.meta, names.owner)?;
+        sent.bytes += tarball::append_path(
+            b,
+            &entry.source,
+            &name,
+            &entry.meta,
+            names.owner,
+            Some(names.mtime),
+        )?;
         if !entry.meta.is_dir() {
             sent.files += 1;
         }

@@ -134,6 +134,8 @@ pub struct StepContext {
     /// The setup's check of the target of a `checkout` that is the job's first step; taken
     /// by that step (see [`StepContext::take_first_checkout`]).
     pub first_checkout: Arc<Mutex<Option<FirstCheckout>>>,
+    /// The first checkout's staged repository, taken by that step.
+    pub staged_checkout: Arc<Mutex<Option<StagedCheckout>>>,
 }
 
 /// What the setup found at the target of the job's first `checkout` (the check that step
@@ -146,6 +148,16 @@ pub struct FirstCheckout {
     pub checked: super::process::Collected,
 }
 
+/// The repository of the job's first `checkout`, staged on the host and mounted in the
+/// primary as a tar (engine/stage.rs), for that step to unpack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagedCheckout {
+    /// The tar, in the container.
+    pub tar: String,
+    /// What it holds.
+    pub copied: super::checkout::Copied,
+}
+
 impl StepContext {
     /// The setup's check of `target`, once: the first checkout's (a later one, or a rerun
     /// under `--watch`, checks again since steps may have changed the folder).
@@ -156,6 +168,14 @@ impl StepContext {
             .expect("no task panics holding it")
             .take()?;
         (taken.dir == target).then_some(taken.checked)
+    }
+
+    /// The staged repository, once (the first checkout's; a later one uploads).
+    pub fn take_staged_checkout(&self) -> Option<StagedCheckout> {
+        self.staged_checkout
+            .lock()
+            .expect("no task panics holding it")
+            .take()
     }
 
     /// Installs the `circleci` program if no checkout sent it yet (before a `run` step).

@@ -13,7 +13,9 @@ pub mod sync;
 pub mod tarball;
 pub mod workspace;
 
-pub use context::{Facts, FirstCheckout, Settings, StepContext, UpstreamLayers, Workspace};
+pub use context::{
+    Facts, FirstCheckout, Settings, StagedCheckout, StepContext, UpstreamLayers, Workspace,
+};
 
 use crate::backend::Result;
 use crate::config::{Step, StepKind};

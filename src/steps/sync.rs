@@ -305,7 +305,7 @@ fn write_delta(
             counts.bytes += header.size()?;
             Some(reader.hasher.finalize().into())
         } else {
-            tarball::append_path(b, &f.source, &name, &meta, names.owner)?;
+            tarball::append_path(b, &f.source, &name, &meta, names.owner, Some(names.mtime))?;
             None
         };
         if !meta.is_dir() {

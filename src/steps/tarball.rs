@@ -151,18 +151,23 @@ fn now() -> u64 {
 }
 
 /// Appends one host path (file, symlink or directory entry, not its contents) as `name`,
-/// owned by `uid:gid`. Returns the bytes of file content added.
+/// owned by `uid:gid`, modified at `mtime` (seconds; `None`: as on the host). Returns the
+/// bytes of file content added.
 pub fn append_path(
     builder: &mut Builder,
     source: &Path,
     name: &Path,
     meta: &fs::Metadata,
     owner: (u64, u64),
+    mtime: Option<u64>,
 ) -> io::Result<u64> {
     let mut header = tar::Header::new_gnu();
     header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
     header.set_uid(owner.0);
     header.set_gid(owner.1);
+    if let Some(mtime) = mtime {
+        header.set_mtime(mtime);
+    }
     let kind = meta.file_type();
     if kind.is_symlink() {
         let target = fs::read_link(source)?;

@@ -142,6 +142,156 @@ async fn checkout_sends_what_git_would_with_the_container_users_ownership() {
     );
 }
 
+/// A repository with a tracked file, an untracked one and an ignored one.
+fn small_repo() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    git(root, &["init", "-q", "-b", "main"]);
+    std::fs::write(root.join(".gitignore"), "*.log\n").unwrap();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(root.join("src/tracked.txt"), "t").unwrap();
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "x"]);
+    std::fs::write(root.join("untracked.txt"), "u").unwrap();
+    std::fs::write(root.join("debug.log"), "ignored").unwrap();
+    repo
+}
+
+// Issue 10 (speed): an engine that sees the host's files gets the `circleci` program and the
+// first checkout's repository as mounted files, which the setup unpacks: no upload at all.
+#[tokio::test]
+async fn a_local_engine_gets_the_first_checkout_staged_and_nothing_uploaded() {
+    let repo = small_repo();
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    backend.state().shares_files = true;
+    let dirs = tempfile::tempdir().unwrap();
+    let steps = "      - checkout\n      - run: echo built\n";
+    let (status, events) = run(
+        &backend,
+        plan(steps, RepoInfo::discover(repo.path())),
+        dirs.path(),
+    )
+    .await;
+    assert_eq!(status, NodeOutcome::Passed, "{events}");
+    let expected = uploaded_copied_line(repo.path()).await;
+    let state = backend.state();
+    assert!(state.uploads.is_empty(), "uploads: {}", state.uploads.len());
+    assert_eq!(
+        state
+            .files
+            .get("/root/project/src/tracked.txt")
+            .map(Vec::as_slice),
+        Some(&b"t"[..])
+    );
+    assert!(state.files.contains_key("/root/project/untracked.txt"));
+    assert!(state.files.contains_key("/root/project/.git/HEAD"));
+    assert!(!state.files.contains_key("/root/project/debug.log"));
+    assert_eq!(copied_line(&events), expected);
+    assert!(
+        !state
+            .execs
+            .iter()
+            .any(|e| e.helper() == Some("localci-checkout"))
+    );
+    // The program is mounted beside the agent folder (the root setup copied it into
+    // place), and the staged files are gone.
+    let created = state.created_specs.first().expect("a primary was created");
+    let targets: Vec<&str> = created
+        .file_mounts
+        .iter()
+        .map(|m| m.target.as_str())
+        .collect();
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    assert!(targets[0].starts_with("/tmp/.localci-") && targets[0].ends_with(".agent"));
+    assert!(targets[1].ends_with(".checkout.tar"), "{targets:?}");
+    assert!(
+        created.file_mounts.iter().all(|m| !m.source.exists()),
+        "the staged files outlived the job"
+    );
+}
+
+// A user other than root cannot copy the mounted program to /usr/local/bin: it is uploaded
+// there before the first `run` step, as a plain file a job may replace (CircleCI's own CLI).
+#[tokio::test]
+async fn a_non_root_job_gets_the_program_uploaded_before_its_first_run_step() {
+    let repo = small_repo();
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    {
+        let mut state = backend.state();
+        state.shares_files = true;
+        state.uid = 3434;
+    }
+    let dirs = tempfile::tempdir().unwrap();
+    let steps = "      - checkout\n      - run: echo built\n";
+    let (status, events) = run(
+        &backend,
+        plan(steps, RepoInfo::discover(repo.path())),
+        dirs.path(),
+    )
+    .await;
+    assert_eq!(status, NodeOutcome::Passed, "{events}");
+    let state = backend.state();
+    assert_eq!(state.uploads.len(), 1, "only the program is uploaded");
+    assert!(state.files.contains_key("/usr/local/bin/circleci"));
+    assert!(state.files.contains_key("/root/project/src/tracked.txt"));
+}
+
+// Without `tar` in the image, or with an engine that refuses the mounts, the checkout is
+// uploaded as before, with the same files.
+#[tokio::test]
+async fn a_staged_checkout_falls_back_to_an_upload() {
+    let repo = small_repo();
+    for refuses in [false, true] {
+        let backend = Arc::new(FakeBackend::new(&["img"]));
+        {
+            let mut state = backend.state();
+            state.shares_files = true;
+            state.no_tar = !refuses;
+            state.refuses_mounts = refuses;
+        }
+        let dirs = tempfile::tempdir().unwrap();
+        let steps = "      - checkout\n      - run: echo built\n";
+        let (status, events) = run(
+            &backend,
+            plan(steps, RepoInfo::discover(repo.path())),
+            dirs.path(),
+        )
+        .await;
+        assert_eq!(status, NodeOutcome::Passed, "{events}");
+        let expected = uploaded_copied_line(repo.path()).await;
+        let state = backend.state();
+        assert!(
+            state.files.contains_key("/root/project/src/tracked.txt"),
+            "refuses mounts: {refuses}"
+        );
+        // No tar: the program is mounted and only the repository goes up. Mounts refused:
+        // the program goes with the repository.
+        assert_eq!(state.uploads.len(), 1, "refuses mounts: {refuses}");
+        let agent_uploaded = state.files.contains_key("/usr/local/bin/circleci");
+        assert_eq!(agent_uploaded, refuses);
+        assert_eq!(copied_line(&events), expected);
+    }
+}
+
+fn copied_line(events: &str) -> String {
+    let line = events.lines().find(|l| l.starts_with("Copied "));
+    line.unwrap_or_else(|| panic!("no Copied line in {events}"))
+        .to_string()
+}
+
+/// The checkout's `Copied ...` line when the repository is uploaded.
+async fn uploaded_copied_line(root: &Path) -> String {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    let dirs = tempfile::tempdir().unwrap();
+    let (_, events) = run(
+        &backend,
+        plan("      - checkout\n", RepoInfo::discover(root)),
+        dirs.path(),
+    )
+    .await;
+    copied_line(&events)
+}
+
 // Issue 10 (speed): the target of a first checkout is checked by the setup, so that step
 // needs no exec of its own; a later checkout (the folder may have changed) checks again, and
 // a refusal reported by the setup fails the step with the setup's words.

@@ -565,6 +565,118 @@ fn checkout_sends_tracked_and_untracked_files_but_not_ignored_ones() {
     );
 }
 
+// Issue 10 (speed): on a local engine the steps run through localci's runner in the primary
+// (no exec per step), the repository comes as a mounted tar that the setup unpacks, and an
+// image without `tar` gets the repository uploaded instead, with the same files.
+#[test]
+fn steps_run_through_the_runner_and_checkout_works_without_tar() {
+    require_docker!();
+    let image = format!("localci-test/notar:{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {DEBIAN}\nRUN rm /usr/bin/tar\n"),
+    )
+    .unwrap();
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", &image])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    // The step's shell is the wrapper's child; the wrapper is the runner's.
+    let steps = r#"      - checkout
+      - run: |
+          wrapper=$(cut -d' ' -f4 /proc/$PPID/stat)
+          tr '\0' ' ' < /proc/$wrapper/cmdline | sed 's/^/parent=/'; echo
+          cat src/main.txt
+          command -v tar >/dev/null || echo "no tar here"
+          stat -c 'mode=%a %n' src/run.sh src/main.txt
+          readlink src/link | sed 's/^/link=/'
+      - run: echo "to the container's log" > /proc/1/fd/1; echo "after $((40+2))"
+      - run: circleci tests glob "src/*.txt" | sed 's/^/glob=/'
+      - run: cp /bin/true /usr/local/bin/circleci && echo "program $((1+1)) replaced"
+      - run: test $(( $(date +%s) - $(stat -c %Y src/main.txt) )) -lt 3600 && echo "checked out $((1+1)) now"
+"#;
+    // Not root: the program is uploaded to /usr/local/bin, the runner still runs the steps.
+    let nonroot = format!(
+        "  nonroot:\n    docker:\n      - image: {DEBIAN}\n        user: circleci\n    steps:\n      - checkout\n      - run: circleci tests glob \"src/*.txt\" | sed 's/^/glob=/'; stat -c 'agent=%U' /usr/local/bin/circleci\n"
+    );
+    let p = Project::new(&config(&[
+        job("plain", BUSYBOX, steps),
+        job("notar", &image, steps),
+        nonroot,
+    ]));
+    p.write("src/main.txt", "tracked\n")
+        .write("src/run.sh", "echo run\n");
+    use std::os::unix::fs::PermissionsExt;
+    let script = p.path().join("src/run.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        p.path().join("src/main.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("main.txt", p.path().join("src/link")).unwrap();
+    p.commit();
+    // A file last changed long ago gets the checkout's time, as with a clone.
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(p.path().join("src/main.txt"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let plain = p.execute(&["plain"]);
+    plain
+        .assert_code(0)
+        .assert_stdout(".agent __localci-runner \n")
+        .assert_stdout("tracked\n")
+        .assert_nothing_left();
+    let notar = p.execute(&["notar"]);
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+    notar
+        .assert_code(0)
+        .assert_stdout("no tar here\n")
+        .assert_stdout(".agent __localci-runner \n")
+        .assert_stdout("tracked\n")
+        .assert_nothing_left();
+    for run in [&plain, &notar] {
+        run.assert_stdout("after 42\n")
+            .assert_stdout("glob=src/main.txt\n")
+            .assert_stdout("program 2 replaced\n")
+            .assert_stdout("checked out 2 now\n");
+        assert!(
+            run.stdout.contains("parent=/tmp/.localci-"),
+            "{}",
+            run.stdout
+        );
+        run.assert_stdout("mode=755 src/run.sh\nmode=644 src/main.txt\nlink=main.txt\n");
+        let copied = |out: &str| {
+            out.lines()
+                .find(|l| l.starts_with("Copied "))
+                .map(str::to_string)
+        };
+        assert!(copied(&run.stdout).is_some(), "{}", run.stdout);
+    }
+    p.execute(&["nonroot"])
+        .assert_code(0)
+        .assert_stdout("glob=src/main.txt\n")
+        .assert_stdout("agent=root\n")
+        .assert_nothing_left();
+    let line = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("Copied "))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(line(&plain.stdout), line(&notar.stdout));
+}
+
 #[test]
 fn checkout_refuses_a_non_empty_folder_that_is_not_a_repository() {
     require_docker!();

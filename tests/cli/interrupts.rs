@@ -101,6 +101,7 @@ jobs:
         command: ["sleep", "600"]
     steps:
       - checkout
+      - run: if [ -e hold-first ]; then sleep 600; fi
       - restore_cache:
           keys: [v1-deps-]
       - run: mkdir -p deps out/results && echo dep > deps/a && dd if=/dev/urandom of=deps/big bs=1024 count=1024 2>/dev/null && cp deps/big out/ && cp deps/big out/results/ && echo '<testsuite name="t" tests="1"><testcase name="c"/></testsuite>' > out/results/r.xml
@@ -161,6 +162,11 @@ fn project(moment: Moment, pulled: &str) -> Project {
     }
     if let Reach::Step(file, _) = moment.reach {
         p.write(file, "");
+    }
+    // The second job waits only while the first runs: it must not be done before the
+    // second is up (its steps take milliseconds).
+    if moment.name == "waiting" {
+        p.write("hold-first", "");
     }
     p.commit();
     p

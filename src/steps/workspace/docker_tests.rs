@@ -100,6 +100,7 @@ fn context(
         halted: Arc::default(),
         agent_pending: Arc::default(),
         first_checkout: Arc::default(),
+        staged_checkout: Arc::default(),
     }
 }
 

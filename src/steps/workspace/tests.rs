@@ -75,6 +75,7 @@ impl Harness {
             halted: Arc::default(),
             agent_pending: Arc::default(),
             first_checkout: Arc::default(),
+            staged_checkout: Arc::default(),
         };
         Harness {
             backend,
