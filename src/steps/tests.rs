@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
-use crate::backend::fake::FakeBackend;
+use crate::backend::fake::{FakeBackend, State};
 use crate::engine::{EngineOptions, NodeOutcome, bash_env_path, run_job};
 use crate::git::RepoInfo;
 use crate::plan::{JobPlan, Plan, PlanOptions};
@@ -63,16 +63,8 @@ use crate::test_support::git;
 
 #[tokio::test]
 async fn checkout_sends_what_git_would_with_the_container_users_ownership() {
-    let repo = tempfile::tempdir().unwrap();
+    let repo = small_repo();
     let root = repo.path();
-    git(root, &["init", "-q", "-b", "main"]);
-    std::fs::write(root.join(".gitignore"), "*.log\n").unwrap();
-    std::fs::create_dir_all(root.join("src")).unwrap();
-    std::fs::write(root.join("src/tracked.txt"), "t").unwrap();
-    git(root, &["add", "-A"]);
-    git(root, &["commit", "-q", "-m", "x"]);
-    std::fs::write(root.join("untracked.txt"), "u").unwrap();
-    std::fs::write(root.join("debug.log"), "ignored").unwrap();
     std::fs::create_dir_all(root.join(".localci/artifacts")).unwrap();
     std::fs::write(root.join(".localci/artifacts/a"), "own output").unwrap();
     let backend = Arc::new(FakeBackend::new(&["img"]));
@@ -157,22 +149,28 @@ fn small_repo() -> tempfile::TempDir {
     repo
 }
 
+/// Runs `checkout` then a `run` step of the repository at `root` on a fake engine that sees
+/// the host's files, set up by `setup`; the backend and what was printed. The job passes.
+async fn staged_job(root: &Path, setup: impl FnOnce(&mut State)) -> (Arc<FakeBackend>, String) {
+    let backend = Arc::new(FakeBackend::new(&["img"]));
+    {
+        let mut state = backend.state();
+        state.shares_files = true;
+        setup(&mut state);
+    }
+    let dirs = tempfile::tempdir().unwrap();
+    let steps = "      - checkout\n      - run: echo built\n";
+    let (status, events) = run(&backend, plan(steps, RepoInfo::discover(root)), dirs.path()).await;
+    assert_eq!(status, NodeOutcome::Passed, "{events}");
+    (backend, events)
+}
+
 // Issue 10 (speed): an engine that sees the host's files gets the `circleci` program and the
-// first checkout's repository as mounted files, which the setup unpacks: no upload at all.
+// first checkout's repository as mounted files, which the checkout unpacks: no upload at all.
 #[tokio::test]
 async fn a_local_engine_gets_the_first_checkout_staged_and_nothing_uploaded() {
     let repo = small_repo();
-    let backend = Arc::new(FakeBackend::new(&["img"]));
-    backend.state().shares_files = true;
-    let dirs = tempfile::tempdir().unwrap();
-    let steps = "      - checkout\n      - run: echo built\n";
-    let (status, events) = run(
-        &backend,
-        plan(steps, RepoInfo::discover(repo.path())),
-        dirs.path(),
-    )
-    .await;
-    assert_eq!(status, NodeOutcome::Passed, "{events}");
+    let (backend, events) = staged_job(repo.path(), |_| {}).await;
     let expected = uploaded_copied_line(repo.path()).await;
     let state = backend.state();
     assert!(state.uploads.is_empty(), "uploads: {}", state.uploads.len());
@@ -215,21 +213,7 @@ async fn a_local_engine_gets_the_first_checkout_staged_and_nothing_uploaded() {
 #[tokio::test]
 async fn a_non_root_job_gets_the_program_uploaded_before_its_first_run_step() {
     let repo = small_repo();
-    let backend = Arc::new(FakeBackend::new(&["img"]));
-    {
-        let mut state = backend.state();
-        state.shares_files = true;
-        state.uid = 3434;
-    }
-    let dirs = tempfile::tempdir().unwrap();
-    let steps = "      - checkout\n      - run: echo built\n";
-    let (status, events) = run(
-        &backend,
-        plan(steps, RepoInfo::discover(repo.path())),
-        dirs.path(),
-    )
-    .await;
-    assert_eq!(status, NodeOutcome::Passed, "{events}");
+    let (backend, _) = staged_job(repo.path(), |state| state.uid = 3434).await;
     let state = backend.state();
     assert_eq!(state.uploads.len(), 1, "only the program is uploaded");
     assert!(state.files.contains_key("/usr/local/bin/circleci"));
@@ -242,22 +226,11 @@ async fn a_non_root_job_gets_the_program_uploaded_before_its_first_run_step() {
 async fn a_staged_checkout_falls_back_to_an_upload() {
     let repo = small_repo();
     for refuses in [false, true] {
-        let backend = Arc::new(FakeBackend::new(&["img"]));
-        {
-            let mut state = backend.state();
-            state.shares_files = true;
+        let (backend, events) = staged_job(repo.path(), |state| {
             state.no_tar = !refuses;
             state.refuses_mounts = refuses;
-        }
-        let dirs = tempfile::tempdir().unwrap();
-        let steps = "      - checkout\n      - run: echo built\n";
-        let (status, events) = run(
-            &backend,
-            plan(steps, RepoInfo::discover(repo.path())),
-            dirs.path(),
-        )
+        })
         .await;
-        assert_eq!(status, NodeOutcome::Passed, "{events}");
         let expected = uploaded_copied_line(repo.path()).await;
         let state = backend.state();
         assert!(
