@@ -422,6 +422,12 @@ impl Runner<'_> {
         // Uploaded before the first `run` step (or with a checkout that uploads) when neither
         // the upload above nor a root setup put it in place.
         let agent_later = !agent_upload && !prepared.agent_installed;
+        // With the program mounted the checkout does not upload: it goes up now, beside the
+        // first steps (they run through the runner, not Docker).
+        let agent_upload_now = (agent_later && mounted).then(|| {
+            let (backend, primary) = (self.backend.clone(), primary.clone());
+            tokio::spawn(async move { crate::agent::install(backend.as_ref(), &primary).await })
+        });
         let checked_first = prepared.first_checkout.take();
         // The repository's tar was written while the primary started.
         let mut staged_checkout = None;
@@ -480,7 +486,8 @@ impl Runner<'_> {
             )])),
             run_dir,
             halted: Arc::default(),
-            agent_pending: Arc::new(agent_later.into()),
+            agent_pending: Arc::new((agent_later && !mounted).into()),
+            agent_upload: Arc::new(Mutex::new(agent_upload_now)),
             first_checkout: Arc::new(Mutex::new(checked_first)),
             staged_checkout: Arc::new(Mutex::new(staged_checkout)),
         };

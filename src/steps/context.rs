@@ -109,6 +109,9 @@ pub struct UpstreamLayers {
     pub ancestors: std::collections::BTreeSet<String>,
 }
 
+/// An upload of the `circleci` program under way.
+pub type AgentUpload = tokio::task::JoinHandle<crate::backend::Result<()>>;
+
 #[derive(Clone)]
 pub struct StepContext {
     pub backend: Arc<dyn Backend>,
@@ -131,6 +134,9 @@ pub struct StepContext {
     /// sends it with the repository (one upload instead of two, and uploads into one
     /// container do not overlap in Docker); see [`StepContext::ensure_agent`].
     pub agent_pending: Arc<AtomicBool>,
+    /// The upload of the `circleci` program started in the background (a user other than
+    /// root, with the program mounted for the runner); awaited before the first `run` step.
+    pub agent_upload: Arc<Mutex<Option<AgentUpload>>>,
     /// The setup's check of the target of a `checkout` that is the job's first step; taken
     /// by that step (see [`StepContext::take_first_checkout`]).
     pub first_checkout: Arc<Mutex<Option<FirstCheckout>>>,
@@ -178,8 +184,25 @@ impl StepContext {
             .take()
     }
 
-    /// Installs the `circleci` program if no checkout sent it yet (before a `run` step).
+    /// Installs the `circleci` program if no checkout sent it yet (before a `run` step), or
+    /// waits for its upload under way.
     pub async fn ensure_agent(&self) {
+        let under_way = self
+            .agent_upload
+            .lock()
+            .expect("no task panics holding it")
+            .take();
+        if let Some(upload) = under_way {
+            let failed = match upload.await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            self.events.warning(format!(
+                "cannot put the `circleci` program into the primary container: {failed}"
+            ));
+            return;
+        }
         if !self.agent_pending.swap(false, Ordering::SeqCst) {
             return;
         }

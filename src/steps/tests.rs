@@ -209,7 +209,8 @@ async fn a_local_engine_gets_the_first_checkout_staged_and_nothing_uploaded() {
 }
 
 // A user other than root cannot copy the mounted program to /usr/local/bin: it is uploaded
-// there before the first `run` step, as a plain file a job may replace (CircleCI's own CLI).
+// there while the first steps run, in place before the first `run` step, as a plain file a
+// job may replace (CircleCI's own CLI).
 #[tokio::test]
 async fn a_non_root_job_gets_the_program_uploaded_before_its_first_run_step() {
     let repo = small_repo();

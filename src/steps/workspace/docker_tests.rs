@@ -99,6 +99,7 @@ fn context(
         extra_env: Arc::new(Mutex::new(Vec::new())),
         halted: Arc::default(),
         agent_pending: Arc::default(),
+        agent_upload: Arc::default(),
         first_checkout: Arc::default(),
         staged_checkout: Arc::default(),
     }

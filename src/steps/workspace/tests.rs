@@ -74,6 +74,7 @@ impl Harness {
             extra_env: Arc::new(Mutex::new(Vec::new())),
             halted: Arc::default(),
             agent_pending: Arc::default(),
+            agent_upload: Arc::default(),
             first_checkout: Arc::default(),
             staged_checkout: Arc::default(),
         };
