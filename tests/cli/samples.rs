@@ -218,7 +218,8 @@ impl Run {
 // copy of the sample, once per fenced block of the section (so a second block is a second
 // run, e.g. a cache hit), and the block's lines must appear in the output, in order. Lines
 // that differ between runs are matched loosely: container ids, durations, sizes and counts
-// of copied files, the README's `/tmp/<sample>` folder, and the length of pytest's `===` rules. `[...]` lines stand for lines
+// of copied files, how many attempts a wait for a service took, the README's `/tmp/<sample>`
+// folder, and the length of pytest's `===` rules. `[...]` lines stand for lines
 // left out. See: issue 10 (the READMEs quoted lines the tool no longer printed).
 
 /// One section of a README: the command it runs, its exit code and the blocks it quotes.
@@ -262,7 +263,7 @@ fn readme_sections(readme: &str) -> Vec<Section> {
 /// A quoted line as a whole-line pattern, with the parts that vary between runs loosened.
 fn line_pattern(line: &str, sample: &str, root: &Path) -> regex::Regex {
     let varying = regex::Regex::new(&format!(
-        r"(?P<path>/tmp/{})|(?P<run><run>)|(?P<id>\b[0-9a-f]{{12}}\b)|(?P<size>\b\d+(?:\.\d+)? (?:B|KiB|MiB|GiB)\b)|(?P<dur>\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ms|µs|s|m|h)\b)|(?P<files>\b\d+ files\b)|(?P<rule>={{3,}}|-{{3,}})",
+        r"(?P<path>/tmp/{})|(?P<run><run>)|(?P<id>\b[0-9a-f]{{12}}\b)|(?P<size>\b\d+(?:\.\d+)? (?:B|KiB|MiB|GiB)\b)|(?P<dur>\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ms|µs|s|m|h)\b)|(?P<files>\b\d+ files\b)|(?P<attempts>\b\d+ attempt\(s\))|(?P<rule>={{3,}}|-{{3,}})",
         regex::escape(sample)
     ))
     .unwrap();
@@ -283,6 +284,8 @@ fn line_pattern(line: &str, sample: &str, root: &Path) -> regex::Regex {
             r"(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ms|µs|s|m|h)".to_string()
         } else if c.name("files").is_some() {
             r"\d+ files".to_string()
+        } else if c.name("attempts").is_some() {
+            r"\d+ attempt\(s\)".to_string()
         } else {
             // pytest centres its summaries in rules that grow as the duration shrinks.
             format!("{}+", regex::escape(&m.as_str()[..1]))
@@ -365,6 +368,9 @@ fn the_quoted_lines_match_loosely_only_where_runs_differ() {
     assert!(!p.is_match(
         "Primary container 0123456789ab (img) as uid 1, in 1m2.5s from /work/x, 31 files (1 B)"
     ));
+    // How soon a service answers depends on how soon the steps begin.
+    let waited = line_pattern("service answered after 1 attempt(s)", "demo", root);
+    assert!(waited.is_match("service answered after 2 attempt(s)"));
     let ago = line_pattern("Found one created 59s ago", "demo", root);
     assert!(ago.is_match("Found one created 1m ago"));
     let rule = line_pattern("===== 5 passed in 0.07s =====", "demo", root);
