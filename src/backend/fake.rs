@@ -72,6 +72,8 @@ pub struct State {
     pub containers: BTreeMap<String, FakeContainer>,
     /// The spec of every container made, in order (they stay when the container goes).
     pub created_specs: Vec<ContainerSpec>,
+    /// The mode of the folder of each mounted file when its container was made.
+    pub mount_folder_modes: Vec<u32>,
     pub removed: Vec<String>,
     /// Containers killed (`kill_container`), in order.
     pub killed: Vec<String>,
@@ -346,6 +348,15 @@ impl Backend for FakeBackend {
                 running: false,
             };
             let mut state = shared.lock().expect("tests do not panic while holding it");
+            for mount in &container.spec.file_mounts {
+                use std::os::unix::fs::PermissionsExt;
+                let folder = mount
+                    .source
+                    .parent()
+                    .and_then(|p| std::fs::metadata(p).ok());
+                let mode = folder.map_or(0, |m| m.permissions().mode() & 0o777);
+                state.mount_folder_modes.push(mode);
+            }
             state.created_specs.push(container.spec.clone());
             state.containers.insert(made_id, container);
         };

@@ -36,7 +36,7 @@ pub const PRESERVE_ENTRYPOINT: &str = "com.circleci.preserve-entrypoint";
 /// Keeps the primary running until localci lets go of its stdin ([`StdinHold::release`], or
 /// localci's exit, whatever way it ends): the container then stops and the engine removes it.
 const KEEP_ALIVE: &str = "while read -r _; do :; done";
-/// With the agent mounted: the step runner (engine/runner.rs) serves the job's processes
+/// With the agent mounted: the step runner (engine/step_runner.rs) serves the job's processes
 /// until localci lets go of its stdin. Should it not start, the shell says so in a line that
 /// is not one of its frames, and the loop keeps the primary running for execs.
 fn keep_alive_runner(agent: &str) -> String {
@@ -248,7 +248,7 @@ impl StdinHold {
         self.0.try_lock().map_or(true, |input| input.is_some())
     }
 
-    /// Writes `bytes` to the stdin (the step runner's requests: engine/runner.rs).
+    /// Writes `bytes` to the stdin (the step runner's requests: engine/step_runner.rs).
     pub(crate) async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
         let mut input = self.0.lock().await;
         let Some(input) = input.as_mut() else {

@@ -399,14 +399,22 @@ impl Runner<'_> {
         if !mounted {
             setup_args.agent = None;
         }
-        // Without the mounted program, a job that begins with `checkout` gets it with the
-        // repository; any other, while the setup runs.
-        let agent_upload = !mounted && setup_args.first_checkout.is_none();
+        // The `circleci` program in /usr/local/bin: a root setup copies the mounted one; else
+        // it is uploaded while the setup runs, or with the upload of a first checkout, or (the
+        // program mounted: the checkout does not upload) beside the first steps.
+        let agent_with_setup = !mounted && setup_args.first_checkout.is_none();
+        let agent_with_checkout = !mounted && !agent_with_setup;
         let primary = created.primary.clone().expect("set by containers::start");
         // The image's entrypoint or the config's command, not localci's setup and loop.
         let own_command = setup_output.is_none();
         let (mut prepared, rest) = match self
-            .prepare(&primary, &setup_args, setup_output, &settings, agent_upload)
+            .prepare(
+                &primary,
+                &setup_args,
+                setup_output,
+                &settings,
+                agent_with_setup,
+            )
             .await
         {
             Ok(prepared) => prepared,
@@ -419,12 +427,7 @@ impl Runner<'_> {
             }
             None => self.backend.clone(),
         };
-        // Uploaded before the first `run` step (or with a checkout that uploads) when neither
-        // the upload above nor a root setup put it in place.
-        let agent_later = !agent_upload && !prepared.agent_installed;
-        // With the program mounted the checkout does not upload: it goes up now, beside the
-        // first steps (they run through the runner, not Docker).
-        let agent_upload_now = (agent_later && mounted).then(|| {
+        let agent_beside_steps = (mounted && !prepared.agent_installed).then(|| {
             let (backend, primary) = (self.backend.clone(), primary.clone());
             tokio::spawn(async move { crate::agent::install(backend.as_ref(), &primary).await })
         });
@@ -486,8 +489,8 @@ impl Runner<'_> {
             )])),
             run_dir,
             halted: Arc::default(),
-            agent_pending: Arc::new((agent_later && !mounted).into()),
-            agent_upload: Arc::new(Mutex::new(agent_upload_now)),
+            agent_pending: Arc::new(agent_with_checkout.into()),
+            agent_upload: Arc::new(Mutex::new(agent_beside_steps)),
             first_checkout: Arc::new(Mutex::new(checked_first)),
             staged_checkout: Arc::new(Mutex::new(staged_checkout)),
         };
@@ -581,7 +584,7 @@ impl Runner<'_> {
         args: &SetupArgs,
         setup_output: Option<crate::backend::Output>,
         settings: &JobSettings,
-        agent_upload: bool,
+        agent_with_setup: bool,
     ) -> Result<(setup::Prepared, Option<(Output, Vec<u8>)>), EngineError> {
         // The in-container `circleci` program (tests glob/split, step halt ...) goes in while
         // the setup runs: neither needs the other (unless the checkout takes it).
@@ -602,7 +605,7 @@ impl Runner<'_> {
                 }
             },
             async {
-                if !agent_upload {
+                if !agent_with_setup {
                     return Ok(());
                 }
                 crate::agent::install(self.backend.as_ref(), primary).await

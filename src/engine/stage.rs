@@ -3,15 +3,15 @@
 //! the `circleci` program beside the job's agent folder (the step runner runs it; the setup
 //! copies it to `/usr/local/bin` when it runs as root, else it is uploaded there), and the
 //! repository of a job's first `checkout` as a tar that the step unpacks into its target
-//! (steps/checkout.rs). Docker charges a fixed 60-100 ms
-//! for an upload whatever its size, and a mount costs nothing (docs/execute.md, "Speed").
+//! (steps/checkout.rs). Docker charges a fixed 60-100 ms for an upload whatever its size,
+//! and a mount costs nothing (docs/execute.md, "Speed").
 //!
 //! The files live in a private temporary folder (mode 0700) removed when the job ends (and,
-//! after a run that was killed, by the next run: [`sweep`]). The
-//! uploads stay for everything else: a remote engine, `--keep` (the container outlives the
+//! after a run that was killed, by the next run: [`sweep`]). The uploads stay for
+//! everything else: a remote engine, `--keep` (the container outlives the
 //! folder), the checkout under `--watch` (it syncs the checkout itself), a repository over
-//! [`CHECKOUT_LIMIT`] (streamed, no copy on the host), and whatever the setup could not
-//! unpack (no `tar` in the image): the checkout step then copies as before.
+//! [`CHECKOUT_LIMIT`] (streamed, no copy on the host), and a tar the checkout step could not
+//! unpack (no `tar` in the image): the step then copies as before.
 
 use std::io;
 use std::path::Path;
@@ -32,7 +32,8 @@ pub(crate) const CHECKOUT_LIMIT: u64 = 64 << 20;
 
 /// The staged files of one job, with the mounts that show them in its primary container.
 pub(crate) struct Stage {
-    _dir: tempfile::TempDir,
+    /// Removed with the stage.
+    dir: tempfile::TempDir,
     /// The `circleci` program in the container: the step runner, and what the setup copies
     /// to `/usr/local/bin` when it runs as root (a mount there could not be replaced by a
     /// job that installs CircleCI's own CLI).
@@ -95,20 +96,24 @@ pub(crate) fn prepare(
     if !backend.shares_files() {
         return None;
     }
-    let dir = tempfile::Builder::new()
-        .prefix(&stage_prefix())
-        .tempdir()
-        .ok()?;
-    let agent = write_agent(dir.path()).ok()?;
+    let prefix = stage_prefix();
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Private: the repository's files are in it.
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    let dir = builder.tempdir().ok()?;
     let agent_path = format!("{in_container}.agent");
-    let mut mounts = vec![FileMount {
-        source: agent,
-        target: agent_path.clone(),
-    }];
     let mut stage = Stage {
-        _dir: dir,
+        mounts: vec![FileMount {
+            source: write_agent(dir.path()).ok()?,
+            target: agent_path.clone(),
+        }],
+        dir,
         agent_path,
-        mounts: Vec::new(),
         checkout_path: None,
         filling: None,
         copied: None,
@@ -119,10 +124,10 @@ pub(crate) fn prepare(
             Some(StepKind::Checkout { .. })
         );
     if let (true, Some(root)) = (first_checkout, plan.git.root.clone()) {
-        let file = stage._dir.path().join("checkout.tar");
+        let file = stage.dir.path().join("checkout.tar");
         if std::fs::File::create(&file).is_ok() {
             let target = format!("{in_container}.checkout.tar");
-            mounts.push(FileMount {
+            stage.mounts.push(FileMount {
                 source: file.clone(),
                 target: target.clone(),
             });
@@ -133,7 +138,6 @@ pub(crate) fn prepare(
             }));
         }
     }
-    stage.mounts = mounts;
     Some(stage)
 }
 

@@ -92,7 +92,7 @@ impl StepRunner {
 
     async fn exec(&self, spec: ExecSpec) -> Result<Exec> {
         let id = self.next.fetch_add(1, Ordering::SeqCst);
-        let (tx, rx) = mpsc::channel(FRAMES_AHEAD);
+        let (tx, mut rx) = mpsc::channel(FRAMES_AHEAD);
         let (exit_tx, exit_rx) = oneshot::channel();
         {
             let mut table = lock(&self.table);
@@ -122,10 +122,7 @@ impl StepRunner {
                 "cannot write to the step runner of the primary container: {e}"
             )));
         }
-        let output = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })
-        .boxed();
+        let output = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
         Ok(Exec {
             id: format!("{ID_PREFIX}{id}"),
             output,

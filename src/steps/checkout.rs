@@ -212,7 +212,7 @@ pub enum StageError {
 }
 
 /// The repository of a job's first `checkout`, written on the host into the tar `file` for
-/// the primary's setup to unpack into the target (engine/stage.rs): names relative to the
+/// that step to unpack into its target ([`unpack`]; engine/stage.rs): names relative to the
 /// target, owner root (a root user keeps it, any other user gets the files as its own, as
 /// with an upload). Refused when its files hold more than `limit` bytes.
 pub(crate) async fn stage(
@@ -311,13 +311,10 @@ pub(super) struct Names {
 
 impl Names {
     pub(super) fn at_checkout(prefix: PathBuf, owner: (u64, u64)) -> Names {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         Names {
             prefix,
             owner,
-            mtime: now,
+            mtime: crate::engine::now_unix(),
         }
     }
 }

@@ -138,16 +138,10 @@ pub fn single_file(name: &str, bytes: &[u8], uid: u64, gid: u64) -> io::Result<B
     header.set_mode(0o644);
     header.set_uid(uid);
     header.set_gid(gid);
-    header.set_mtime(now());
+    header.set_mtime(crate::engine::now_unix());
     builder.append_data(&mut header, name, bytes)?;
     let data = builder.into_inner()?;
     Ok(futures_util::stream::once(async move { Ok(bytes::Bytes::from(data)) }).boxed())
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Appends one host path (file, symlink or directory entry, not its contents) as `name`,

@@ -206,6 +206,8 @@ async fn a_local_engine_gets_the_first_checkout_staged_and_nothing_uploaded() {
         created.file_mounts.iter().all(|m| !m.source.exists()),
         "the staged files outlived the job"
     );
+    // In a folder only localci's user can enter: the repository's files are in it.
+    assert_eq!(state.mount_folder_modes, [0o700, 0o700]);
 }
 
 // A user other than root cannot copy the mounted program to /usr/local/bin: it is uploaded
